@@ -1,0 +1,131 @@
+//! `GET /auth/me`: the signed-in user (one read).
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::{Method, StatusCode};
+
+use super::{Deps, answer, authenticate, require_method};
+use crate::domain::User;
+use crate::error::ApiError;
+use crate::http::{self, Response};
+use crate::store::UserStore;
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(me(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+    require_method(req, &[Method::GET, Method::HEAD])?;
+    let user = authenticate(deps, req).await?;
+    Ok(http::json(StatusCode::OK, &User::from(&user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testing::{body_json, deps, event, get, register};
+    use lambda_http::http::HeaderValue;
+
+    #[tokio::test]
+    async fn returns_the_user_for_a_bearer_token() {
+        let deps = deps();
+        let tokens = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let mut req = event("me");
+        let bearer = format!(
+            "Bearer {}",
+            tokens["access_token"].as_str().unwrap_or_default()
+        );
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&bearer).expect("header"),
+        );
+        let response = handle(&deps, req).await.expect("ok");
+        assert_eq!(response.status(), 200);
+        let body = body_json(&response);
+        assert_eq!(body["username"], "alice");
+        assert_eq!(body["full_name"], serde_json::Value::Null);
+        assert!(body.get("password_hash").is_none());
+    }
+
+    #[tokio::test]
+    async fn accepts_the_access_cookie() {
+        let deps = deps();
+        let tokens = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let cookie = format!(
+            "__Host-access_token={}",
+            tokens["access_token"].as_str().unwrap_or_default()
+        );
+        let response = handle(&deps, get("/auth/me", &[("cookie", &cookie)]))
+            .await
+            .expect("ok");
+        assert_eq!(response.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn missing_forged_and_refresh_tokens_are_401_with_a_challenge() {
+        // JWT-08: a refresh token is not an access token.
+        let deps = deps();
+        let tokens = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let refresh = format!(
+            "Bearer {}",
+            tokens["refresh_token"].as_str().unwrap_or_default()
+        );
+        let access = tokens["access_token"].as_str().unwrap_or_default();
+        let forged = format!("Bearer {}x", &access[..access.len() - 1]);
+        for headers in [
+            vec![],
+            vec![("authorization", refresh.as_str())],
+            vec![("authorization", forged.as_str())],
+            vec![("authorization", "Bearer not-a-jwt")],
+            vec![("authorization", "Basic YTpi")],
+        ] {
+            let response = handle(&deps, get("/auth/me", &headers)).await.expect("ok");
+            assert_eq!(response.status(), 401, "{headers:?}");
+            assert!(response.headers().contains_key("www-authenticate"));
+            assert_eq!(body_json(&response)["code"], "invalid_token");
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_older_than_the_revocation_point_are_refused() {
+        let deps = deps();
+        let tokens = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let id = crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
+            .expect("id");
+        deps.store.bump_token_version(id);
+        let bearer = format!(
+            "Bearer {}",
+            tokens["access_token"].as_str().unwrap_or_default()
+        );
+        let response = handle(&deps, get("/auth/me", &[("authorization", &bearer)]))
+            .await
+            .expect("ok");
+        assert_eq!(response.status(), 401);
+    }
+}

@@ -1,0 +1,214 @@
+//! `POST /auth/register`: create an account and sign it in (201 token response).
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::{Method, StatusCode};
+use time::OffsetDateTime;
+
+use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, require_method};
+use crate::domain::{Email, FullName, NewPassword, UserId, UserRecord, Username};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, TokenDelivery, check};
+use crate::store::UserStore;
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(register(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn register<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+    require_method(req, &[Method::POST])?;
+    let delivery = TokenDelivery::of(req);
+    check_cookie_mode_origin(deps, req, delivery)?;
+    let body = http::json_body(req)?;
+
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["username", "email", "password", "full_name"], &mut errors);
+    let username = check(
+        "username",
+        body.required_str("username", &mut errors),
+        Username::parse,
+        &mut errors,
+    );
+    let email = check(
+        "email",
+        body.required_str("email", &mut errors),
+        Email::parse,
+        &mut errors,
+    );
+    let full_name = check(
+        "full_name",
+        body.optional_str("full_name", &mut errors),
+        FullName::parse,
+        &mut errors,
+    );
+    let raw_password = body.required_str("password", &mut errors);
+    let identifiers = [
+        username.as_ref().map_or("", Username::as_str),
+        email.as_ref().map_or("", Email::as_str),
+    ];
+    let password = check(
+        "password",
+        raw_password,
+        |p| NewPassword::parse(p, &identifiers),
+        &mut errors,
+    );
+    let (Some(username), Some(email), Some(password), true) =
+        (username, email, password, errors.is_empty())
+    else {
+        return Err(ApiError::Validation(errors));
+    };
+
+    let now =
+        OffsetDateTime::from_unix_timestamp(deps.clock.unix()).map_err(|_| ApiError::Internal)?;
+    let user = UserRecord {
+        id: UserId::new(),
+        username,
+        email,
+        full_name,
+        password_hash: deps.passwords.hash(password.expose()).await?,
+        token_version: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    deps.store.create_user(&user).await?;
+    tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %client_ip(req));
+    new_session(deps, &user, delivery, StatusCode::CREATED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testing::{body_json, deps, event, post};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn registers_and_signs_in_from_the_sample_event() {
+        let deps = deps();
+        let response = handle(&deps, event("register")).await.expect("infallible");
+        assert_eq!(response.status(), 201);
+        let body = body_json(&response);
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 600);
+        assert_eq!(body["refresh_expires_in"], 604_800);
+        assert_eq!(body["user"]["username"], "alice");
+        assert_eq!(body["user"]["email"], "alice@example.com");
+        assert!(body["user"].get("password_hash").is_none());
+        assert!(
+            body["access_token"]
+                .as_str()
+                .is_some_and(|t| t.split('.').count() == 3)
+        );
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "body mode sets no cookie"
+        );
+        assert_eq!(deps.store.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn taken_email_or_username_is_a_conflict_case_insensitively() {
+        let deps = deps();
+        let first =
+            json!({"username": "bob", "email": "bob@example.com", "password": "a long passphrase"});
+        assert_eq!(
+            handle(&deps, post("/auth/register", &first))
+                .await
+                .expect("ok")
+                .status(),
+            201
+        );
+        let same_email = json!({"username": "bobby", "email": "BOB@Example.com", "password": "a long passphrase"});
+        let response = handle(&deps, post("/auth/register", &same_email))
+            .await
+            .expect("ok");
+        assert_eq!(response.status(), 409);
+        assert_eq!(body_json(&response)["code"], "email_taken");
+        let same_name = json!({"username": "BOB", "email": "other@example.com", "password": "a long passphrase"});
+        let response = handle(&deps, post("/auth/register", &same_name))
+            .await
+            .expect("ok");
+        assert_eq!(body_json(&response)["code"], "username_taken");
+        assert_eq!(deps.store.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn validation_reports_every_field() {
+        let deps = deps();
+        let bad = json!({"username": "a@b", "email": "nope", "password": "password1", "full_name": 7, "role": "admin"});
+        let response = handle(&deps, post("/auth/register", &bad))
+            .await
+            .expect("ok");
+        assert_eq!(response.status(), 422);
+        let body = body_json(&response);
+        assert_eq!(body["code"], "validation_failed");
+        for field in ["username", "email", "password", "full_name", "role"] {
+            assert!(body["errors"][field].is_string(), "{field}: {body}");
+        }
+        assert_eq!(deps.store.user_count(), 0, "no partial write");
+        let missing = handle(&deps, post("/auth/register", &json!({})))
+            .await
+            .expect("ok");
+        assert_eq!(body_json(&missing)["errors"]["password"], "is required");
+    }
+
+    #[tokio::test]
+    async fn cookie_mode_sets_cookies_and_keeps_tokens_out_of_the_body() {
+        // CK-01, CK-04, CK-05
+        let deps = deps();
+        let mut req = post(
+            "/auth/register",
+            &json!({"username": "carol", "email": "carol@example.com", "password": "a long passphrase"}),
+        );
+        req.headers_mut()
+            .insert("x-token-delivery", "cookie".parse().expect("header"));
+        let response = handle(&deps, req).await.expect("ok");
+        assert_eq!(response.status(), 201);
+        let body = body_json(&response);
+        assert!(body.get("access_token").is_none() && body.get("refresh_token").is_none());
+        assert_eq!(body["expires_in"], 600);
+        let cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(cookies.len(), 2);
+        assert!(cookies[0].starts_with("__Host-access_token=") && cookies[0].contains("Path=/;"));
+        assert!(
+            cookies[1].starts_with("__Secure-refresh_token=") && cookies[1].contains("Path=/auth;")
+        );
+        for c in &cookies {
+            assert!(
+                c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Strict")
+            );
+        }
+        assert!(cookies[1].contains("Max-Age=604800"));
+    }
+
+    #[tokio::test]
+    async fn cookie_mode_from_a_foreign_origin_is_refused() {
+        let deps = deps();
+        let mut req = post(
+            "/auth/register",
+            &json!({"username": "dave", "email": "dave@example.com", "password": "a long passphrase"}),
+        );
+        req.headers_mut()
+            .insert("x-token-delivery", "cookie".parse().expect("header"));
+        req.headers_mut()
+            .insert("origin", "https://evil.example".parse().expect("header"));
+        let response = handle(&deps, req).await.expect("ok");
+        assert_eq!(response.status(), 403);
+        assert_eq!(body_json(&response)["code"], "csrf_rejected");
+        assert_eq!(deps.store.user_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405() {
+        let deps = deps();
+        let mut req = post("/auth/register", &json!({}));
+        *req.method_mut() = Method::GET;
+        assert_eq!(handle(&deps, req).await.expect("ok").status(), 405);
+    }
+}

@@ -1,0 +1,83 @@
+//! Helpers for handler tests: dependencies over the memory store, and requests built from the
+//! same `events/*.json` files that `cargo lambda invoke` and `sam local invoke` use.
+
+use lambda_http::{Body, Request};
+use serde_json::Value;
+
+use super::Deps;
+use crate::config::Config;
+use crate::http::Response;
+use crate::store::memory::MemoryStore;
+
+pub const TEST_SECRET: &str = "test-only-secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+
+pub fn config() -> Config {
+    Config::from_lookup(|name| match name {
+        "USERS_TABLE" => Some("users".into()),
+        "TOKENS_TABLE" => Some("tokens".into()),
+        "JWT_SECRET" => Some(TEST_SECRET.into()),
+        "JWT_ISSUER" => Some("http://127.0.0.1:9000".into()),
+        "ALLOWED_ORIGINS" => Some("http://localhost:3000".into()),
+        _ => None,
+    })
+    .expect("test config")
+}
+
+pub fn deps() -> Deps<MemoryStore> {
+    Deps::new(config(), MemoryStore::new())
+}
+
+/// The sample event `events/<name>.json`, as Lambda would deliver it.
+pub fn event(name: &str) -> Request {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    lambda_http::request::from_str(&raw).unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+/// A request built from an event file with another method, path, headers and body.
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Body) -> Request {
+    let template = event("register");
+    let (mut parts, _) = template.into_parts();
+    parts.method = method.parse().expect("method");
+    parts.uri = path.parse().expect("path");
+    parts.headers.remove("content-type");
+    for (name, value) in headers {
+        parts.headers.insert(
+            lambda_http::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            value.parse().expect("value"),
+        );
+    }
+    Request::from_parts(parts, body)
+}
+
+pub fn post(path: &str, body: &Value) -> Request {
+    request(
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        Body::from(body.to_string()),
+    )
+}
+
+pub fn get(path: &str, headers: &[(&str, &str)]) -> Request {
+    request("GET", path, headers, Body::Empty)
+}
+
+pub fn body_json(response: &Response) -> Value {
+    serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null)
+}
+
+/// Registers a user through the handler and returns the token response.
+pub async fn register(
+    deps: &Deps<MemoryStore>,
+    username: &str,
+    email: &str,
+    password: &str,
+) -> Value {
+    let body = serde_json::json!({"username": username, "email": email, "password": password});
+    let response = super::register::handle(deps, post("/auth/register", &body))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 201, "{}", body_json(&response));
+    body_json(&response)
+}

@@ -1,0 +1,528 @@
+//! The HTTP side of the contract: body parsing with its limits, JSON and problem responses with
+//! the security headers every answer carries, token delivery modes, cookies and origin checks.
+
+use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldErrors};
+
+pub type Response = lambda_http::Response<Body>;
+
+/// Bodies above this size are refused before parsing (AG-06).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The access-token cookie: `__Host-` binds it to this host and `Path=/`.
+pub const ACCESS_COOKIE: &str = "__Host-access_token";
+/// The refresh-token cookie, sent only to `/auth` (a `__Host-` cookie cannot be path-scoped).
+pub const REFRESH_COOKIE: &str = "__Secure-refresh_token";
+
+const PROBLEM_JSON: &str = "application/problem+json";
+const APPLICATION_JSON: &str = "application/json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "strict" => Some(Self::Strict),
+            "lax" => Some(Self::Lax),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "Strict",
+            Self::Lax => "Lax",
+            Self::None => "None",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+
+/// Parses a required JSON object body: `application/json`, at most 16 KiB, valid JSON, an object.
+pub fn json_body(req: &Request) -> Result<JsonObject, ApiError> {
+    optional_json_body(req)?
+        .ok_or_else(|| ApiError::invalid_field("body", "a JSON object is required"))
+}
+
+/// Like [`json_body`], but an empty body is `None` (for endpoints whose every field is optional).
+pub fn optional_json_body(req: &Request) -> Result<Option<JsonObject>, ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) && !has_header(req.headers(), header::CONTENT_TYPE)
+    {
+        return Ok(None);
+    }
+    if !is_json_content_type(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(Some(JsonObject(map))),
+        Ok(_) => Err(ApiError::invalid_field("body", "must be a JSON object")),
+        Err(_) => Err(ApiError::MalformedJson),
+    }
+}
+
+fn has_header(headers: &HeaderMap, name: header::HeaderName) -> bool {
+    headers.contains_key(name)
+}
+
+/// `application/json`, optionally with parameters (`; charset=utf-8`). Nothing else, so no HTML
+/// form (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) can post here.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(APPLICATION_JSON))
+}
+
+/// A parsed JSON object body, read field by field so that every problem is reported at once.
+#[derive(Debug, Clone, Default)]
+pub struct JsonObject(Map<String, Value>);
+
+impl JsonObject {
+    /// A string field that may be absent (or `null`). A value of another type is an error.
+    pub fn optional_str(&self, key: &str, errors: &mut FieldErrors) -> Option<&str> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                errors.insert(key.to_owned(), "must be a string".into());
+                None
+            }
+        }
+    }
+
+    /// A string field that must be present.
+    pub fn required_str(&self, key: &str, errors: &mut FieldErrors) -> Option<&str> {
+        let value = self.optional_str(key, errors);
+        if value.is_none() && !errors.contains_key(key) {
+            errors.insert(key.to_owned(), "is required".into());
+        }
+        value
+    }
+
+    /// Whether the field is present at all (`null` included).
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Records an error for every field outside `allowed` (RG-03: no mass assignment).
+    pub fn reject_unknown(&self, allowed: &[&str], errors: &mut FieldErrors) {
+        for key in self.0.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            // Echo at most a short, printable prefix of an attacker-chosen key.
+            let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
+            errors.insert(shown, "is not a known field".into());
+        }
+    }
+}
+
+/// Runs a validator over a field's raw value, recording its complaint.
+pub fn check<T, E: ToString>(
+    field: &str,
+    raw: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+    errors: &mut FieldErrors,
+) -> Option<T> {
+    match parse(raw?) {
+        Ok(value) => Some(value),
+        Err(reason) => {
+            errors.insert(field.to_owned(), reason.to_string());
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request metadata
+
+/// How the client wants its tokens: in the body (API and mobile clients) or only as cookies
+/// (browser SPAs, `X-Token-Delivery: cookie`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenDelivery {
+    Body,
+    Cookie,
+}
+
+impl TokenDelivery {
+    pub fn of(req: &Request) -> Self {
+        let cookie = req
+            .headers()
+            .get("x-token-delivery")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("cookie"));
+        if cookie { Self::Cookie } else { Self::Body }
+    }
+}
+
+/// The value of one cookie of the request.
+pub fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The client address API Gateway saw (never `X-Forwarded-For`, which the client controls).
+pub fn source_ip(req: &Request) -> Option<String> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
+        _ => None,
+    }
+}
+
+/// CSRF defence for browser requests (CS-02): a state-changing request must come from one of the
+/// allowed origins, matched exactly. `required` is true when the request is authenticated by a
+/// cookie; otherwise only a present-but-foreign `Origin` is refused.
+pub fn check_origin(
+    req: &Request,
+    allowed: &std::collections::BTreeSet<String>,
+    required: bool,
+) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    match req.headers().get(header::ORIGIN).map(HeaderValue::to_str) {
+        Some(Ok(origin)) if allowed.contains(origin) => Ok(()),
+        None if !required => Ok(()),
+        _ => {
+            tracing::warn!(
+                event = "csrf_rejected",
+                "state-changing request from a foreign or missing origin"
+            );
+            Err(ApiError::CsrfRejected)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+/// A JSON response with the security headers.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => with_headers(status, APPLICATION_JSON, Body::from(bytes)),
+        Err(err) => {
+            tracing::error!(error = %err, "response serialization failed");
+            problem(&ApiError::Internal)
+        }
+    }
+}
+
+/// An empty response (204) with the security headers.
+pub fn no_content() -> Response {
+    let mut response = with_headers(StatusCode::NO_CONTENT, APPLICATION_JSON, Body::Empty);
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    response
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a FieldErrors>,
+}
+
+/// An RFC 9457 problem response for `err`. Server errors say nothing about their cause.
+pub fn problem(err: &ApiError) -> Response {
+    let status = err.status();
+    let body = Problem {
+        r#type: format!("tag:auth,2026:problem:{}", err.code()),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail: err.to_string(),
+        code: err.code(),
+        errors: match err {
+            ApiError::Validation(errors) => Some(errors),
+            _ => None,
+        },
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = with_headers(status, PROBLEM_JSON, Body::from(bytes));
+    let headers = response.headers_mut();
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = match err {
+            ApiError::InvalidCredentials => "Bearer realm=\"auth\"",
+            _ => "Bearer realm=\"auth\", error=\"invalid_token\"",
+        };
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    if let Some(secs) = err.retry_after_secs() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
+}
+
+fn with_headers(status: StatusCode, content_type: &'static str, body: Body) -> Response {
+    let mut response = lambda_http::Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Adds one `Set-Cookie` header. Each cookie is its own header, which the runtime turns into the
+/// Lambda response's `cookies` list (CK-05).
+pub fn set_cookie(
+    response: &mut Response,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: i64,
+    same_site: SameSite,
+) {
+    let cookie = format!(
+        "{name}={value}; Path={path}; Max-Age={}; HttpOnly; Secure; SameSite={}",
+        max_age_secs.max(0),
+        same_site.as_str()
+    );
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        Err(_) => tracing::error!(cookie = name, "cookie value is not a valid header"),
+    }
+}
+
+/// Clears both token cookies (CK-06).
+pub fn clear_token_cookies(response: &mut Response, same_site: SameSite) {
+    set_cookie(response, ACCESS_COOKIE, "", "/", 0, same_site);
+    set_cookie(response, REFRESH_COOKIE, "", "/auth", 0, same_site);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http;
+
+    fn request(content_type: Option<&str>, body: &str) -> Request {
+        let mut builder = http::Request::builder().method("POST").uri("/auth/login");
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        builder.body(Body::from(body.to_owned())).expect("request")
+    }
+
+    #[test]
+    fn body_checks_answer_4xx() {
+        let code = |ct, body: &str| json_body(&request(ct, body)).expect_err("refused").code();
+        assert_eq!(code(Some("application/json"), "{"), "malformed_json");
+        assert_eq!(code(Some("application/json"), "[1]"), "validation_failed");
+        assert_eq!(code(Some("text/plain"), "{}"), "unsupported_media_type");
+        assert_eq!(
+            code(Some("application/x-www-form-urlencoded"), "a=b"),
+            "unsupported_media_type"
+        );
+        assert_eq!(code(None, "{}"), "unsupported_media_type");
+        assert_eq!(code(Some("application/json"), ""), "validation_failed");
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        assert_eq!(code(Some("application/json"), &big), "payload_too_large");
+        assert!(json_body(&request(Some("Application/JSON; charset=utf-8"), "{}")).is_ok());
+    }
+
+    #[test]
+    fn fields_are_typed_and_unknown_ones_reported() {
+        let body = json_body(&request(
+            Some("application/json"),
+            r#"{"a":"x","b":1,"c":null,"role":"admin"}"#,
+        ))
+        .expect("object");
+        let mut errors = FieldErrors::new();
+        assert_eq!(body.required_str("a", &mut errors), Some("x"));
+        assert_eq!(body.required_str("b", &mut errors), None);
+        assert_eq!(body.optional_str("c", &mut errors), None);
+        assert_eq!(body.required_str("d", &mut errors), None);
+        body.reject_unknown(&["a", "b", "c", "d"], &mut errors);
+        assert_eq!(
+            errors.get("b").map(String::as_str),
+            Some("must be a string")
+        );
+        assert_eq!(errors.get("d").map(String::as_str), Some("is required"));
+        assert_eq!(
+            errors.get("role").map(String::as_str),
+            Some("is not a known field")
+        );
+        assert!(!errors.contains_key("c"));
+    }
+
+    #[test]
+    fn every_response_carries_the_security_headers() {
+        // HD-01, on success and on error alike.
+        for response in [
+            json(StatusCode::OK, &"ok"),
+            problem(&ApiError::InvalidToken),
+            no_content(),
+        ] {
+            let h = response.headers();
+            assert_eq!(h["cache-control"], "no-store");
+            assert_eq!(h["x-content-type-options"], "nosniff");
+            assert!(
+                h["strict-transport-security"]
+                    .to_str()
+                    .unwrap_or("")
+                    .starts_with("max-age=")
+            );
+            assert!(
+                h["content-security-policy"]
+                    .to_str()
+                    .unwrap_or("")
+                    .contains("frame-ancestors 'none'")
+            );
+        }
+    }
+
+    #[test]
+    fn problems_follow_rfc_9457() {
+        let response = problem(&ApiError::invalid_field("email", "is not an email address"));
+        assert_eq!(response.status(), 422);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body: Value = serde_json::from_slice(response.body().as_ref()).expect("json");
+        assert_eq!(body["status"], 422);
+        assert_eq!(body["code"], "validation_failed");
+        assert_eq!(body["errors"]["email"], "is not an email address");
+        assert!(
+            body["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("validation_failed"))
+        );
+
+        let unauthorized = problem(&ApiError::InvalidToken);
+        assert!(
+            unauthorized.headers()["www-authenticate"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("Bearer")
+        );
+        let limited = problem(&ApiError::TooManyAttempts {
+            retry_after_secs: 42,
+        });
+        assert_eq!(limited.headers()["retry-after"], "42");
+    }
+
+    #[test]
+    fn cookies_are_separate_headers_with_strict_attributes() {
+        let mut response = no_content();
+        set_cookie(
+            &mut response,
+            ACCESS_COOKIE,
+            "a.b.c",
+            "/",
+            600,
+            SameSite::Strict,
+        );
+        set_cookie(
+            &mut response,
+            REFRESH_COOKIE,
+            "d.e.f",
+            "/auth",
+            604_800,
+            SameSite::Strict,
+        );
+        let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies.len(), 2);
+        assert_eq!(
+            cookies[0],
+            "__Host-access_token=a.b.c; Path=/; Max-Age=600; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert!(!cookies[1].to_str().unwrap_or("").contains("Domain"));
+    }
+
+    #[test]
+    fn reads_cookies_bearer_and_delivery_mode() {
+        let req = http::Request::builder()
+            .header("cookie", "other=1; __Host-access_token=tok; x=")
+            .header("authorization", "Bearer  abc ")
+            .header("x-token-delivery", "Cookie")
+            .body(Body::Empty)
+            .expect("request");
+        assert_eq!(cookie(&req, ACCESS_COOKIE), Some("tok"));
+        assert_eq!(cookie(&req, "x"), None);
+        assert_eq!(bearer_token(&req), Some("abc"));
+        assert_eq!(TokenDelivery::of(&req), TokenDelivery::Cookie);
+    }
+
+    #[test]
+    fn origin_must_match_exactly() {
+        // CS-02: exact match, not prefix or suffix.
+        let allowed = ["https://app.example.com".to_owned()].into_iter().collect();
+        let post = |origin: Option<&str>| {
+            let mut b = http::Request::builder().method("POST");
+            if let Some(o) = origin {
+                b = b.header("origin", o);
+            }
+            b.body(Body::Empty).expect("request")
+        };
+        assert!(check_origin(&post(Some("https://app.example.com")), &allowed, true).is_ok());
+        assert!(
+            check_origin(
+                &post(Some("https://app.example.com.evil.tld")),
+                &allowed,
+                true
+            )
+            .is_err()
+        );
+        assert!(check_origin(&post(None), &allowed, true).is_err());
+        assert!(check_origin(&post(None), &allowed, false).is_ok());
+        assert!(check_origin(&post(Some("https://evil.example")), &allowed, false).is_err());
+    }
+}

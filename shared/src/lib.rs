@@ -1,0 +1,17 @@
+//! Everything the auth functions share: configuration, the HTTP contract (parsing, problem
+//! responses, cookies), JWTs, password hashing, validated domain types, storage and the endpoint
+//! handlers themselves. Each `functions/<name>/src/main.rs` only wires these together.
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod jwt;
+pub mod password;
+pub mod store;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use error::ApiError;
