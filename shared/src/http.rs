@@ -375,6 +375,13 @@ mod tests {
         let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
         assert_eq!(code(Some("application/json"), &big), "payload_too_large");
         assert!(json_body(&request(Some("Application/JSON; charset=utf-8"), "{}")).is_ok());
+        // A body API Gateway delivered base64-encoded, not valid UTF-8.
+        let mut binary = request(Some("application/json"), "");
+        *binary.body_mut() = Body::Binary(vec![b'{', b'"', 0xff, b'"', b':', b'1', b'}']);
+        assert_eq!(
+            json_body(&binary).expect_err("refused").code(),
+            "malformed_json"
+        );
     }
 
     #[test]

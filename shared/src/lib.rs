@@ -9,6 +9,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod jwt;
+pub mod logging;
 pub mod password;
 pub mod store;
 

@@ -23,8 +23,8 @@ pub mod login;
 pub mod me;
 pub mod register;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 /// Everything a handler needs, built once per cold start.
 pub struct Deps<S> {

@@ -7,14 +7,16 @@ use serde_json::Value;
 use super::Deps;
 use crate::config::Config;
 use crate::http::Response;
+use crate::store::UserStore;
 use crate::store::memory::MemoryStore;
 
 pub const TEST_SECRET: &str = "test-only-secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
+/// A test configuration; table names come from the environment when set (integration tests).
 pub fn config() -> Config {
     Config::from_lookup(|name| match name {
-        "USERS_TABLE" => Some("users".into()),
-        "TOKENS_TABLE" => Some("tokens".into()),
+        "USERS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "users".into())),
+        "TOKENS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "tokens".into())),
         "JWT_SECRET" => Some(TEST_SECRET.into()),
         "JWT_ISSUER" => Some("http://127.0.0.1:9000".into()),
         "ALLOWED_ORIGINS" => Some("http://localhost:3000".into()),
@@ -68,8 +70,8 @@ pub fn body_json(response: &Response) -> Value {
 }
 
 /// Registers a user through the handler and returns the token response.
-pub async fn register(
-    deps: &Deps<MemoryStore>,
+pub async fn register<S: UserStore>(
+    deps: &Deps<S>,
     username: &str,
     email: &str,
     password: &str,

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Checks on template.yaml that the linters do not make: one name per function in four places
+(package, SAM Binary, local route, event file), the same routes in the template and the local
+router, least-privilege policies, and the table settings the design relies on."""
+
+import json
+import os
+import sys
+import tomllib
+
+from cfnlint.decode import decode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, condition, detail=""):
+    if condition:
+        results["passed"] += 1
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name} {detail}")
+
+
+def main():
+    template, problems = decode(os.path.join(ROOT, "template.yaml"))
+    if problems:
+        sys.exit(f"template.yaml does not parse: {problems}")
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        cargo = tomllib.load(f)
+    resources = template["Resources"]
+    functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    packages = sorted(os.listdir(os.path.join(ROOT, "functions")))
+
+    template_routes = set()
+    binaries = set()
+    for logical_id, function in functions.items():
+        binary = function.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        check(f"{logical_id} builds with cargo-lambda", function["Metadata"].get("BuildMethod") == "rust-cargolambda")
+        check(f"{logical_id} names its Binary", binary in packages, binary)
+        binaries.add(binary)
+        check(f"{logical_id} builds from the workspace root", "CodeUri" not in function["Properties"])
+        check(f"events/{binary}.json exists", os.path.exists(os.path.join(ROOT, "events", f"{binary}.json")))
+        for event in function["Properties"].get("Events", {}).values():
+            props = event["Properties"]
+            route = (props["Method"].upper(), props["Path"])
+            template_routes.add(route + (binary,))
+            sample = os.path.join(ROOT, "events", f"{binary}.json")
+            if os.path.exists(sample):
+                with open(sample) as f:
+                    route_key = json.load(f).get("routeKey")
+                check(f"events/{binary}.json is a {route} event", route_key == " ".join(route), route_key)
+        statements = [s for p in function["Properties"].get("Policies", []) for s in p.get("Statement", [])]
+        policy_names = [p for p in function["Properties"].get("Policies", []) if isinstance(p, dict) and "Statement" not in p]
+        check(f"{logical_id} uses no managed policy templates", not policy_names, policy_names)
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            check(
+                f"{logical_id} grants no wildcard, scan or batch action",
+                not any(a.endswith("*") or a in ("dynamodb:Scan", "dynamodb:BatchWriteItem") for a in actions),
+                actions,
+            )
+            check(f"{logical_id} scopes its resources", statement.get("Resource") not in ("*", None))
+
+    check("every function package is deployed", binaries == set(packages), (binaries, packages))
+    router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    local_routes = {(r["method"].upper(), path, r["function"]) for path, rs in router.items() for r in rs}
+    check("the local router serves exactly the template's routes", local_routes == template_routes,
+          (sorted(local_routes ^ template_routes)))
+
+    globals_ = template["Globals"]["Function"]
+    check("functions time out within 10 s (RL-01)", globals_["Timeout"] <= 10)
+    check("arm64 on provided.al2023", globals_["Architectures"] == ["arm64"] and globals_["Runtime"] == "provided.al2023")
+    check("logs are JSON", globals_["LoggingConfig"]["LogFormat"] == "JSON")
+    check("CodeUri is the workspace root", globals_["CodeUri"] == ".")
+    env = globals_["Environment"]["Variables"]
+    check("the JWT secret is resolved from Secrets Manager", "resolve:secretsmanager" in json.dumps(env["JWT_SECRET"]))
+    tokens = resources["TokensTable"]["Properties"]
+    check("the tokens table expires items by TTL (DB-02)", tokens["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True})
+    users = resources["UsersTable"]
+    check("users table has point-in-time recovery (DB-05)",
+          users["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True)
+    check("users table is retained on stack deletion", users.get("DeletionPolicy") == "Retain")
+    for name, parameter in template.get("Parameters", {}).items():
+        check(f"parameter {name} carries no secret default", "secret" not in name.lower())
+
+    print(f"template: {results['passed']} passed, {results['failed']} failed")
+    sys.exit(1 if results["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()

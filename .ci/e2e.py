@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the local stack, over HTTP, exactly as a client sees it.
+
+Starts `.ci/dev` (the stack `make dev` runs) on free ports, checks every endpoint against
+API.md's contract, including its failure cases, cookie mode and a registration race between
+concurrently running function instances, then stops the stack with Ctrl-C (SIGINT) and checks
+that nothing it started is left running and that a second start is clean.
+"""
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PASSWORD = "correct horse battery staple"
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+}
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, fn):
+    try:
+        fn()
+    except AssertionError as err:
+        results["failed"] += 1
+        print(f"FAIL {name}: {err}")
+    except Exception as err:  # an unexpected error is a failure too, never a crash of the run
+        results["failed"] += 1
+        print(f"FAIL {name}: {type(err).__name__}: {err}")
+    else:
+        results["passed"] += 1
+        print(f"ok   {name}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def cookies(self):
+        return self.headers.get_all("set-cookie") or []
+
+
+class Client:
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, body=None, headers=None, raw=None, content_type="application/json"):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None and content_type:
+            request.add_header("content-type", content_type)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return Response(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, err.headers, err.read())
+
+
+def unique(prefix):
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def assert_problem(response, status, code):
+    assert response.status == status, f"expected {status}, got {response.status}: {response.raw[:300]!r}"
+    assert response.header("content-type") == "application/problem+json", response.header("content-type")
+    body = response.json or {}
+    assert body.get("code") == code, body
+    assert body.get("status") == status and body.get("title") and body.get("type"), body
+
+
+def assert_security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        assert response.header(name) == value, f"{name}: {response.header(name)}"
+    assert (response.header("strict-transport-security") or "").startswith("max-age="), "HSTS"
+    assert "frame-ancestors 'none'" in (response.header("content-security-policy") or ""), "CSP"
+
+
+def assert_token_response(response, status, username, email, delivery="body"):
+    assert response.status == status, f"{response.status}: {response.raw[:300]!r}"
+    assert response.header("content-type") == "application/json"
+    body = response.json
+    assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and body["refresh_expires_in"] > 0
+    user = body["user"]
+    assert user["username"] == username and user["email"] == email.lower(), user
+    assert set(user) == {"id", "username", "email", "full_name", "created_at", "updated_at"}, user
+    if delivery == "body":
+        assert body["access_token"].count(".") == 2 and body["refresh_token"].count(".") == 2
+        assert not response.cookies(), "body mode sets no cookie"
+    else:
+        assert "access_token" not in body and "refresh_token" not in body, "cookie mode: no token in the body"
+    assert_security_headers(response)
+    return body
+
+
+def register(api, username=None, email=None, headers=None):
+    username = username or unique("user")
+    email = email or f"{username}@example.com"
+    body = {"username": username, "email": email, "password": PASSWORD}
+    return username, email, api.call("POST", "/auth/register", body, headers=headers)
+
+
+def run_checks(api, endpoint):
+    def happy_path():
+        username, email, response = register(api, email=f"{unique('Mixed')}@Example.COM")
+        assert_token_response(response, 201, username, email)
+        for identifier in (username, username.upper(), email.upper()):
+            login = api.call("POST", "/auth/login", {"identifier": identifier, "password": PASSWORD})
+            tokens = assert_token_response(login, 200, username, email)
+        for key, value in (("email", email), ("username", username)):
+            login = api.call("POST", "/auth/login", {key: value, "password": PASSWORD})
+            assert login.status == 200, key
+        me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
+        assert me.status == 200, me.raw
+        assert me.json == tokens["user"], (me.json, tokens["user"])
+        assert_security_headers(me)
+
+    def conflicts_and_validation():
+        username, email, first = register(api)
+        assert first.status == 201
+        _, _, again = register(api, username=unique("other"), email=email.upper())
+        assert_problem(again, 409, "email_taken")
+        _, _, again = register(api, username=username.upper(), email=f"{unique('x')}@example.com")
+        assert_problem(again, 409, "username_taken")
+        bad = api.call("POST", "/auth/register", {"username": "no@pe", "email": "x", "password": "password1"})
+        assert_problem(bad, 422, "validation_failed")
+        assert set(bad.json["errors"]) == {"username", "email", "password"}, bad.json
+        assert_security_headers(bad)
+
+    def login_failures_look_alike():
+        username, _, created = register(api)
+        assert created.status == 201
+        wrong = api.call("POST", "/auth/login", {"identifier": username, "password": "not it at all"})
+        unknown = api.call("POST", "/auth/login", {"identifier": unique("ghost"), "password": "not it at all"})
+        for response in (wrong, unknown):
+            assert_problem(response, 401, "invalid_credentials")
+            assert (response.header("www-authenticate") or "").startswith("Bearer")
+        assert wrong.raw == unknown.raw, "same body whether or not the account exists"
+
+    def bad_bodies_are_4xx_everywhere():
+        cases = [
+            ("malformed", b'{"identifier":', "application/json", 400, "malformed_json"),
+            ("array", b"[1,2]", "application/json", 422, "validation_failed"),
+            ("wrong types", b'{"username":1,"email":[],"password":{}}', "application/json", 422, "validation_failed"),
+            ("too large", b'{"a":"' + b"x" * 17000 + b'"}', "application/json", 413, "payload_too_large"),
+            ("form", b"username=a&password=b", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+            ("text", b"{}", "text/plain", 415, "unsupported_media_type"),
+            ("no content type", b"{}", None, 415, "unsupported_media_type"),
+            ("empty", b"", "application/json", 422, "validation_failed"),
+        ]
+        for path in ("/auth/register", "/auth/login"):
+            for name, raw, content_type, status, code in cases:
+                response = api.call("POST", path, raw=raw, content_type=content_type)
+                try:
+                    assert_problem(response, status, code)
+                except AssertionError as err:
+                    raise AssertionError(f"{path} {name}: {err}") from None
+
+    def me_refuses_missing_forged_and_refresh_tokens():
+        _, _, created = register(api)
+        tokens = created.json
+        access = tokens["access_token"]
+        forged = access[:-2] + ("AA" if not access.endswith("AA") else "BB")
+        for headers in (
+            {},
+            {"authorization": f"Bearer {tokens['refresh_token']}"},
+            {"authorization": f"Bearer {forged}"},
+            {"authorization": "Bearer eyJhbGciOiJub25lIn0.e30."},
+            {"cookie": "__Host-access_token=garbage"},
+        ):
+            response = api.call("GET", "/auth/me", headers=headers)
+            assert_problem(response, 401, "invalid_token")
+            assert (response.header("www-authenticate") or "").startswith("Bearer"), headers
+
+    def cookie_mode():
+        origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
+        username, email, created = register(api, headers=origin)
+        body = assert_token_response(created, 201, username, email, delivery="cookie")
+        cookies = created.cookies()
+        assert len(cookies) == 2, cookies
+        access, refresh = cookies
+        assert access.startswith("__Host-access_token=") and "Path=/;" in access, access
+        assert refresh.startswith("__Secure-refresh_token=") and "Path=/auth;" in refresh, refresh
+        for cookie in cookies:
+            for attribute in ("HttpOnly", "Secure", "SameSite=Strict"):
+                assert attribute in cookie, cookie
+            assert "Domain" not in cookie
+        assert f"Max-Age={body['expires_in']}" in access and f"Max-Age={body['refresh_expires_in']}" in refresh
+        jar = "; ".join(c.split(";")[0] for c in cookies)
+        me = api.call("GET", "/auth/me", headers={"cookie": jar})
+        assert me.status == 200 and me.json["username"] == username, me.raw
+        login = api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}, headers=origin)
+        assert_token_response(login, 200, username, email, delivery="cookie")
+        assert len(login.cookies()) == 2
+        assert login.cookies()[0] != access, "a new sign-in gets new tokens"
+        foreign = dict(origin, origin="https://evil.example")
+        refused = api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}, headers=foreign)
+        assert_problem(refused, 403, "csrf_rejected")
+        assert not refused.cookies()
+
+    def concurrent_registrations_race_to_one_user():
+        email = f"{unique('race')}@example.com"
+        bodies = [{"username": unique(f"r{i}_"), "email": email, "password": PASSWORD} for i in range(12)]
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(lambda b: api.call("POST", "/auth/register", b), bodies))
+        statuses = sorted(r.status for r in responses)
+        assert statuses == [201] + [409] * 11, statuses
+        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+        items = dynamodb.scan(TableName=os.environ["E2E_USERS_TABLE"])["Items"]
+        owners = [i for i in items if i.get("email", {}).get("S") == email]
+        markers = [i for i in items if i["pk"]["S"] == f"EMAIL#{email}"]
+        assert len(owners) == 1 and len(markers) == 1, (owners, markers)
+
+    def configuration_comes_from_the_environment():
+        _, _, created = register(api)
+        assert created.json["expires_in"] == int(os.environ["E2E_ACCESS_TTL"]), created.json["expires_in"]
+
+    for name, fn in list(locals().items()):
+        if callable(fn):
+            check(name, fn)
+
+
+def start_stack(api_port, aws_port, extra_env):
+    env = dict(os.environ, API_PORT=str(api_port), AWS_PORT=str(aws_port), **extra_env)
+    env["PATH"] = os.path.join(ROOT, ".venv", "bin") + os.pathsep + env["PATH"]
+    log = open(os.path.join(ROOT, ".dev", f"e2e-{api_port}.log"), "w")
+
+    def interactive_signals():
+        # As in a terminal: SIGINT is delivered, not ignored as for a background job.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        ["bash", ".ci/dev"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=interactive_signals,
+    )
+    return process, log
+
+
+def wait_for_api(base, process, seconds=600):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the local stack exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the local stack did not start")
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_with_ctrl_c(process):
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+
+
+def main():
+    os.makedirs(os.path.join(ROOT, ".dev"), exist_ok=True)
+    for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"), ("AWS_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    api_port, aws_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    endpoint = f"http://127.0.0.1:{aws_port}"
+    access_ttl = "300"
+    os.environ["E2E_ACCESS_TTL"] = access_ttl
+    os.environ["E2E_USERS_TABLE"] = "e2e-users"
+    stack_env = {"ACCESS_TOKEN_TTL_SECONDS": access_ttl, "USERS_TABLE": "e2e-users"}
+    process, log = start_stack(api_port, aws_port, stack_env)
+    try:
+        wait_for_api(base, process)
+        run_checks(Client(base), endpoint)
+    finally:
+        if process.poll() is None:
+            stop_with_ctrl_c(process)
+        log.close()
+
+    def ctrl_c_stops_everything():
+        time.sleep(0.5)
+        assert not port_open(api_port), "the API port is still served"
+        assert not port_open(aws_port), "the local AWS endpoint is still up"
+        leftovers = subprocess.run(
+            ["pgrep", "-f", f"(-P {api_port}|--port {aws_port})"], capture_output=True, text=True
+        ).stdout.split()
+        assert not leftovers, f"processes left running: {leftovers}"
+
+    check("ctrl_c_stops_everything", ctrl_c_stops_everything)
+
+    def second_start_is_clean():
+        again, log = start_stack(api_port, aws_port, stack_env)
+        try:
+            wait_for_api(base, again)
+            _, _, response = register(Client(base), username="sameagain", email="same@example.com")
+            assert response.status == 201, response.raw
+            _, _, response = register(Client(base), username="sameagain", email="same@example.com")
+            assert response.status == 409
+        finally:
+            stop_with_ctrl_c(again)
+            log.close()
+        again2, log = start_stack(api_port, aws_port, stack_env)
+        try:
+            wait_for_api(base, again2)
+            _, _, response = register(Client(base), username="sameagain", email="same@example.com")
+            assert response.status == 201, f"data from the previous run survived: {response.raw[:200]!r}"
+        finally:
+            stop_with_ctrl_c(again2)
+            log.close()
+
+    check("second_start_is_clean", second_start_is_clean)
+    print(f"e2e: {results['passed']} passed, {results['failed']} failed")
+    sys.exit(1 if results["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
