@@ -177,8 +177,10 @@ def run_checks(api, endpoint):
             ("no content type", b"{}", None, 415, "unsupported_media_type"),
             ("empty", b"", "application/json", 422, "validation_failed"),
         ]
-        for path in ("/auth/register", "/auth/login"):
+        for path in ("/auth/register", "/auth/login", "/auth/refresh", "/auth/logout"):
             for name, raw, content_type, status, code in cases:
+                if name == "empty" and path in ("/auth/refresh", "/auth/logout"):
+                    continue  # every field of these is optional: an empty body is no error
                 response = api.call("POST", path, raw=raw, content_type=content_type)
                 try:
                     assert_problem(response, status, code)
@@ -239,6 +241,62 @@ def run_checks(api, endpoint):
         owners = [i for i in items if i.get("email", {}).get("S") == email]
         markers = [i for i in items if i["pk"]["S"] == f"EMAIL#{email}"]
         assert len(owners) == 1 and len(markers) == 1, (owners, markers)
+
+    def refresh_rotates_and_logout_revokes():
+        _, _, created = register(api)
+        r1 = created.json["refresh_token"]
+        second = api.call("POST", "/auth/refresh", {"refresh_token": r1})
+        assert second.status == 200, second.raw
+        r2 = second.json["refresh_token"]
+        assert r2 != r1 and second.json["user"] == created.json["user"]
+        assert_security_headers(second)
+        again = api.call("POST", "/auth/refresh", {"refresh_token": r1})
+        assert again.status == 200 and again.json["refresh_token"] == r2, "grace: the same successor"
+        access = api.call("POST", "/auth/refresh", {"refresh_token": created.json["access_token"]})
+        assert_problem(access, 401, "invalid_token")
+        assert_problem(api.call("POST", "/auth/refresh", {}), 401, "invalid_token")
+        out = api.call("POST", "/auth/logout", {"refresh_token": r2})
+        assert out.status == 204 and not out.raw, out.raw
+        assert_security_headers(out)
+        assert api.call("POST", "/auth/logout", {"refresh_token": r2}).status == 204, "twice is 204"
+        assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": r2}), 401, "invalid_token")
+        assert_problem(api.call("POST", "/auth/logout", {"refresh_token": "a.b.c"}), 401, "invalid_token")
+
+    def concurrent_refreshes_across_instances_share_one_successor():
+        _, _, created = register(api)
+        token = {"refresh_token": created.json["refresh_token"]}
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda _: api.call("POST", "/auth/refresh", token), range(8)))
+        assert [r.status for r in responses] == [200] * 8, [r.status for r in responses]
+        assert len({r.json["refresh_token"] for r in responses}) == 1, "exactly one successor"
+
+    def cookie_sessions_refresh_and_log_out():
+        origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
+        _, _, created = register(api, headers=origin)
+        jar = "; ".join(c.split(";")[0] for c in created.cookies())
+        refused = api.call("POST", "/auth/refresh", headers={"cookie": jar})
+        assert_problem(refused, 403, "csrf_rejected")
+        refreshed = api.call("POST", "/auth/refresh", headers={"cookie": jar, "origin": "http://localhost:3000"})
+        assert refreshed.status == 200, refreshed.raw
+        assert "refresh_token" not in refreshed.json and len(refreshed.cookies()) == 2
+        jar = "; ".join(c.split(";")[0] for c in refreshed.cookies())
+        out = api.call("POST", "/auth/logout", headers={"cookie": jar, "origin": "http://localhost:3000"})
+        assert out.status == 204
+        cleared = out.cookies()
+        assert len(cleared) == 2 and all("Max-Age=0" in c for c in cleared), cleared
+        after = api.call("POST", "/auth/refresh", headers={"cookie": jar, "origin": "http://localhost:3000"})
+        assert_problem(after, 401, "invalid_token")
+        assert all("Max-Age=0" in c for c in after.cookies()), "a dead session's cookies are cleared"
+
+    def global_logout_ends_every_session():
+        username, _, created = register(api)
+        other = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+        out = api.call("POST", "/auth/logout", {"refresh_token": created.json["refresh_token"], "scope": "global"})
+        assert out.status == 204
+        for tokens in (created.json, other.json):
+            me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
+            assert_problem(me, 401, "invalid_token")
+            assert api.call("POST", "/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
 
     def configuration_comes_from_the_environment():
         _, _, created = register(api)

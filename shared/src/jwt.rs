@@ -159,6 +159,17 @@ impl TokenKeys {
         self.claims(user, sid, TokenUse::Refresh, now, exp, Some(auth_time))
     }
 
+    /// The refresh token that replaces `spent`: same session, user version and absolute expiry,
+    /// a new `jti`, issued at `iat`. Built from stored values, so re-signing it later gives the
+    /// very same token.
+    pub fn successor_claims(&self, spent: &Claims, jti: &str, iat: u64) -> Claims {
+        Claims {
+            iat,
+            jti: jti.to_owned(),
+            ..spent.clone()
+        }
+    }
+
     fn claims(
         &self,
         user: &UserRecord,
@@ -351,6 +362,22 @@ mod tests {
                 now()
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_successor_keeps_the_session_and_its_absolute_expiry() {
+        let keys = keys();
+        let first = keys.refresh_claims(&user(), "s1", now() - 100, now() - 100);
+        let next = keys.successor_claims(&first, "j2", now());
+        assert_eq!(
+            (next.sid.as_str(), next.exp, next.auth_time, next.ver),
+            ("s1", first.exp, first.auth_time, 3)
+        );
+        assert_eq!((next.jti.as_str(), next.iat), ("j2", now()));
+        assert_eq!(
+            keys.sign(next.clone()).map(|s| s.token),
+            keys.sign(next).map(|s| s.token)
         );
     }
 

@@ -1,117 +1,16 @@
-//! Integration tests against a real DynamoDB API (the local endpoint `make test` starts): the
-//! only place where conditional writes and transactions are proven.
+//! Integration tests of accounts against a real DynamoDB API (the local endpoint `make test`
+//! starts): the only place where conditional writes and transactions are proven.
 //!
 //! Needs `AWS_ENDPOINT_URL`, `USERS_TABLE` and `TOKENS_TABLE`, which `make test` sets.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::{Value, json};
-use shared::handlers::testing::{body_json, config, get, post};
-use shared::handlers::{Deps, login, me, register};
-use shared::store::DynamoStore;
-use shared::store::dynamo::CallCounter;
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::MakeWriter;
-use uuid::Uuid;
+use std::sync::Arc;
 
-type Item = HashMap<String, AttributeValue>;
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// Every log line of this test binary, as the functions would write them (JSON).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        // The functions' own log setup at its most verbose: nothing secret may appear even there.
-        shared::logging::init_with(LevelFilter::TRACE, true, captured.clone());
-        captured
-    })
-}
-
-fn log_text() -> String {
-    String::from_utf8_lossy(&logs().0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-}
-
-async fn deps() -> Arc<Deps<DynamoStore>> {
-    counted_deps().await.0
-}
-
-/// Dependencies whose DynamoDB client counts its calls.
-async fn counted_deps() -> (Arc<Deps<DynamoStore>>, CallCounter) {
-    logs();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        endpoint.starts_with("http://127.0.0.1"),
-        "these tests run against the local endpoint that `make test` starts (AWS_ENDPOINT_URL={endpoint:?})"
-    );
-    let config = config();
-    let sdk = shared::config::aws_sdk_config().await;
-    let counter = CallCounter::default();
-    let store = DynamoStore::new(counter.client(&sdk), config.users_table.clone());
-    (Arc::new(Deps::new(config, store)), counter)
-}
-
-async fn scan_users() -> Vec<Item> {
-    let sdk = shared::config::aws_sdk_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = std::env::var("USERS_TABLE").unwrap_or_default();
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(&table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan the users table");
-        items.extend(page.items.unwrap_or_default());
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
-}
-
-fn attr<'a>(item: &'a Item, name: &str) -> &'a str {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map_or("", String::as_str)
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
-}
-
-fn register_body(username: &str, email: &str) -> Value {
-    json!({"username": username, "email": email, "password": PASSWORD})
-}
+use common::*;
+use serde_json::json;
+use shared::handlers::testing::{body_json, get, post};
+use shared::handlers::{login, me, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_registrations_of_one_email_create_exactly_one_user() {

@@ -26,6 +26,7 @@ async fn me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, Api
 mod tests {
     use super::*;
     use crate::handlers::testing::{body_json, deps, event, get, register};
+    use crate::store::UserStore;
     use lambda_http::http::HeaderValue;
 
     #[tokio::test]
@@ -118,7 +119,10 @@ mod tests {
         .await;
         let id = crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
             .expect("id");
-        deps.store.bump_token_version(id);
+        deps.store
+            .revoke_all_sessions(id, 0)
+            .await
+            .expect("revoked");
         let bearer = format!(
             "Bearer {}",
             tokens["access_token"].as_str().unwrap_or_default()

@@ -20,7 +20,9 @@ use crate::password::PasswordHasher;
 use crate::store::{DynamoStore, UserStore};
 
 pub mod login;
+pub mod logout;
 pub mod me;
+pub mod refresh;
 pub mod register;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -64,10 +66,8 @@ impl Deps<DynamoStore> {
             tracing::error!(error = %err, "refusing to start: invalid configuration");
         })?;
         let sdk = crate::config::aws_sdk_config().await;
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            config.users_table.clone(),
-        );
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let store = DynamoStore::new(client, &config.users_table, &config.tokens_table);
         Ok(Self::new(config, store))
     }
 }
@@ -171,6 +171,43 @@ fn check_cookie_mode_origin<S>(
         TokenDelivery::Cookie => http::check_origin(req, &deps.config.allowed_origins, false),
         TokenDelivery::Body => Ok(()),
     }
+}
+
+/// A refresh token presented to refresh or logout, and whether it came from the cookie.
+struct PresentedRefreshToken {
+    token: String,
+    from_cookie: bool,
+}
+
+/// The body's `refresh_token`, else the refresh cookie. Using the cookie, like any
+/// cookie-authenticated state change, needs an allowed `Origin` (CS-01).
+fn presented_refresh_token<S>(
+    deps: &Deps<S>,
+    req: &Request,
+    from_body: Option<&str>,
+) -> Result<Option<PresentedRefreshToken>, ApiError> {
+    if let Some(token) = from_body {
+        return Ok(Some(PresentedRefreshToken {
+            token: token.to_owned(),
+            from_cookie: false,
+        }));
+    }
+    let Some(token) = http::cookie(req, REFRESH_COOKIE) else {
+        return Ok(None);
+    };
+    http::check_origin(req, &deps.config.allowed_origins, true)?;
+    Ok(Some(PresentedRefreshToken {
+        token: token.to_owned(),
+        from_cookie: true,
+    }))
+}
+
+/// A problem response that also clears the token cookies, for cookie clients whose session
+/// has just proved dead.
+fn problem_clearing_cookies<S>(deps: &Deps<S>, err: &ApiError) -> Response {
+    let mut response = http::problem(err);
+    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    response
 }
 
 /// The user behind a request's access token (bearer header first, then the access cookie).

@@ -14,13 +14,23 @@ pub const TEST_SECRET: &str = "test-only-secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0
 
 /// A test configuration; table names come from the environment when set (integration tests).
 pub fn config() -> Config {
-    Config::from_lookup(|name| match name {
-        "USERS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "users".into())),
-        "TOKENS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "tokens".into())),
-        "JWT_SECRET" => Some(TEST_SECRET.into()),
-        "JWT_ISSUER" => Some("http://127.0.0.1:9000".into()),
-        "ALLOWED_ORIGINS" => Some("http://localhost:3000".into()),
-        _ => None,
+    config_with(&[])
+}
+
+/// The test configuration with some variables set.
+pub fn config_with(vars: &[(&str, &str)]) -> Config {
+    Config::from_lookup(|name| {
+        if let Some((_, value)) = vars.iter().find(|(k, _)| *k == name) {
+            return Some((*value).to_owned());
+        }
+        match name {
+            "USERS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "users".into())),
+            "TOKENS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "tokens".into())),
+            "JWT_SECRET" => Some(TEST_SECRET.into()),
+            "JWT_ISSUER" => Some("http://127.0.0.1:9000".into()),
+            "ALLOWED_ORIGINS" => Some("http://localhost:3000".into()),
+            _ => None,
+        }
     })
     .expect("test config")
 }

@@ -6,12 +6,20 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{BoxError, StoreError, UserStore, email_key, identifier_key, user_key, username_key};
+use super::{
+    BoxError, Rotation, RotationOutcome, StoreError, UserStore, email_key, identifier_key,
+    session_key, spent_token_key, user_key, username_key,
+};
 use crate::domain::{Email, FullName, Identifier, UserId, UserRecord, Username};
 
 /// Transactions that lose a race on an item (`TransactionConflict`) are tried this many times.
@@ -21,23 +29,34 @@ const CONFLICT_ATTEMPTS: u32 = 4;
 pub struct DynamoStore {
     client: Client,
     users_table: String,
+    tokens_table: String,
 }
 
 type Item = HashMap<String, AttributeValue>;
 
 impl DynamoStore {
-    pub fn new(client: Client, users_table: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        users_table: impl Into<String>,
+        tokens_table: impl Into<String>,
+    ) -> Self {
         Self {
             client,
             users_table: users_table.into(),
+            tokens_table: tokens_table.into(),
         }
     }
 
     async fn get(&self, pk: String) -> Result<Option<Item>, StoreError> {
+        self.get_in(&self.users_table, pk).await
+    }
+
+    /// A strongly consistent read (DB-04).
+    async fn get_in(&self, table: &str, pk: String) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
-            .table_name(&self.users_table)
+            .table_name(table)
             .key("pk", AttributeValue::S(pk))
             .consistent_read(true)
             .send()
@@ -46,6 +65,7 @@ impl DynamoStore {
         Ok(output.item)
     }
 
+    /// A `Put` into the users table that fails if the item exists.
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.users_table)
@@ -70,41 +90,16 @@ impl UserStore for DynamoStore {
             self.put_new(marker(email_key(user.email.as_str())))?,
             self.put_new(marker(username_key(&user.username.key())))?,
         ];
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                // Idempotency (RL-03): a retry of this very request cannot collide with itself.
-                .client_request_token(user.id.to_string())
-                .send()
-                .await;
-            let reasons = match result {
-                Ok(_) => return Ok(()),
-                Err(err) => cancellation_codes(err)?,
-            };
-            match reasons
-                .iter()
-                .map(Option::as_deref)
-                .collect::<Vec<_>>()
-                .as_slice()
-            {
-                [_, Some("ConditionalCheckFailed"), _] => return Err(StoreError::EmailTaken),
-                [_, _, Some("ConditionalCheckFailed")] => return Err(StoreError::UsernameTaken),
-                codes
-                    if codes.contains(&Some("TransactionConflict"))
-                        && attempt < CONFLICT_ATTEMPTS =>
-                {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                codes => {
-                    return Err(StoreError::Unavailable(
-                        format!("registration cancelled: {codes:?}").into(),
-                    ));
-                }
-            }
+        // Idempotency (RL-03): a retry of this very request cannot collide with itself.
+        let Err(reasons) = self.transact(items, Some(user.id.to_string())).await? else {
+            return Ok(());
+        };
+        match codes(&reasons).as_slice() {
+            [_, Some("ConditionalCheckFailed"), _] => Err(StoreError::EmailTaken),
+            [_, _, Some("ConditionalCheckFailed")] => Err(StoreError::UsernameTaken),
+            codes => Err(StoreError::Unavailable(
+                format!("registration cancelled: {codes:?}").into(),
+            )),
         }
     }
 
@@ -123,21 +118,166 @@ impl UserStore for DynamoStore {
             Some(item) => parse_user(&item).map(Some),
         }
     }
+
+    async fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> Result<RotationOutcome, StoreError> {
+        let spent = Put::builder()
+            .table_name(&self.tokens_table)
+            .set_item(Some(spent_item(rotation)))
+            .condition_expression("attribute_not_exists(pk)")
+            // A lost race hands back the winner's record: no second read to find the successor.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(unavailable)?;
+        let live_session = ConditionCheck::builder()
+            .table_name(&self.tokens_table)
+            .key("pk", s(session_key(&rotation.sid)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        let items = vec![
+            TransactWriteItem::builder().put(spent).build(),
+            TransactWriteItem::builder()
+                .condition_check(live_session)
+                .build(),
+        ];
+        let Err(reasons) = self.transact(items, None).await? else {
+            return Ok(RotationOutcome::Rotated);
+        };
+        const FAILED: Option<&str> = Some("ConditionalCheckFailed");
+        match codes(&reasons).as_slice() {
+            [FAILED, session] => {
+                let winner = match reasons.first().and_then(|r| r.item.clone()) {
+                    Some(item) => item,
+                    None => self
+                        .get_in(&self.tokens_table, spent_token_key(&rotation.spent_jti))
+                        .await?
+                        .ok_or_else(|| corrupt("a spent token's record vanished"))?,
+                };
+                Ok(RotationOutcome::AlreadySpent {
+                    winner: parse_spent(&winner, rotation)?,
+                    session_revoked: *session == FAILED,
+                })
+            }
+            [_, FAILED] => Ok(RotationOutcome::SessionRevoked),
+            codes => Err(StoreError::Unavailable(
+                format!("rotation cancelled: {codes:?}").into(),
+            )),
+        }
+    }
+
+    async fn is_spent(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get_in(&self.tokens_table, spent_token_key(jti))
+            .await?
+            .is_some())
+    }
+
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        user_id: UserId,
+        reason: &'static str,
+        revoked_at: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tokens_table)
+            .item("pk", s(session_key(sid)))
+            .item("user_id", s(user_id.to_string()))
+            .item("reason", s(reason))
+            .item("revoked_at", n(revoked_at))
+            .item("ttl", n(expires_at))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("pk", s(user_key(user_id)))
+            .update_expression("SET token_version = token_version + :one")
+            .condition_expression("token_version = :seen")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":seen", n(seen_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already raised since, or the user is gone: either way nothing older survives.
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(unavailable(other)),
+            },
+        }
+    }
 }
 
-/// The reason codes of a cancelled transaction, one per action; any other failure is an outage.
-fn cancellation_codes(
+impl DynamoStore {
+    /// Runs a transaction: `Ok(Ok(()))` when it committed, `Ok(Err(reasons))` when a condition
+    /// cancelled it (one reason per action). A `TransactionConflict` (another transaction on
+    /// the same item at the same moment) is retried with a short backoff.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        idempotency_token: Option<String>,
+    ) -> Result<Result<(), Vec<CancellationReason>>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .set_client_request_token(idempotency_token.clone())
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => return Ok(Ok(())),
+                Err(err) => cancellation_reasons(err)?,
+            };
+            if codes(&reasons).contains(&Some("TransactionConflict")) && attempt < CONFLICT_ATTEMPTS
+            {
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+            return Ok(Err(reasons));
+        }
+    }
+}
+
+/// The reasons of a cancelled transaction, one per action; any other failure is an outage.
+fn cancellation_reasons(
     err: SdkError<TransactWriteItemsError>,
-) -> Result<Vec<Option<String>>, StoreError> {
+) -> Result<Vec<CancellationReason>, StoreError> {
     match err.into_service_error() {
-        TransactWriteItemsError::TransactionCanceledException(cancelled) => Ok(cancelled
-            .cancellation_reasons
-            .unwrap_or_default()
-            .into_iter()
-            .map(|reason| reason.code)
-            .collect()),
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+            Ok(cancelled.cancellation_reasons.unwrap_or_default())
+        }
         other => Err(unavailable(other)),
     }
+}
+
+fn codes(reasons: &[CancellationReason]) -> Vec<Option<&str>> {
+    reasons.iter().map(|r| r.code.as_deref()).collect()
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -155,6 +295,47 @@ fn corrupt(what: &'static str) -> StoreError {
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn num_attr(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn spent_item(rotation: &Rotation) -> Item {
+    Item::from([
+        ("pk".into(), s(spent_token_key(&rotation.spent_jti))),
+        ("sid".into(), s(&rotation.sid)),
+        ("user_id".into(), s(rotation.user_id.to_string())),
+        ("successor_jti".into(), s(&rotation.successor_jti)),
+        ("successor_iat".into(), n(rotation.successor_iat)),
+        ("spent_at".into(), n(rotation.spent_at)),
+        ("ttl".into(), n(rotation.expires_at)),
+    ])
+}
+
+/// The winning rotation of `attempt.spent_jti`, as stored.
+fn parse_spent(item: &Item, attempt: &Rotation) -> Result<Rotation, StoreError> {
+    let text = |name| {
+        str_attr(item, name).ok_or_else(|| corrupt("a spent-token record lacks an attribute"))
+    };
+    let number =
+        |name| num_attr(item, name).ok_or_else(|| corrupt("a spent-token record lacks a number"));
+    Ok(Rotation {
+        spent_jti: attempt.spent_jti.clone(),
+        sid: text("sid")?.to_owned(),
+        user_id: UserId::parse(text("user_id")?)
+            .ok_or_else(|| corrupt("a spent-token record has a bad user"))?,
+        successor_jti: text("successor_jti")?.to_owned(),
+        successor_iat: number("successor_iat")?,
+        spent_at: number("spent_at")?,
+        expires_at: number("ttl")?,
+    })
 }
 
 fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
@@ -204,10 +385,7 @@ fn parse_user(item: &Item) -> Result<UserRecord, StoreError> {
             .transpose()
             .map_err(bad)?,
         password_hash: text("password_hash")?.to_owned(),
-        token_version: item
-            .get("token_version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
+        token_version: num_attr(item, "token_version")
             .ok_or_else(|| corrupt("a user item has a bad token_version"))?,
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,

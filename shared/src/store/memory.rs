@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{StoreError, UserStore, email_key, identifier_key, username_key};
+use super::{
+    Rotation, RotationOutcome, StoreError, UserStore, email_key, identifier_key, username_key,
+};
 use crate::domain::{Identifier, UserId, UserRecord};
 
 #[derive(Debug, Default)]
@@ -16,6 +18,10 @@ struct Inner {
     users: HashMap<UserId, UserRecord>,
     /// `EMAIL#…` and `USERNAME#…` markers -> owner.
     markers: HashMap<String, UserId>,
+    /// Spent refresh tokens by jti.
+    spent: HashMap<String, Rotation>,
+    /// Revoked sessions -> reason.
+    revoked: HashMap<String, &'static str>,
 }
 
 impl MemoryStore {
@@ -29,11 +35,9 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Raises a user's token version, as a revocation point does.
-    pub fn bump_token_version(&self, id: UserId) {
-        if let Some(user) = self.lock().users.get_mut(&id) {
-            user.token_version += 1;
-        }
+    /// Why a session was revoked, if it was.
+    pub fn revocation(&self, sid: &str) -> Option<&'static str> {
+        self.lock().revoked.get(sid).copied()
     }
 
     /// How many users are stored (for assertions).
@@ -72,5 +76,56 @@ impl UserStore for MemoryStore {
 
     async fn get_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         Ok(self.lock().users.get(&id).cloned())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> Result<RotationOutcome, StoreError> {
+        let mut inner = self.lock();
+        let session_revoked = inner.revoked.contains_key(&rotation.sid);
+        if let Some(spent) = inner.spent.get(&rotation.spent_jti) {
+            let winner = spent.clone();
+            return Ok(RotationOutcome::AlreadySpent {
+                winner,
+                session_revoked,
+            });
+        }
+        if session_revoked {
+            return Ok(RotationOutcome::SessionRevoked);
+        }
+        inner
+            .spent
+            .insert(rotation.spent_jti.clone(), rotation.clone());
+        Ok(RotationOutcome::Rotated)
+    }
+
+    async fn is_spent(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().spent.contains_key(jti))
+    }
+
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        _user_id: UserId,
+        reason: &'static str,
+        _revoked_at: u64,
+        _expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.lock().revoked.entry(sid.to_owned()).or_insert(reason);
+        Ok(())
+    }
+
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(user) = self.lock().users.get_mut(&user_id)
+            && user.token_version == seen_version
+        {
+            user.token_version += 1;
+        }
+        Ok(())
     }
 }

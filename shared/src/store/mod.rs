@@ -11,6 +11,16 @@
 //!
 //! Uniqueness is enforced by writing the three items in one transaction, each conditioned on
 //! `attribute_not_exists(pk)` (RG-01, DB-01): never a query followed by a put.
+//!
+//! Tokens table layout (partition key `pk`; `ttl`, epoch seconds, lets DynamoDB delete an item
+//! once the token it speaks of has expired):
+//!
+//! | `pk`             | attributes                                                          |
+//! |------------------|---------------------------------------------------------------------|
+//! | `RT#<jti>`       | a spent refresh token: `sid`, `user_id`, `successor_jti`, `successor_iat`, `spent_at`, `ttl` |
+//! | `SESSION#<sid>`  | a revoked session: `user_id`, `revoked_at`, `reason`, `ttl`          |
+//!
+//! Live sessions and unspent tokens have no item at all: signing in writes nothing.
 
 use std::future::Future;
 
@@ -35,6 +45,34 @@ pub enum StoreError {
     Unavailable(BoxError),
 }
 
+/// A refresh token being spent, and the successor that replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub spent_jti: String,
+    pub sid: String,
+    pub user_id: UserId,
+    pub successor_jti: String,
+    pub successor_iat: u64,
+    /// When the token was spent (epoch seconds).
+    pub spent_at: u64,
+    /// The spent token's expiry: the record must outlive it.
+    pub expires_at: u64,
+}
+
+/// What became of a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The token was live; it is now spent and the successor recorded.
+    Rotated,
+    /// The token had been spent before, by `winner`; its session may since have been revoked.
+    AlreadySpent {
+        winner: Rotation,
+        session_revoked: bool,
+    },
+    /// The token is unspent, but its session has been revoked.
+    SessionRevoked,
+}
+
 pub trait UserStore: Send + Sync {
     /// Creates the user and claims its email and username, all or nothing.
     fn create_user(&self, user: &UserRecord)
@@ -51,6 +89,35 @@ pub trait UserStore: Send + Sync {
         &self,
         id: UserId,
     ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// Spends a refresh token and records its successor, in one atomic conditional write: of
+    /// any number of concurrent rotations of one token, exactly one is `Rotated`.
+    fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> impl Future<Output = Result<RotationOutcome, StoreError>> + Send;
+
+    /// Whether a refresh token has been spent (a strongly consistent read).
+    fn is_spent(&self, jti: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Revokes one session until `expires_at` (its refresh tokens' expiry). Idempotent: the
+    /// first revocation and its reason stay.
+    fn revoke_session(
+        &self,
+        sid: &str,
+        user_id: UserId,
+        reason: &'static str,
+        revoked_at: u64,
+        expires_at: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes every session and access token of a user by raising its token version, if it is
+    /// still `seen_version` (so a stale token cannot raise it again).
+    fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 fn user_key(id: UserId) -> String {
@@ -63,6 +130,14 @@ fn email_key(email: &str) -> String {
 
 fn username_key(username_key: &str) -> String {
     format!("USERNAME#{username_key}")
+}
+
+fn spent_token_key(jti: &str) -> String {
+    format!("RT#{jti}")
+}
+
+fn session_key(sid: &str) -> String {
+    format!("SESSION#{sid}")
 }
 
 fn identifier_key(identifier: &Identifier) -> String {

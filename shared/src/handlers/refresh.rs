@@ -1,0 +1,353 @@
+//! `POST /auth/refresh`: trade a refresh token for a new token pair (rotation, RT-01..RT-05).
+//!
+//! The presented token is spent atomically. Presented again within
+//! `REFRESH_REUSE_INTERVAL_SECONDS` (two tabs refreshing at once, a lost response), it gets the
+//! same successor back; presented later, or once its successor has been spent too, it revokes
+//! its whole session and answers 401 `token_reused`.
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::{Method, StatusCode};
+use uuid::Uuid;
+
+use super::{
+    Deps, answer, check_cookie_mode_origin, client_ip, presented_refresh_token,
+    problem_clearing_cookies, require_method, token_response,
+};
+use crate::domain::UserId;
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, TokenDelivery};
+use crate::jwt::{Claims, TokenError, TokenUse};
+use crate::store::{Rotation, RotationOutcome, UserStore};
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(refresh(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn refresh<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+    require_method(req, &[Method::POST])?;
+    let body = http::optional_json_body(req)?.unwrap_or_default();
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["refresh_token"], &mut errors);
+    let from_body = body.optional_str("refresh_token", &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let presented = presented_refresh_token(deps, req, from_body)?.ok_or(ApiError::InvalidToken)?;
+    // A token that came as a cookie goes back as one: it never moves into a readable body.
+    let delivery = if presented.from_cookie {
+        TokenDelivery::Cookie
+    } else {
+        TokenDelivery::of(req)
+    };
+    check_cookie_mode_origin(deps, req, delivery)?;
+    match rotate(deps, req, &presented.token, delivery).await {
+        Err(err) if presented.from_cookie && err.status() == StatusCode::UNAUTHORIZED => {
+            Ok(problem_clearing_cookies(deps, &err))
+        }
+        outcome => outcome,
+    }
+}
+
+async fn rotate<S: UserStore>(
+    deps: &Deps<S>,
+    req: &Request,
+    token: &str,
+    delivery: TokenDelivery,
+) -> Result<Response, ApiError> {
+    let now = deps.now();
+    let claims = match deps.tokens.verify(token, TokenUse::Refresh, now) {
+        Ok(claims) => claims,
+        // Only a genuine token can be expired: its session has reached its absolute lifetime.
+        Err(TokenError::Expired) => return Err(ApiError::SessionExpired),
+        Err(TokenError::Invalid) => return Err(ApiError::InvalidToken),
+    };
+    // Every rotation issues a new token, so its `iat` is the session's last use.
+    let idle_limit = deps
+        .config
+        .session_idle_timeout
+        .whole_seconds()
+        .unsigned_abs();
+    if now.saturating_sub(claims.iat) > idle_limit {
+        tracing::info!(event = "session_idle_expired", sid = %claims.sid);
+        return Err(ApiError::SessionExpired);
+    }
+    let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
+    let user = deps
+        .store
+        .get_user(user_id)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    if claims.ver < user.token_version {
+        return Err(ApiError::InvalidToken);
+    }
+
+    let rotation = Rotation {
+        spent_jti: claims.jti.clone(),
+        sid: claims.sid.clone(),
+        user_id,
+        successor_jti: Uuid::new_v4().to_string(),
+        successor_iat: now,
+        spent_at: now,
+        expires_at: claims.exp,
+    };
+    let successor = match deps.store.rotate_refresh_token(&rotation).await? {
+        RotationOutcome::Rotated => rotation,
+        RotationOutcome::SessionRevoked => return Err(ApiError::InvalidToken),
+        RotationOutcome::AlreadySpent {
+            winner,
+            session_revoked,
+        } => {
+            if session_revoked || !is_graceful_reuse(deps, &claims, &winner, now).await? {
+                if !session_revoked {
+                    deps.store
+                        .revoke_session(&claims.sid, user_id, "token_reused", now, claims.exp)
+                        .await?;
+                }
+                tracing::warn!(
+                    event = "token_reused",
+                    user_id = %user_id,
+                    sid = %claims.sid,
+                    source_ip = %client_ip(req),
+                    "a spent refresh token came back; its session is revoked"
+                );
+                return Err(ApiError::TokenReused);
+            }
+            winner
+        }
+    };
+    let refresh =
+        deps.tokens
+            .successor_claims(&claims, &successor.successor_jti, successor.successor_iat);
+    let access = deps.tokens.access_claims(&user, &claims.sid, now);
+    token_response(deps, &user, access, refresh, delivery, StatusCode::OK)
+}
+
+/// A spent token may come back within the reuse interval, and only while its successor is
+/// still unspent (only the immediate predecessor of the live token qualifies, RT-04).
+async fn is_graceful_reuse<S: UserStore>(
+    deps: &Deps<S>,
+    claims: &Claims,
+    winner: &Rotation,
+    now: u64,
+) -> Result<bool, ApiError> {
+    let interval = deps
+        .config
+        .refresh_reuse_interval
+        .whole_seconds()
+        .unsigned_abs();
+    let within =
+        interval > 0 && winner.sid == claims.sid && now.saturating_sub(winner.spent_at) <= interval;
+    Ok(within && !deps.store.is_spent(&winner.successor_jti).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::handlers::testing::{body_json, deps, event, post, register};
+    use base64ct::Encoding;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+    use time::Duration;
+
+    async fn refresh_with(deps: &Deps<impl UserStore>, token: &Value) -> Response {
+        handle(
+            deps,
+            post("/auth/refresh", &json!({"refresh_token": token})),
+        )
+        .await
+        .expect("infallible")
+    }
+
+    #[tokio::test]
+    async fn the_sample_event_is_a_refresh_request() {
+        let response = handle(&deps(), event("refresh")).await.expect("infallible");
+        assert_eq!(
+            response.status(),
+            401,
+            "its placeholder token is not a token"
+        );
+        assert_eq!(body_json(&response)["code"], "invalid_token");
+    }
+
+    #[tokio::test]
+    async fn rotation_grace_and_reuse_detection() {
+        let clock = Arc::new(ManualClock::new());
+        let deps = deps().with_clock(clock.clone());
+        let first = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let r1 = &first["refresh_token"];
+
+        let second = body_json(&refresh_with(&deps, r1).await);
+        let r2 = &second["refresh_token"];
+        assert!(r2.is_string() && r2 != r1, "RT-01: a new refresh token");
+        assert_eq!(second["user"]["username"], "alice");
+
+        // Inside the interval: the same successor, nothing new minted.
+        clock.advance(Duration::seconds(5));
+        let again = body_json(&refresh_with(&deps, r1).await);
+        assert_eq!(&again["refresh_token"], r2);
+
+        // After it: the whole session dies, the newest token included.
+        clock.advance(Duration::seconds(6));
+        let reused = refresh_with(&deps, r1).await;
+        assert_eq!(reused.status(), 401);
+        assert_eq!(body_json(&reused)["code"], "token_reused");
+        assert_eq!(refresh_with(&deps, r2).await.status(), 401);
+        assert_eq!(deps.store.revocation(&claims_sid(r2)), Some("token_reused"));
+    }
+
+    #[tokio::test]
+    async fn only_the_immediate_predecessor_gets_grace() {
+        // RT-04: R1 -> R2 -> R3, then R1 again within the interval: reuse.
+        let deps = deps();
+        let first = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let r2 =
+            body_json(&refresh_with(&deps, &first["refresh_token"]).await)["refresh_token"].clone();
+        let r3 = body_json(&refresh_with(&deps, &r2).await)["refresh_token"].clone();
+        let grandparent = refresh_with(&deps, &first["refresh_token"]).await;
+        assert_eq!(body_json(&grandparent)["code"], "token_reused");
+        assert_eq!(refresh_with(&deps, &r3).await.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn access_tokens_forged_and_missing_tokens_are_refused() {
+        let deps = deps();
+        let first = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        for token in [&first["access_token"], &json!("a.b.c"), &json!("")] {
+            let response = refresh_with(&deps, token).await;
+            assert_eq!(response.status(), 401, "{token}");
+            assert_eq!(body_json(&response)["code"], "invalid_token");
+        }
+        let none = handle(&deps, post("/auth/refresh", &json!({})))
+            .await
+            .expect("infallible");
+        assert_eq!(none.status(), 401);
+        let typed = handle(&deps, post("/auth/refresh", &json!({"refresh_token": 5})))
+            .await
+            .expect("ok");
+        assert_eq!(typed.status(), 422);
+    }
+
+    #[tokio::test]
+    async fn idle_and_absolute_expiry() {
+        let clock = Arc::new(ManualClock::new());
+        let deps = deps().with_clock(clock.clone());
+        let first = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        // Idle: a day without use by default.
+        clock.advance(Duration::seconds(86_400 + 1));
+        let idle = refresh_with(&deps, &first["refresh_token"]).await;
+        assert_eq!(body_json(&idle)["code"], "session_expired");
+
+        // Absolute: a week, however often the session is used.
+        let fresh = body_json(
+            &crate::handlers::login::handle(
+                &deps,
+                post(
+                    "/auth/login",
+                    &json!({"identifier": "alice", "password": "correct horse battery staple"}),
+                ),
+            )
+            .await
+            .expect("ok"),
+        );
+        let mut token = fresh["refresh_token"].clone();
+        for _ in 0..7 {
+            clock.advance(Duration::seconds(86_000));
+            let next = refresh_with(&deps, &token).await;
+            assert_eq!(next.status(), 200);
+            token = body_json(&next)["refresh_token"].clone();
+        }
+        clock.advance(Duration::seconds(86_000));
+        let expired = refresh_with(&deps, &token).await;
+        assert_eq!(body_json(&expired)["code"], "session_expired");
+    }
+
+    #[tokio::test]
+    async fn cookie_refresh_needs_an_allowed_origin_and_answers_with_cookies() {
+        let deps = deps();
+        let first = register(
+            &deps,
+            "alice",
+            "alice@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        let cookie = format!(
+            "__Secure-refresh_token={}",
+            first["refresh_token"].as_str().unwrap_or_default()
+        );
+        let mut req = post("/auth/refresh", &json!({}));
+        *req.body_mut() = lambda_http::Body::Empty;
+        req.headers_mut().remove("content-type");
+        req.headers_mut()
+            .insert("cookie", cookie.parse().expect("header"));
+        let no_origin = handle(&deps, req.clone()).await.expect("ok");
+        assert_eq!(body_json(&no_origin)["code"], "csrf_rejected");
+
+        req.headers_mut()
+            .insert("origin", "http://localhost:3000".parse().expect("header"));
+        let response = handle(&deps, req.clone()).await.expect("ok");
+        assert_eq!(response.status(), 200);
+        let body = body_json(&response);
+        assert!(
+            body.get("refresh_token").is_none(),
+            "a cookie token never moves into the body"
+        );
+        assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
+
+        // Strict reuse later: the dead session's cookies are cleared.
+        let deps = Deps {
+            config: crate::handlers::testing::config_with(&[(
+                "REFRESH_REUSE_INTERVAL_SECONDS",
+                "0",
+            )]),
+            ..deps
+        };
+        let reused = handle(&deps, req).await.expect("ok");
+        assert_eq!(body_json(&reused)["code"], "token_reused");
+        let cleared: Vec<_> = reused.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cleared.len(), 2);
+        assert!(
+            cleared
+                .iter()
+                .all(|c| c.to_str().unwrap_or_default().contains("Max-Age=0"))
+        );
+    }
+
+    fn claims_sid(token: &Value) -> String {
+        let payload = token
+            .as_str()
+            .and_then(|t| t.split('.').nth(1))
+            .unwrap_or_default();
+        let bytes = base64ct::Base64UrlUnpadded::decode_vec(payload).unwrap_or_default();
+        let claims: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        claims["sid"].as_str().unwrap_or_default().to_owned()
+    }
+}

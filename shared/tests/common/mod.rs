@@ -1,0 +1,167 @@
+//! Helpers for the integration tests: dependencies over the local DynamoDB endpoint with a call
+//! counter, a capture of every log line, table scans.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Value, json};
+use shared::clock::Clock;
+use shared::config::Config;
+use shared::handlers::Deps;
+use shared::handlers::register;
+use shared::handlers::testing::{config, post};
+use shared::store::DynamoStore;
+use shared::store::dynamo::CallCounter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use uuid::Uuid;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Every log line of this test binary, as the functions would write them (JSON).
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+pub fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        // The functions' own log setup at its most verbose: nothing secret may appear even there.
+        shared::logging::init_with(LevelFilter::TRACE, true, captured.clone());
+        captured
+    })
+}
+
+pub fn log_text() -> String {
+    String::from_utf8_lossy(&logs().0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+pub async fn deps() -> Arc<Deps<DynamoStore>> {
+    counted_deps().await.0
+}
+
+/// Dependencies whose DynamoDB client counts its calls.
+pub async fn counted_deps() -> (Arc<Deps<DynamoStore>>, CallCounter) {
+    counted_deps_with(config(), None).await
+}
+
+/// Dependencies with this configuration (and clock), whose DynamoDB client counts its calls.
+pub async fn counted_deps_with(
+    config: Config,
+    clock: Option<Arc<dyn Clock>>,
+) -> (Arc<Deps<DynamoStore>>, CallCounter) {
+    logs();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1"),
+        "these tests run against the local endpoint that `make test` starts (AWS_ENDPOINT_URL={endpoint:?})"
+    );
+    let sdk = shared::config::aws_sdk_config().await;
+    let counter = CallCounter::default();
+    let store = DynamoStore::new(
+        counter.client(&sdk),
+        &config.users_table,
+        &config.tokens_table,
+    );
+    let mut deps = Deps::new(config, store);
+    if let Some(clock) = clock {
+        deps = deps.with_clock(clock);
+    }
+    (Arc::new(deps), counter)
+}
+
+pub async fn scan_users() -> Vec<Item> {
+    scan(&std::env::var("USERS_TABLE").unwrap_or_default()).await
+}
+
+pub async fn scan_tokens() -> Vec<Item> {
+    scan(&std::env::var("TOKENS_TABLE").unwrap_or_default()).await
+}
+
+async fn scan(table: &str) -> Vec<Item> {
+    let sdk = shared::config::aws_sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan a table");
+        items.extend(page.items.unwrap_or_default());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+pub fn number(item: &Item, name: &str) -> u64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The claims of a token, read without verification (for assertions on stored state).
+pub fn claims(token: &Value) -> Value {
+    use base64ct::Encoding;
+    let payload = token
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
+        .unwrap_or_default();
+    let bytes = base64ct::Base64UrlUnpadded::decode_vec(payload).unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// Registers a fresh user through the handler; returns its username and token response.
+pub async fn sign_up(deps: &Deps<DynamoStore>) -> (String, Value) {
+    let name = unique("user");
+    let body = register_body(&name, &format!("{name}@example.com"));
+    let response = register::handle(deps, post("/auth/register", &body))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 201);
+    (name, shared::handlers::testing::body_json(&response))
+}
+
+pub fn attr<'a>(item: &'a Item, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str)
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn register_body(username: &str, email: &str) -> Value {
+    json!({"username": username, "email": email, "password": PASSWORD})
+}

@@ -1,0 +1,322 @@
+//! Integration tests of sessions against a real DynamoDB API: rotation, reuse detection,
+//! concurrent refreshes, idle and absolute expiry, logout and global revocation, and the
+//! revocation records' TTL. Needs the environment `make test` sets.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use serde_json::{Value, json};
+use shared::clock::{Clock, ManualClock};
+use shared::handlers::testing::{body_json, config, config_with, get, post};
+use shared::handlers::{Deps, login, logout, me, refresh};
+use shared::http::Response;
+use shared::store::DynamoStore;
+use time::Duration;
+
+async fn refresh_with(deps: &Deps<DynamoStore>, token: &Value) -> Response {
+    let req = post("/auth/refresh", &json!({"refresh_token": token}));
+    refresh::handle(deps, req).await.expect("infallible")
+}
+
+async fn sign_in(deps: &Deps<DynamoStore>, name: &str) -> Value {
+    let req = post(
+        "/auth/login",
+        &json!({"identifier": name, "password": PASSWORD}),
+    );
+    let response = login::handle(deps, req).await.expect("infallible");
+    assert_eq!(response.status(), 200);
+    body_json(&response)
+}
+
+async fn me_with(deps: &Deps<DynamoStore>, tokens: &Value) -> u16 {
+    let bearer = format!(
+        "Bearer {}",
+        tokens["access_token"].as_str().unwrap_or_default()
+    );
+    let response = me::handle(deps, get("/auth/me", &[("authorization", &bearer)])).await;
+    response.expect("infallible").status().as_u16()
+}
+
+fn token_item<'a>(items: &'a [Item], pk: &str) -> Vec<&'a Item> {
+    items.iter().filter(|i| attr(i, "pk") == pk).collect()
+}
+
+fn jti(token: &Value) -> String {
+    claims(token)["jti"].as_str().unwrap_or_default().to_owned()
+}
+
+fn with_clock() -> (Arc<ManualClock>, Option<Arc<dyn Clock>>) {
+    let clock = Arc::new(ManualClock::new());
+    (clock.clone(), Some(clock))
+}
+
+#[tokio::test]
+async fn rotation_spends_the_token_in_one_read_and_one_write() {
+    let (deps, counter) = counted_deps().await;
+    let (_, first) = sign_up(&deps).await;
+    let r1 = &first["refresh_token"];
+    counter.reset();
+    let response = refresh_with(&deps, r1).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        counter.calls(),
+        [
+            ("GetItem".to_owned(), 1),
+            ("TransactWriteItems".to_owned(), 1)
+        ]
+        .into()
+    );
+    let second = body_json(&response);
+    let r2 = &second["refresh_token"];
+    assert_ne!(r1, r2);
+    assert_eq!(claims(r2)["sid"], claims(r1)["sid"], "the same session");
+    assert_eq!(
+        claims(r2)["exp"],
+        claims(r1)["exp"],
+        "rotation never extends the session"
+    );
+
+    let tokens = scan_tokens().await;
+    let spent = token_item(&tokens, &format!("RT#{}", jti(r1)));
+    assert_eq!(spent.len(), 1);
+    assert_eq!(attr(spent[0], "successor_jti"), jti(r2));
+    let exp = claims(r1)["exp"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        number(spent[0], "ttl") >= exp,
+        "the record outlives the token"
+    );
+    assert!(
+        number(spent[0], "ttl") < 100_000_000_000,
+        "TTL in seconds, not milliseconds"
+    );
+
+    assert_eq!(refresh_with(&deps, r2).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_spent_token_inside_the_reuse_interval_gets_the_same_successor() {
+    let (deps, _) = counted_deps().await;
+    let (_, first) = sign_up(&deps).await;
+    let r1 = &first["refresh_token"];
+    let r2 = body_json(&refresh_with(&deps, r1).await)["refresh_token"].clone();
+    let again = refresh_with(&deps, r1).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(body_json(&again)["refresh_token"], r2);
+    assert_eq!(
+        refresh_with(&deps, &r2).await.status(),
+        200,
+        "the successor still works"
+    );
+}
+
+#[tokio::test]
+async fn a_spent_token_after_the_interval_revokes_the_whole_session() {
+    // RT-02: the revocation is stored even though the request is refused.
+    let (clock, shared_clock) = with_clock();
+    let (deps, _) = counted_deps_with(config(), shared_clock).await;
+    let (name, first) = sign_up(&deps).await;
+    let r1 = &first["refresh_token"];
+    let r2 = body_json(&refresh_with(&deps, r1).await)["refresh_token"].clone();
+    clock.advance(Duration::seconds(11));
+    let reused = refresh_with(&deps, r1).await;
+    assert_eq!(reused.status(), 401);
+    assert_eq!(body_json(&reused)["code"], "token_reused");
+    assert_eq!(
+        body_json(&refresh_with(&deps, &r2).await)["code"],
+        "invalid_token"
+    );
+
+    let sid = claims(r1)["sid"].as_str().unwrap_or_default().to_owned();
+    let tokens = scan_tokens().await;
+    let revoked = token_item(&tokens, &format!("SESSION#{sid}"));
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(attr(revoked[0], "reason"), "token_reused");
+    assert!(number(revoked[0], "ttl") >= claims(&r2)["exp"].as_u64().unwrap_or(u64::MAX));
+
+    let fresh = sign_in(&deps, &name).await;
+    assert_ne!(
+        claims(&fresh["refresh_token"])["sid"].as_str(),
+        Some(sid.as_str())
+    );
+    assert_eq!(
+        refresh_with(&deps, &fresh["refresh_token"]).await.status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_refreshes_mint_exactly_one_successor() {
+    // RT-03, grace mode: every winner returns the same successor.
+    let (deps, _) = counted_deps().await;
+    let (_, first) = sign_up(&deps).await;
+    let r1 = first["refresh_token"].clone();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (deps, r1) = (Arc::clone(&deps), r1.clone());
+            tokio::spawn(async move { refresh_with(&deps, &r1).await })
+        })
+        .collect();
+    let mut successors = Vec::new();
+    for task in tasks {
+        let response = task.await.expect("task");
+        assert_eq!(response.status(), 200, "{}", body_json(&response));
+        successors.push(body_json(&response)["refresh_token"].clone());
+    }
+    successors.dedup();
+    assert_eq!(successors.len(), 1, "one successor for all ten");
+
+    let tokens = scan_tokens().await;
+    let spent = token_item(&tokens, &format!("RT#{}", jti(&r1)));
+    assert_eq!(spent.len(), 1);
+    assert_eq!(attr(spent[0], "successor_jti"), jti(&successors[0]));
+    let sid = claims(&r1)["sid"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        token_item(&tokens, &format!("SESSION#{sid}")).is_empty(),
+        "not revoked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_strict_mode_concurrent_refreshes_leave_one_winner_and_revoke_the_session() {
+    let strict = config_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]);
+    let (deps, _) = counted_deps_with(strict, None).await;
+    let (_, first) = sign_up(&deps).await;
+    let r1 = first["refresh_token"].clone();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (deps, r1) = (Arc::clone(&deps), r1.clone());
+            tokio::spawn(async move { refresh_with(&deps, &r1).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut reused = 0;
+    for task in tasks {
+        let response = task.await.expect("task");
+        match response.status().as_u16() {
+            200 => winners.push(body_json(&response)["refresh_token"].clone()),
+            401 => {
+                assert_eq!(body_json(&response)["code"], "token_reused");
+                reused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((winners.len(), reused), (1, 9));
+    assert_eq!(
+        refresh_with(&deps, &winners[0]).await.status(),
+        401,
+        "the session is revoked"
+    );
+}
+
+#[tokio::test]
+async fn a_session_idle_longer_than_the_timeout_must_sign_in_again() {
+    let idle = config_with(&[("SESSION_IDLE_TIMEOUT_SECONDS", "600")]);
+    let (clock, shared_clock) = with_clock();
+    let (deps, _) = counted_deps_with(idle, shared_clock).await;
+    let (_, first) = sign_up(&deps).await;
+    clock.advance(Duration::seconds(599));
+    let second = refresh_with(&deps, &first["refresh_token"]).await;
+    assert_eq!(second.status(), 200, "used within the timeout");
+    clock.advance(Duration::seconds(601));
+    let expired = refresh_with(&deps, &body_json(&second)["refresh_token"]).await;
+    assert_eq!(expired.status(), 401);
+    assert_eq!(body_json(&expired)["code"], "session_expired");
+}
+
+#[tokio::test]
+async fn rotation_never_extends_the_absolute_lifetime() {
+    let short = config_with(&[("REFRESH_TOKEN_TTL_SECONDS", "3600")]);
+    let (clock, shared_clock) = with_clock();
+    let (deps, _) = counted_deps_with(short, shared_clock).await;
+    let (_, first) = sign_up(&deps).await;
+    let mut token = first["refresh_token"].clone();
+    let mut previous = 0;
+    for elapsed in [900, 1800, 2700, 3500] {
+        clock.advance(Duration::seconds(elapsed - previous));
+        previous = elapsed;
+        let response = refresh_with(&deps, &token).await;
+        assert_eq!(response.status(), 200, "after {elapsed} s");
+        let body = body_json(&response);
+        assert_eq!(
+            body["refresh_expires_in"],
+            3600 - elapsed,
+            "after {elapsed} s"
+        );
+        token = body["refresh_token"].clone();
+    }
+    clock.advance(Duration::seconds(200));
+    let expired = refresh_with(&deps, &token).await;
+    assert_eq!(body_json(&expired)["code"], "session_expired");
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session_until_its_tokens_expire() {
+    // RT-06: the record's TTL is no earlier than the token's expiry.
+    let (deps, counter) = counted_deps().await;
+    let (_, first) = sign_up(&deps).await;
+    let token = &first["refresh_token"];
+    counter.reset();
+    let req = post("/auth/logout", &json!({"refresh_token": token}));
+    assert_eq!(
+        logout::handle(&deps, req)
+            .await
+            .expect("infallible")
+            .status(),
+        204
+    );
+    assert_eq!(counter.calls(), [("PutItem".to_owned(), 1)].into());
+
+    let sid = claims(token)["sid"].as_str().unwrap_or_default().to_owned();
+    let tokens = scan_tokens().await;
+    let revoked = token_item(&tokens, &format!("SESSION#{sid}"));
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(attr(revoked[0], "reason"), "logout");
+    assert!(number(revoked[0], "ttl") >= claims(token)["exp"].as_u64().unwrap_or(u64::MAX));
+
+    assert_eq!(
+        body_json(&refresh_with(&deps, token).await)["code"],
+        "invalid_token"
+    );
+    let again = post("/auth/logout", &json!({"refresh_token": token}));
+    assert_eq!(
+        logout::handle(&deps, again)
+            .await
+            .expect("infallible")
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn global_logout_refuses_every_refresh_and_every_older_access_token() {
+    let (deps, _) = counted_deps().await;
+    let (name, a) = sign_up(&deps).await;
+    let b = sign_in(&deps, &name).await;
+    assert_eq!(me_with(&deps, &a).await, 200);
+    let req = post(
+        "/auth/logout",
+        &json!({"refresh_token": a["refresh_token"], "scope": "global"}),
+    );
+    assert_eq!(
+        logout::handle(&deps, req)
+            .await
+            .expect("infallible")
+            .status(),
+        204
+    );
+    for session in [&a, &b] {
+        assert_eq!(
+            refresh_with(&deps, &session["refresh_token"])
+                .await
+                .status(),
+            401
+        );
+        assert_eq!(me_with(&deps, session).await, 401);
+    }
+    let c = sign_in(&deps, &name).await;
+    assert_eq!(me_with(&deps, &c).await, 200, "a new sign-in works");
+    assert_eq!(refresh_with(&deps, &c["refresh_token"]).await.status(), 200);
+}
