@@ -39,6 +39,25 @@ async fn me_with(deps: &Deps<DynamoStore>, tokens: &Value) -> u16 {
     response.expect("infallible").status().as_u16()
 }
 
+/// `n` refreshes of one token, all in flight at once.
+async fn refresh_concurrently(
+    deps: &Arc<Deps<DynamoStore>>,
+    token: &Value,
+    n: usize,
+) -> Vec<Response> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (deps, token) = (Arc::clone(deps), token.clone());
+            tokio::spawn(async move { refresh_with(&deps, &token).await })
+        })
+        .collect();
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(task.await.expect("task"));
+    }
+    responses
+}
+
 fn token_item<'a>(items: &'a [Item], pk: &str) -> Vec<&'a Item> {
     items.iter().filter(|i| attr(i, "pk") == pk).collect()
 }
@@ -152,15 +171,8 @@ async fn ten_concurrent_refreshes_mint_exactly_one_successor() {
     let (deps, _) = counted_deps().await;
     let (_, first) = sign_up(&deps).await;
     let r1 = first["refresh_token"].clone();
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (deps, r1) = (Arc::clone(&deps), r1.clone());
-            tokio::spawn(async move { refresh_with(&deps, &r1).await })
-        })
-        .collect();
     let mut successors = Vec::new();
-    for task in tasks {
-        let response = task.await.expect("task");
+    for response in refresh_concurrently(&deps, &r1, 10).await {
         assert_eq!(response.status(), 200, "{}", body_json(&response));
         successors.push(body_json(&response)["refresh_token"].clone());
     }
@@ -184,16 +196,9 @@ async fn in_strict_mode_concurrent_refreshes_leave_one_winner_and_revoke_the_ses
     let (deps, _) = counted_deps_with(strict, None).await;
     let (_, first) = sign_up(&deps).await;
     let r1 = first["refresh_token"].clone();
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (deps, r1) = (Arc::clone(&deps), r1.clone());
-            tokio::spawn(async move { refresh_with(&deps, &r1).await })
-        })
-        .collect();
     let mut winners = Vec::new();
     let mut reused = 0;
-    for task in tasks {
-        let response = task.await.expect("task");
+    for response in refresh_concurrently(&deps, &r1, 10).await {
         match response.status().as_u16() {
             200 => winners.push(body_json(&response)["refresh_token"].clone()),
             401 => {

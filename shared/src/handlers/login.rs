@@ -88,19 +88,13 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{body_json, deps, event, post, register};
+    use crate::handlers::testing::{alice, body_json, deps, event, post, register};
     use serde_json::json;
 
     #[tokio::test]
     async fn signs_in_with_the_sample_event() {
         let deps = deps();
-        register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        alice(&deps).await;
         let response = handle(&deps, event("login")).await.expect("ok");
         assert_eq!(response.status(), 200);
         let body = body_json(&response);
@@ -140,13 +134,7 @@ mod tests {
     async fn unknown_user_and_wrong_password_look_the_same() {
         // LG-01: same status, body and headers; LG-02: one verification each.
         let deps = deps();
-        register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        alice(&deps).await;
         let before = deps.passwords.verification_count();
         let wrong = handle(
             &deps,

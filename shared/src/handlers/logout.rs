@@ -95,154 +95,82 @@ async fn logout<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{body_json, deps, event, get, post, register};
+    use crate::handlers::testing::{
+        alice, bearer, body_json, cookie_post, deps, event, get, post, sign_in,
+    };
     use crate::handlers::{me, refresh};
     use serde_json::{Value, json};
 
-    async fn logout_with(deps: &Deps<impl UserStore>, body: Value) -> Response {
-        handle(deps, post("/auth/logout", &body))
-            .await
-            .expect("infallible")
+    async fn logout_with(deps: &Deps<impl UserStore>, body: Value) -> u16 {
+        let response = handle(deps, post("/auth/logout", &body)).await;
+        response.expect("infallible").status().as_u16()
+    }
+
+    async fn refresh_status(deps: &Deps<impl UserStore>, tokens: &Value) -> u16 {
+        let body = json!({"refresh_token": tokens["refresh_token"]});
+        let response = refresh::handle(deps, post("/auth/refresh", &body)).await;
+        response.expect("infallible").status().as_u16()
     }
 
     #[tokio::test]
     async fn the_sample_event_is_a_logout_request() {
         let response = handle(&deps(), event("logout")).await.expect("infallible");
-        assert_eq!(
-            body_json(&response)["code"],
-            "invalid_token",
-            "its placeholder is not a token"
-        );
+        // Its placeholder is not a token.
+        assert_eq!(body_json(&response)["code"], "invalid_token");
     }
 
     #[tokio::test]
     async fn logout_revokes_the_session_and_is_idempotent() {
         let deps = deps();
-        let tokens = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
-        let refresh_token = &tokens["refresh_token"];
+        let tokens = alice(&deps).await;
+        let body = json!({"refresh_token": tokens["refresh_token"]});
+        assert_eq!(logout_with(&deps, body.clone()).await, 204);
+        assert_eq!(logout_with(&deps, body).await, 204, "twice is 204");
+        assert_eq!(refresh_status(&deps, &tokens).await, 401);
         assert_eq!(
-            logout_with(&deps, json!({"refresh_token": refresh_token}))
-                .await
-                .status(),
-            204
+            logout_with(&deps, json!({"refresh_token": "eyJ.eyJ.sig"})).await,
+            401
         );
-        assert_eq!(
-            logout_with(&deps, json!({"refresh_token": refresh_token}))
-                .await
-                .status(),
-            204
-        );
-        let refused = refresh::handle(
-            &deps,
-            post("/auth/refresh", &json!({"refresh_token": refresh_token})),
-        );
-        assert_eq!(refused.await.expect("ok").status(), 401);
-        let forged = logout_with(&deps, json!({"refresh_token": "eyJ.eyJ.sig"})).await;
-        assert_eq!(forged.status(), 401);
-        let bad_scope = logout_with(
-            &deps,
-            json!({"refresh_token": refresh_token, "scope": "all"}),
-        )
-        .await;
-        assert_eq!(bad_scope.status(), 422);
+        let bad_scope = json!({"refresh_token": tokens["refresh_token"], "scope": "all"});
+        assert_eq!(logout_with(&deps, bad_scope).await, 422);
     }
 
     #[tokio::test]
     async fn global_logout_refuses_every_session_and_older_access_tokens() {
         let deps = deps();
-        let a = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
-        let b = body_json(
-            &crate::handlers::login::handle(
-                &deps,
-                post(
-                    "/auth/login",
-                    &json!({"identifier": "alice", "password": "correct horse battery staple"}),
-                ),
-            )
-            .await
-            .expect("ok"),
-        );
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
         let global = json!({"refresh_token": a["refresh_token"], "scope": "global"});
-        assert_eq!(logout_with(&deps, global.clone()).await.status(), 204);
+        assert_eq!(logout_with(&deps, global.clone()).await, 204);
         for tokens in [&a, &b] {
-            let refresh = refresh::handle(
-                &deps,
-                post(
-                    "/auth/refresh",
-                    &json!({"refresh_token": tokens["refresh_token"]}),
-                ),
-            );
-            assert_eq!(refresh.await.expect("ok").status(), 401);
-            let bearer = format!(
-                "Bearer {}",
-                tokens["access_token"].as_str().unwrap_or_default()
-            );
-            let me = me::handle(&deps, get("/auth/me", &[("authorization", &bearer)]))
-                .await
-                .expect("ok");
-            assert_eq!(me.status(), 401);
+            assert_eq!(refresh_status(&deps, tokens).await, 401);
+            let req = get("/auth/me", &[("authorization", &bearer(tokens))]);
+            assert_eq!(me::handle(&deps, req).await.expect("ok").status(), 401);
         }
-        assert_eq!(
-            logout_with(&deps, global).await.status(),
-            204,
-            "twice is still 204"
-        );
+        assert_eq!(logout_with(&deps, global).await, 204, "twice is still 204");
     }
 
     #[tokio::test]
     async fn cookie_logout_checks_the_origin_and_clears_cookies() {
         let deps = deps();
-        let tokens = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
-        let cookie = format!(
-            "__Secure-refresh_token={}",
-            tokens["refresh_token"].as_str().unwrap_or_default()
-        );
-        let request = |origin: &str| {
-            let mut req = post("/auth/logout", &json!({}));
-            *req.body_mut() = lambda_http::Body::Empty;
-            req.headers_mut().remove("content-type");
-            req.headers_mut()
-                .insert("cookie", cookie.parse().expect("header"));
-            req.headers_mut()
-                .insert("origin", origin.parse().expect("header"));
-            req
-        };
-        let foreign = handle(&deps, request("https://evil.example"))
-            .await
-            .expect("ok");
+        let tokens = alice(&deps).await;
+        let refresh_token = tokens["refresh_token"].as_str().unwrap_or_default();
+        let cookie = format!("__Secure-refresh_token={refresh_token}");
+        let foreign = cookie_post("/auth/logout", &cookie, Some("https://evil.example"));
+        let foreign = handle(&deps, foreign).await.expect("ok");
         assert_eq!(body_json(&foreign)["code"], "csrf_rejected");
-        let response = handle(&deps, request("http://localhost:3000"))
-            .await
-            .expect("ok");
+        let allowed = cookie_post("/auth/logout", &cookie, Some("http://localhost:3000"));
+        let response = handle(&deps, allowed).await.expect("ok");
         assert_eq!(response.status(), 204);
         let cleared: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
         assert_eq!(cleared.len(), 2);
         assert!(
             cleared
                 .iter()
-                .all(|c| c.to_str().unwrap_or_default().contains("Max-Age=0"))
+                .all(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
         );
         // The browser's second logout has no cookie left: still 204.
-        let mut again = request("http://localhost:3000");
-        again.headers_mut().remove("cookie");
+        let again = cookie_post("/auth/logout", "", Some("http://localhost:3000"));
         assert_eq!(handle(&deps, again).await.expect("ok").status(), 204);
     }
 }

@@ -25,25 +25,16 @@ async fn me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, Api
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{body_json, deps, event, get, register};
+    use crate::handlers::testing::{alice, bearer, body_json, deps, event, get};
     use crate::store::UserStore;
     use lambda_http::http::HeaderValue;
 
     #[tokio::test]
     async fn returns_the_user_for_a_bearer_token() {
         let deps = deps();
-        let tokens = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let tokens = alice(&deps).await;
         let mut req = event("me");
-        let bearer = format!(
-            "Bearer {}",
-            tokens["access_token"].as_str().unwrap_or_default()
-        );
+        let bearer = bearer(&tokens);
         req.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&bearer).expect("header"),
@@ -59,13 +50,7 @@ mod tests {
     #[tokio::test]
     async fn accepts_the_access_cookie() {
         let deps = deps();
-        let tokens = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let tokens = alice(&deps).await;
         let cookie = format!(
             "__Host-access_token={}",
             tokens["access_token"].as_str().unwrap_or_default()
@@ -80,13 +65,7 @@ mod tests {
     async fn missing_forged_and_refresh_tokens_are_401_with_a_challenge() {
         // JWT-08: a refresh token is not an access token.
         let deps = deps();
-        let tokens = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let tokens = alice(&deps).await;
         let refresh = format!(
             "Bearer {}",
             tokens["refresh_token"].as_str().unwrap_or_default()
@@ -110,23 +89,14 @@ mod tests {
     #[tokio::test]
     async fn tokens_older_than_the_revocation_point_are_refused() {
         let deps = deps();
-        let tokens = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let tokens = alice(&deps).await;
         let id = crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
             .expect("id");
         deps.store
             .revoke_all_sessions(id, 0)
             .await
             .expect("revoked");
-        let bearer = format!(
-            "Bearer {}",
-            tokens["access_token"].as_str().unwrap_or_default()
-        );
+        let bearer = bearer(&tokens);
         let response = handle(&deps, get("/auth/me", &[("authorization", &bearer)]))
             .await
             .expect("ok");

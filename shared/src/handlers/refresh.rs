@@ -147,7 +147,9 @@ async fn is_graceful_reuse<S: UserStore>(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::handlers::testing::{body_json, deps, event, post, register};
+    use crate::handlers::testing::{
+        alice, body_json, config_with, cookie_post, deps, event, post, sign_in,
+    };
     use base64ct::Encoding;
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -177,13 +179,7 @@ mod tests {
     async fn rotation_grace_and_reuse_detection() {
         let clock = Arc::new(ManualClock::new());
         let deps = deps().with_clock(clock.clone());
-        let first = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let first = alice(&deps).await;
         let r1 = &first["refresh_token"];
 
         let second = body_json(&refresh_with(&deps, r1).await);
@@ -209,13 +205,7 @@ mod tests {
     async fn only_the_immediate_predecessor_gets_grace() {
         // RT-04: R1 -> R2 -> R3, then R1 again within the interval: reuse.
         let deps = deps();
-        let first = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let first = alice(&deps).await;
         let r2 =
             body_json(&refresh_with(&deps, &first["refresh_token"]).await)["refresh_token"].clone();
         let r3 = body_json(&refresh_with(&deps, &r2).await)["refresh_token"].clone();
@@ -227,13 +217,7 @@ mod tests {
     #[tokio::test]
     async fn access_tokens_forged_and_missing_tokens_are_refused() {
         let deps = deps();
-        let first = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let first = alice(&deps).await;
         for token in [&first["access_token"], &json!("a.b.c"), &json!("")] {
             let response = refresh_with(&deps, token).await;
             assert_eq!(response.status(), 401, "{token}");
@@ -253,30 +237,14 @@ mod tests {
     async fn idle_and_absolute_expiry() {
         let clock = Arc::new(ManualClock::new());
         let deps = deps().with_clock(clock.clone());
-        let first = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
+        let first = alice(&deps).await;
         // Idle: a day without use by default.
         clock.advance(Duration::seconds(86_400 + 1));
         let idle = refresh_with(&deps, &first["refresh_token"]).await;
         assert_eq!(body_json(&idle)["code"], "session_expired");
 
         // Absolute: a week, however often the session is used.
-        let fresh = body_json(
-            &crate::handlers::login::handle(
-                &deps,
-                post(
-                    "/auth/login",
-                    &json!({"identifier": "alice", "password": "correct horse battery staple"}),
-                ),
-            )
-            .await
-            .expect("ok"),
-        );
+        let fresh = sign_in(&deps, "alice").await;
         let mut token = fresh["refresh_token"].clone();
         for _ in 0..7 {
             clock.advance(Duration::seconds(86_000));
@@ -292,27 +260,14 @@ mod tests {
     #[tokio::test]
     async fn cookie_refresh_needs_an_allowed_origin_and_answers_with_cookies() {
         let deps = deps();
-        let first = register(
-            &deps,
-            "alice",
-            "alice@example.com",
-            "correct horse battery staple",
-        )
-        .await;
-        let cookie = format!(
-            "__Secure-refresh_token={}",
-            first["refresh_token"].as_str().unwrap_or_default()
-        );
-        let mut req = post("/auth/refresh", &json!({}));
-        *req.body_mut() = lambda_http::Body::Empty;
-        req.headers_mut().remove("content-type");
-        req.headers_mut()
-            .insert("cookie", cookie.parse().expect("header"));
-        let no_origin = handle(&deps, req.clone()).await.expect("ok");
+        let first = alice(&deps).await;
+        let refresh_token = first["refresh_token"].as_str().unwrap_or_default();
+        let cookie = format!("__Secure-refresh_token={refresh_token}");
+        let no_origin = cookie_post("/auth/refresh", &cookie, None);
+        let no_origin = handle(&deps, no_origin).await.expect("ok");
         assert_eq!(body_json(&no_origin)["code"], "csrf_rejected");
 
-        req.headers_mut()
-            .insert("origin", "http://localhost:3000".parse().expect("header"));
+        let req = cookie_post("/auth/refresh", &cookie, Some("http://localhost:3000"));
         let response = handle(&deps, req.clone()).await.expect("ok");
         assert_eq!(response.status(), 200);
         let body = body_json(&response);
@@ -323,11 +278,9 @@ mod tests {
         assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
 
         // Strict reuse later: the dead session's cookies are cleared.
+        let strict = config_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]);
         let deps = Deps {
-            config: crate::handlers::testing::config_with(&[(
-                "REFRESH_REUSE_INTERVAL_SECONDS",
-                "0",
-            )]),
+            config: strict,
             ..deps
         };
         let reused = handle(&deps, req).await.expect("ok");
@@ -337,7 +290,7 @@ mod tests {
         assert!(
             cleared
                 .iter()
-                .all(|c| c.to_str().unwrap_or_default().contains("Max-Age=0"))
+                .all(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
         );
     }
 

@@ -79,6 +79,39 @@ pub fn body_json(response: &Response) -> Value {
     serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null)
 }
 
+/// The password of the users these helpers register.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Registers `alice` (alice@example.com) and returns the token response.
+pub async fn alice<S: UserStore>(deps: &Deps<S>) -> Value {
+    register(deps, "alice", "alice@example.com", PASSWORD).await
+}
+
+/// Signs in through the handler and returns the token response.
+pub async fn sign_in<S: UserStore>(deps: &Deps<S>, identifier: &str) -> Value {
+    let body = serde_json::json!({"identifier": identifier, "password": PASSWORD});
+    let response = super::login::handle(deps, post("/auth/login", &body))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200, "{}", body_json(&response));
+    body_json(&response)
+}
+
+/// An `Authorization` header value for a token response's access token.
+pub fn bearer(tokens: &Value) -> String {
+    format!(
+        "Bearer {}",
+        tokens["access_token"].as_str().unwrap_or_default()
+    )
+}
+
+/// A body-less POST as a browser sends it in cookie mode: with a cookie and an origin.
+pub fn cookie_post(path: &str, cookie: &str, origin: Option<&str>) -> Request {
+    let mut headers = vec![("cookie", cookie)];
+    headers.extend(origin.map(|o| ("origin", o)));
+    request("POST", path, &headers, Body::Empty)
+}
+
 /// Registers a user through the handler and returns the token response.
 pub async fn register<S: UserStore>(
     deps: &Deps<S>,
