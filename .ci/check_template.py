@@ -33,6 +33,7 @@ def main():
     packages = sorted(os.listdir(os.path.join(ROOT, "functions")))
 
     template_routes = set()
+    mailers = set()
     binaries = set()
     for logical_id, function in functions.items():
         binary = function.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
@@ -41,15 +42,16 @@ def main():
         binaries.add(binary)
         check(f"{logical_id} builds from the workspace root", "CodeUri" not in function["Properties"])
         check(f"events/{binary}.json exists", os.path.exists(os.path.join(ROOT, "events", f"{binary}.json")))
+        routes = set()
         for event in function["Properties"].get("Events", {}).values():
             props = event["Properties"]
-            route = (props["Method"].upper(), props["Path"])
-            template_routes.add(route + (binary,))
-            sample = os.path.join(ROOT, "events", f"{binary}.json")
-            if os.path.exists(sample):
-                with open(sample) as f:
-                    route_key = json.load(f).get("routeKey")
-                check(f"events/{binary}.json is a {route} event", route_key == " ".join(route), route_key)
+            routes.add(f"{props['Method'].upper()} {props['Path']}")
+            template_routes.add((props["Method"].upper(), props["Path"], binary))
+        sample = os.path.join(ROOT, "events", f"{binary}.json")
+        if os.path.exists(sample):
+            with open(sample) as f:
+                route_key = json.load(f).get("routeKey")
+            check(f"events/{binary}.json is an event of one of its routes", route_key in routes, route_key)
         statements = [s for p in function["Properties"].get("Policies", []) for s in p.get("Statement", [])]
         policy_names = [p for p in function["Properties"].get("Policies", []) if isinstance(p, dict) and "Statement" not in p]
         check(f"{logical_id} uses no managed policy templates", not policy_names, policy_names)
@@ -61,7 +63,12 @@ def main():
                 actions,
             )
             check(f"{logical_id} scopes its resources", statement.get("Resource") not in ("*", None))
+            if any(a.startswith("ses:") for a in actions):
+                check(f"{logical_id} may only send mail", actions == ["ses:SendEmail"], actions)
+                check(f"{logical_id} sends only from the sender", "ses:FromAddress" in json.dumps(statement.get("Condition")))
+                mailers.add(binary)
 
+    check("only the functions that mail may send mail", mailers == {"change-password", "forgot-password", "reset-password"}, mailers)
     check("every function package is deployed", binaries == set(packages), (binaries, packages))
     router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
     local_routes = {(r["method"].upper(), path, r["function"]) for path, rs in router.items() for r in rs}

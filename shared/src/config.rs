@@ -36,6 +36,17 @@ pub struct Config {
     pub allowed_origins: BTreeSet<String>,
     pub cookie_same_site: SameSite,
     pub login_lockout_threshold: u32,
+    /// Failed logins one client address may make per `client_limit_window`.
+    pub login_client_limit: u32,
+    /// Forgot-password requests one client address may make per `client_limit_window`.
+    pub forgot_client_limit: u32,
+    pub client_limit_window: Duration,
+    /// At most one reset mail per address in this interval...
+    pub forgot_address_interval: Duration,
+    /// ...and at most this many per address and hour.
+    pub forgot_address_hourly_limit: u32,
+    /// Forgot-password answers take at least this long, whether or not a mail was sent.
+    pub forgot_min_response: std::time::Duration,
 }
 
 impl Config {
@@ -64,6 +75,17 @@ impl Config {
                         }),
                     },
                 }
+            };
+        let millis =
+            |name: &'static str, default: u64| -> Result<std::time::Duration, ConfigError> {
+                let ms = match get(name) {
+                    None => default,
+                    Some(raw) => raw.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                        var: name,
+                        reason: "expected a whole number of milliseconds".into(),
+                    })?,
+                };
+                Ok(std::time::Duration::from_millis(ms))
             };
         let count = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
             match get(name) {
@@ -118,7 +140,24 @@ impl Config {
             allowed_origins,
             cookie_same_site,
             login_lockout_threshold: count("LOGIN_LOCKOUT_THRESHOLD", 5)?,
+            login_client_limit: count("LOGIN_CLIENT_LIMIT", 100)?,
+            forgot_client_limit: count("FORGOT_CLIENT_LIMIT", 30)?,
+            client_limit_window: seconds("CLIENT_LIMIT_WINDOW_SECONDS", 300, 1)?,
+            forgot_address_interval: seconds("FORGOT_ADDRESS_INTERVAL_SECONDS", 60, 0)?,
+            forgot_address_hourly_limit: count("FORGOT_ADDRESS_HOURLY_LIMIT", 5)?,
+            forgot_min_response: millis("FORGOT_MIN_RESPONSE_MS", 300)?,
         };
+        if let Some(template) = &config.reset_url_template {
+            let local = ["http://localhost", "http://127.0.0.1"]
+                .iter()
+                .any(|p| template.starts_with(p));
+            if !template.starts_with("https://") && !local {
+                return Err(ConfigError::Invalid {
+                    var: "RESET_URL_TEMPLATE",
+                    reason: "links in mail must be https:// (FP-08)".into(),
+                });
+            }
+        }
         if config.cookie_same_site == SameSite::None && config.allowed_origins.is_empty() {
             return Err(ConfigError::Invalid {
                 var: "COOKIE_SAMESITE",
@@ -127,6 +166,20 @@ impl Config {
             });
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// A key for one purpose, derived from `JWT_SECRET`: HMAC-SHA256(secret, "auth/" + label).
+    /// One deployed secret, independent keys per use (JWT-05).
+    pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.jwt_secret.expose_secret().as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"auth/");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -211,6 +264,10 @@ mod tests {
         assert_eq!(c.reset_code_ttl, Duration::seconds(600));
         assert_eq!(c.reset_code_max_attempts, 5);
         assert_eq!(c.login_lockout_threshold, 5);
+        assert_eq!((c.login_client_limit, c.forgot_client_limit), (100, 30));
+        assert_eq!(c.client_limit_window, Duration::seconds(300));
+        assert_eq!(c.forgot_address_interval, Duration::seconds(60));
+        assert_eq!(c.forgot_address_hourly_limit, 5);
         assert_eq!(c.cookie_same_site, SameSite::Strict);
         assert_eq!(c.jwt_audience, "auth");
         assert!(c.allowed_origins.is_empty());
@@ -279,5 +336,7 @@ mod tests {
             "None without origins"
         );
         assert!(config(&[("LOGIN_LOCKOUT_THRESHOLD", "0")]).is_err());
+        assert!(config(&[("RESET_URL_TEMPLATE", "http://app.example.com/r?c={code}")]).is_err());
+        assert!(config(&[("RESET_URL_TEMPLATE", "https://app.example.com/r?c={code}")]).is_ok());
     }
 }

@@ -116,6 +116,14 @@ pub enum Identifier {
 }
 
 impl Identifier {
+    /// The normalised form: the lower-cased email or username.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Email(email) => email.as_str().to_owned(),
+            Self::Username(username) => username.key(),
+        }
+    }
+
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         if raw.contains('@') {
             Email::parse(raw).map(Self::Email)
@@ -226,6 +234,56 @@ pub struct UserRecord {
     pub token_version: u64,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub lockout: Lockout,
+    pub reset_code: Option<StoredResetCode>,
+}
+
+impl UserRecord {
+    /// A new user, with no failed sign-ins and no reset code.
+    pub fn new(
+        username: Username,
+        email: Email,
+        full_name: Option<FullName>,
+        password_hash: String,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: UserId::new(),
+            username,
+            email,
+            full_name,
+            password_hash,
+            token_version: 0,
+            created_at: now,
+            updated_at: now,
+            lockout: Lockout::default(),
+            reset_code: None,
+        }
+    }
+}
+
+/// Failed sign-ins since the last success, and until when the account is locked (epoch s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lockout {
+    pub failures: u32,
+    pub locked_until: u64,
+}
+
+/// A pending password-reset code: only its keyed hash is stored (FP-04).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredResetCode {
+    pub hash: String,
+    pub expires_at: u64,
+    pub attempts: u32,
+}
+
+impl fmt::Debug for StoredResetCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredResetCode")
+            .field("expires_at", &self.expires_at)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for UserRecord {

@@ -117,6 +117,10 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::EmailTaken => Self::EmailTaken,
             StoreError::UsernameTaken => Self::UsernameTaken,
+            StoreError::Conflict => {
+                tracing::warn!("a concurrent update won; the client may retry");
+                Self::Unavailable
+            }
             StoreError::Unavailable(source) => {
                 tracing::error!(error = %source, "storage unavailable");
                 Self::Unavailable

@@ -4,12 +4,9 @@
 //! header and its own `token_use` claim, so neither can stand in for the other (JWT-08). The
 //! `Validation`s and keys are built once per cold start.
 
-use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -103,9 +100,8 @@ pub struct TokenKeys {
 
 impl TokenKeys {
     pub fn new(config: &Config) -> Self {
-        let secret = config.jwt_secret.expose_secret().as_bytes();
         let use_keys = |token_use: TokenUse| {
-            let key = derive(secret, token_use.label());
+            let key = config.derived_key(token_use.label());
             let mut validation = Validation::new(ALGORITHM);
             validation.leeway = LEEWAY_SECS;
             validation.validate_nbf = true;
@@ -118,7 +114,7 @@ impl TokenKeys {
                 validation,
             }
         };
-        let kid: String = derive(secret, b"jwt/kid")[..8]
+        let kid: String = config.derived_key(b"jwt/kid")[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -243,15 +239,6 @@ impl TokenKeys {
     }
 }
 
-/// A per-purpose key: HMAC-SHA256(secret, label). One secret, independent keys (JWT-05).
-fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
-    mac.update(b"auth/");
-    mac.update(label);
-    mac.finalize().into_bytes().into()
-}
-
 /// Compact serialisation only: three base64url parts, bounded length (JWT-12).
 fn is_compact_jws(token: &str) -> bool {
     token.len() <= MAX_TOKEN_BYTES
@@ -265,9 +252,11 @@ fn is_compact_jws(token: &str) -> bool {
 mod tests {
     use super::*;
     use crate::clock::{Clock, SystemClock};
-    use crate::domain::{Email, UserId, Username};
+    use crate::domain::{Email, Username};
     use base64ct::{Base64UrlUnpadded, Encoding};
+    use hmac::{Hmac, Mac};
     use serde_json::{Value, json};
+    use sha2::Sha256;
     use time::OffsetDateTime;
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";
@@ -283,21 +272,26 @@ mod tests {
         .expect("config")
     }
 
+    fn keys_config() -> Config {
+        config(SECRET, "https://auth.test", "auth")
+    }
+
     fn keys() -> TokenKeys {
-        TokenKeys::new(&config(SECRET, "https://auth.test", "auth"))
+        TokenKeys::new(&keys_config())
     }
 
     fn user() -> UserRecord {
-        UserRecord {
-            id: UserId::new(),
-            username: Username::parse("alice").expect("valid"),
-            email: Email::parse("alice@example.com").expect("valid"),
-            full_name: None,
-            password_hash: String::new(),
-            token_version: 3,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-        }
+        let username = Username::parse("alice").expect("valid");
+        let email = Email::parse("alice@example.com").expect("valid");
+        let mut user = UserRecord::new(
+            username,
+            email,
+            None,
+            String::new(),
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        user.token_version = 3;
+        user
     }
 
     fn now() -> u64 {
@@ -309,7 +303,7 @@ mod tests {
         let h = Base64UrlUnpadded::encode_string(header.to_string().as_bytes());
         let c = Base64UrlUnpadded::encode_string(claims.to_string().as_bytes());
         let signing_input = format!("{h}.{c}");
-        let key = derive(SECRET.as_bytes(), TokenUse::Access.label());
+        let key = keys_config().derived_key(TokenUse::Access.label());
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("key");
         mac.update(signing_input.as_bytes());
         let sig = Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes());

@@ -10,8 +10,11 @@ pub mod handlers;
 pub mod http;
 pub mod jwt;
 pub mod logging;
+pub mod mail;
 pub mod password;
+pub mod reset;
 pub mod store;
+pub mod throttle;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;

@@ -8,10 +8,12 @@ use lambda_http::Request;
 use lambda_http::http::{Method, StatusCode};
 
 use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, require_method};
-use crate::domain::{Identifier, PasswordAttempt};
+use crate::domain::{Identifier, Lockout, PasswordAttempt};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
+use crate::store::LockTarget;
 use crate::store::UserStore;
+use crate::throttle::Window;
 
 pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
     answer(login(deps, &req).await)
@@ -54,14 +56,59 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
         return Err(ApiError::Validation(errors));
     };
 
-    // An identifier that cannot name an account takes the unknown-user path: same work, same answer.
-    let user = match Identifier::parse(identifier) {
-        Ok(identifier) => match deps.store.find_user_id(&identifier).await? {
-            Some(id) => deps.store.get_user(id).await?,
-            None => None,
-        },
-        Err(_) => None,
+    let now = deps.now();
+    let source_ip = client_ip(req);
+    let window = Window::at(
+        now,
+        deps.config
+            .client_limit_window
+            .whole_seconds()
+            .unsigned_abs(),
+    );
+    let client_key = format!("RATE#login#{}#{}", deps.key_part(&source_ip), window.index);
+    // An identifier that cannot name an account takes the unknown-account path: same work,
+    // same answer, and a lock of its own, so a lock says nothing about which accounts exist.
+    let parsed = Identifier::parse(identifier).ok();
+    let normalized = parsed
+        .as_ref()
+        .map_or_else(|| identifier.to_lowercase(), Identifier::key);
+    let identifier_lock = format!("LOCK#{}", deps.key_part(&normalized));
+    let counter_keys = [client_key.clone(), identifier_lock.clone()];
+    let (owner, counters) = deps
+        .store
+        .find_user_id_with_counters(parsed.as_ref(), &counter_keys)
+        .await?;
+    let counter = |key: &str| counters.iter().find(|c| c.key == key);
+
+    // Per client address (LG-05): too many failures from one address, whatever the accounts.
+    if counter(&client_key).is_some_and(|c| c.count >= u64::from(deps.config.login_client_limit)) {
+        tracing::warn!(event = "login_throttled", source_ip = %source_ip);
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: window.end.saturating_sub(now),
+        });
+    }
+    let user = match owner {
+        Some(id) => deps.store.get_user(id).await?,
+        None => None,
     };
+    // Per account (LG-04): while locked, the password is not even checked, so the answer
+    // cannot tell whether it was right.
+    let lockout = match &user {
+        Some(user) => user.lockout,
+        None => counter(&identifier_lock)
+            .map(|c| Lockout {
+                failures: u32::try_from(c.count).unwrap_or(u32::MAX),
+                locked_until: c.locked_until,
+            })
+            .unwrap_or_default(),
+    };
+    if lockout.locked_until > now {
+        tracing::warn!(event = "login_locked", source_ip = %source_ip);
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: lockout.locked_until - now,
+        });
+    }
+
     let verified = deps
         .passwords
         .verify(
@@ -71,25 +118,55 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
         .await;
     match user {
         Some(user) if verified => {
-            tracing::info!(event = "login_succeeded", user_id = %user.id, source_ip = %client_ip(req));
+            if user.lockout.failures > 0 {
+                deps.store.clear_login_failures(user.id).await?;
+            }
+            tracing::info!(event = "login_succeeded", user_id = %user.id, source_ip = %source_ip);
             new_session(deps, &user, delivery, StatusCode::OK)
         }
         user => {
+            let target = match &user {
+                Some(user) => LockTarget::User(user.id),
+                None => LockTarget::Identifier(identifier_lock),
+            };
+            let threshold = deps.config.login_lockout_threshold;
+            let forget_after = now + IDENTIFIER_LOCK_MEMORY_SECS;
+            let lockout = deps
+                .store
+                .record_login_failure(&target, threshold, now, forget_after)
+                .await?;
+            deps.store.increment(&client_key, window.end).await?;
             tracing::warn!(
                 event = "login_failed",
                 user_id = user.map(|u| u.id.to_string()).unwrap_or_default(),
-                source_ip = %client_ip(req)
+                failures = lockout.failures,
+                source_ip = %source_ip
             );
+            if lockout.locked_until > now {
+                tracing::warn!(
+                    event = "account_locked",
+                    lock_secs = lockout.locked_until - now
+                );
+            }
             Err(ApiError::InvalidCredentials)
         }
     }
 }
 
+/// How long failures against an identifier that names no account are remembered.
+const IDENTIFIER_LOCK_MEMORY_SECS: u64 = 24 * 3600;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{alice, body_json, deps, event, post, register};
+    use crate::clock::ManualClock;
+    use crate::handlers::testing::{
+        PASSWORD, alice, body_json, config_with, deps, event, post, register,
+    };
+    use crate::store::memory::MemoryStore;
     use serde_json::json;
+    use std::sync::Arc;
+    use time::Duration;
 
     #[tokio::test]
     async fn signs_in_with_the_sample_event() {
@@ -196,5 +273,109 @@ mod tests {
             0,
             "no hashing for malformed requests"
         );
+    }
+
+    async fn attempt(deps: &Deps<impl UserStore>, identifier: &str, password: &str) -> Response {
+        let body = json!({"identifier": identifier, "password": password});
+        handle(deps, post("/auth/login", &body))
+            .await
+            .expect("infallible")
+    }
+
+    fn retry_after(response: &Response) -> u64 {
+        let value = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        value.and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_account_locks_after_the_threshold_and_the_lock_doubles() {
+        // LG-04, with API.md's rule: 5 failures, then 1 s, doubling, capped at 900 s.
+        let clock = Arc::new(ManualClock::new());
+        let deps = deps().with_clock(clock.clone());
+        alice(&deps).await;
+        for _ in 0..5 {
+            assert_eq!(
+                attempt(&deps, "alice", "wrong password").await.status(),
+                401
+            );
+        }
+        // Locked: right or wrong, the same 429, and the password is not checked.
+        let before = deps.passwords.verification_count();
+        let right = attempt(&deps, "alice", PASSWORD).await;
+        let wrong = attempt(&deps, "ALICE@example.com", "wrong password").await;
+        assert_eq!(
+            deps.passwords.verification_count(),
+            before,
+            "no verification while locked"
+        );
+        for response in [&right, &wrong] {
+            assert_eq!(response.status(), 429);
+            assert_eq!(body_json(response)["code"], "too_many_attempts");
+            assert_eq!(retry_after(response), 1);
+        }
+        assert_eq!(right.body().as_ref(), wrong.body().as_ref());
+        clock.advance(Duration::seconds(1));
+        assert_eq!(
+            attempt(&deps, "alice", "wrong password").await.status(),
+            401
+        );
+        assert_eq!(
+            retry_after(&attempt(&deps, "alice", PASSWORD).await),
+            2,
+            "the lock doubled"
+        );
+        clock.advance(Duration::seconds(2));
+        // After the wait the right password works, and clears the count.
+        assert_eq!(attempt(&deps, "alice", PASSWORD).await.status(), 200);
+        assert_eq!(
+            attempt(&deps, "alice", "wrong password").await.status(),
+            401
+        );
+        assert_eq!(
+            attempt(&deps, "alice", PASSWORD).await.status(),
+            200,
+            "one failure locks nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_identifiers_lock_alike_so_a_lock_reveals_nothing() {
+        let deps = deps();
+        for _ in 0..5 {
+            assert_eq!(
+                attempt(&deps, "ghost", "wrong password").await.status(),
+                401
+            );
+        }
+        let locked = attempt(&deps, "ghost", "wrong password").await;
+        assert_eq!(locked.status(), 429);
+        assert_eq!(retry_after(&locked), 1);
+    }
+
+    #[tokio::test]
+    async fn one_client_address_is_limited_across_accounts() {
+        // LG-05: keyed on the address API Gateway saw; X-Forwarded-For changes nothing.
+        let deps = Deps::new(
+            config_with(&[("LOGIN_CLIENT_LIMIT", "3")]),
+            MemoryStore::new(),
+        );
+        alice(&deps).await;
+        for i in 0..3 {
+            let mut req = post(
+                "/auth/login",
+                &json!({"identifier": format!("user{i}"), "password": "wrong password"}),
+            );
+            req.headers_mut().insert(
+                "x-forwarded-for",
+                format!("10.0.0.{i}").parse().expect("header"),
+            );
+            assert_eq!(handle(&deps, req).await.expect("ok").status(), 401);
+        }
+        let limited = attempt(&deps, "alice", PASSWORD).await;
+        assert_eq!(limited.status(), 429);
+        assert!((1..=300).contains(&retry_after(&limited)));
     }
 }

@@ -12,18 +12,27 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::domain::{User, UserRecord};
+use crate::domain::{PasswordAttempt, User, UserRecord};
 use crate::error::ApiError;
 use crate::http::{self, ACCESS_COOKIE, REFRESH_COOKIE, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenKeys, TokenUse};
+use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::password::PasswordHasher;
+use crate::reset::ResetCodes;
 use crate::store::{DynamoStore, UserStore};
+use crate::throttle;
+use time::OffsetDateTime;
 
+pub mod change_password;
+pub mod delete_me;
+pub mod forgot_password;
 pub mod login;
 pub mod logout;
 pub mod me;
 pub mod refresh;
 pub mod register;
+pub mod reset_password;
+pub mod update_me;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -34,14 +43,21 @@ pub struct Deps<S> {
     pub store: S,
     pub passwords: PasswordHasher,
     pub tokens: TokenKeys,
+    pub reset_codes: ResetCodes,
+    pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
+    /// Keys the names of throttling counters, so no address is stored in the clear.
+    throttle_key: [u8; 32],
 }
 
 impl<S: UserStore> Deps<S> {
     pub fn new(config: Config, store: S) -> Self {
         Self {
             tokens: TokenKeys::new(&config),
+            reset_codes: ResetCodes::new(&config),
+            throttle_key: config.derived_key(b"throttle"),
             passwords: PasswordHasher::new(),
+            mailer: Arc::new(NoMailer),
             clock: Arc::new(SystemClock),
             config,
             store,
@@ -53,8 +69,29 @@ impl<S: UserStore> Deps<S> {
         self
     }
 
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
     fn now(&self) -> u64 {
         self.clock.unix().unsigned_abs()
+    }
+
+    fn now_datetime(&self) -> Result<OffsetDateTime, ApiError> {
+        OffsetDateTime::from_unix_timestamp(self.clock.unix()).map_err(|_| ApiError::Internal)
+    }
+
+    /// A counter name for `value` (an address, an identifier) that does not reveal it.
+    fn key_part(&self, value: &str) -> String {
+        throttle::key_part(&self.throttle_key, value)
+    }
+
+    /// Sends a mail; a failure is logged and otherwise ignored (SES-02).
+    async fn send_quietly(&self, mail: &Mail, kind: &'static str) {
+        if let Err(err) = self.mailer.send(mail).await {
+            tracing::error!(event = "mail_failed", kind, error = %err);
+        }
     }
 }
 
@@ -62,13 +99,38 @@ impl Deps<DynamoStore> {
     /// Reads the configuration and builds the AWS clients (endpoint, region and credentials come
     /// from the usual AWS environment, `AWS_ENDPOINT_URL` included).
     pub async fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::build().await?.0)
+    }
+
+    /// Like [`Deps::from_env`], with a mailer for the functions that send mail: `MAIL_FROM` is
+    /// then required.
+    pub async fn from_env_with_mail() -> Result<Self, ConfigError> {
+        let (deps, sdk) = Self::build().await?;
+        let Some(from) = deps.config.mail_from.clone() else {
+            tracing::error!("refusing to start: MAIL_FROM is not set");
+            return Err(ConfigError::Missing("MAIL_FROM"));
+        };
+        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from);
+        Ok(deps.with_mailer(Arc::new(mailer)))
+    }
+
+    async fn build() -> Result<(Self, aws_config::SdkConfig), ConfigError> {
         let config = Config::from_env().inspect_err(|err| {
             tracing::error!(error = %err, "refusing to start: invalid configuration");
         })?;
         let sdk = crate::config::aws_sdk_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let store = DynamoStore::new(client, &config.users_table, &config.tokens_table);
-        Ok(Self::new(config, store))
+        Ok((Self::new(config, store), sdk))
+    }
+}
+
+/// The mailer of functions that send no mail.
+struct NoMailer;
+
+impl Mailer for NoMailer {
+    fn send<'a>(&'a self, _mail: &'a Mail) -> SendFuture<'a> {
+        Box::pin(async { Err(MailError("this function sends no mail".into())) })
     }
 }
 
@@ -236,6 +298,50 @@ async fn authenticate<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Use
         return Err(ApiError::InvalidToken);
     }
     Ok(user)
+}
+
+/// How to deliver tokens to an authenticated request: as cookies when it authenticated with
+/// the access cookie (a browser), else as it asks.
+fn authenticated_delivery(req: &Request) -> TokenDelivery {
+    if http::bearer_token(req).is_none() && http::cookie(req, ACCESS_COOKIE).is_some() {
+        TokenDelivery::Cookie
+    } else {
+        TokenDelivery::of(req)
+    }
+}
+
+/// Re-authentication of a signed-in user by password (email change, password change, account
+/// deletion). It shares the sign-in lockout: a stolen access token cannot be used to guess the
+/// password faster than the sign-in form allows.
+async fn reauthenticate<S: UserStore>(
+    deps: &Deps<S>,
+    user: &UserRecord,
+    attempt: &PasswordAttempt,
+) -> Result<(), ApiError> {
+    let now = deps.now();
+    if user.lockout.locked_until > now {
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: user.lockout.locked_until - now,
+        });
+    }
+    if deps
+        .passwords
+        .verify(attempt.expose(), Some(&user.password_hash))
+        .await
+    {
+        if user.lockout.failures > 0 {
+            deps.store.clear_login_failures(user.id).await?;
+        }
+        return Ok(());
+    }
+    let threshold = deps.config.login_lockout_threshold;
+    let target = crate::store::LockTarget::User(user.id);
+    let lockout = deps
+        .store
+        .record_login_failure(&target, threshold, now, now)
+        .await?;
+    tracing::warn!(event = "reauthentication_failed", user_id = %user.id, failures = lockout.failures);
+    Err(ApiError::InvalidCredentials)
 }
 
 /// The method check every function makes: API Gateway routes by method, but a function invoked

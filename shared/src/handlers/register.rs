@@ -7,7 +7,7 @@ use lambda_http::http::{Method, StatusCode};
 use time::OffsetDateTime;
 
 use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, require_method};
-use crate::domain::{Email, FullName, NewPassword, UserId, UserRecord, Username};
+use crate::domain::{Email, FullName, NewPassword, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
 use crate::store::UserStore;
@@ -62,16 +62,8 @@ async fn register<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Respons
 
     let now =
         OffsetDateTime::from_unix_timestamp(deps.clock.unix()).map_err(|_| ApiError::Internal)?;
-    let user = UserRecord {
-        id: UserId::new(),
-        username,
-        email,
-        full_name,
-        password_hash: deps.passwords.hash(password.expose()).await?,
-        token_version: 0,
-        created_at: now,
-        updated_at: now,
-    };
+    let password_hash = deps.passwords.hash(password.expose()).await?;
+    let user = UserRecord::new(username, email, full_name, password_hash, now);
     deps.store.create_user(&user).await?;
     tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %client_ip(req));
     new_session(deps, &user, delivery, StatusCode::CREATED)

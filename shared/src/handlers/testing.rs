@@ -20,7 +20,7 @@ pub fn config() -> Config {
 /// The test configuration with some variables set.
 pub fn config_with(vars: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| {
-        if let Some((_, value)) = vars.iter().find(|(k, _)| *k == name) {
+        if let Some((_, value)) = vars.iter().rev().find(|(k, _)| *k == name) {
             return Some((*value).to_owned());
         }
         match name {
@@ -46,8 +46,25 @@ pub fn event(name: &str) -> Request {
     lambda_http::request::from_str(&raw).unwrap_or_else(|err| panic!("{path}: {err}"))
 }
 
+/// A request with a JSON body (if any) and headers.
+pub fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Request {
+    let mut headers = headers.to_vec();
+    match body {
+        Some(body) => {
+            headers.push(("content-type", "application/json"));
+            build(method, path, &headers, Body::from(body.to_string()))
+        }
+        None => build(method, path, &headers, Body::Empty),
+    }
+}
+
 /// A request built from an event file with another method, path, headers and body.
-fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Body) -> Request {
+fn build(method: &str, path: &str, headers: &[(&str, &str)], body: Body) -> Request {
     let template = event("register");
     let (mut parts, _) = template.into_parts();
     parts.method = method.parse().expect("method");
@@ -63,16 +80,11 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Body) -> Re
 }
 
 pub fn post(path: &str, body: &Value) -> Request {
-    request(
-        "POST",
-        path,
-        &[("content-type", "application/json")],
-        Body::from(body.to_string()),
-    )
+    request("POST", path, &[], Some(body))
 }
 
 pub fn get(path: &str, headers: &[(&str, &str)]) -> Request {
-    request("GET", path, headers, Body::Empty)
+    request("GET", path, headers, None)
 }
 
 pub fn body_json(response: &Response) -> Value {
@@ -109,7 +121,7 @@ pub fn bearer(tokens: &Value) -> String {
 pub fn cookie_post(path: &str, cookie: &str, origin: Option<&str>) -> Request {
     let mut headers = vec![("cookie", cookie)];
     headers.extend(origin.map(|o| ("origin", o)));
-    request("POST", path, &headers, Body::Empty)
+    build("POST", path, &headers, Body::Empty)
 }
 
 /// Registers a user through the handler and returns the token response.

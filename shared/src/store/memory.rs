@@ -3,10 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use time::OffsetDateTime;
+
 use super::{
-    Rotation, RotationOutcome, StoreError, UserStore, email_key, identifier_key, username_key,
+    Counter, LockTarget, Rotation, RotationOutcome, StoreError, UserStore, email_key,
+    identifier_key, username_key,
 };
-use crate::domain::{Identifier, UserId, UserRecord};
+use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::throttle::{self, Quota};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -22,6 +26,16 @@ struct Inner {
     spent: HashMap<String, Rotation>,
     /// Revoked sessions -> reason.
     revoked: HashMap<String, &'static str>,
+    /// Counters and identifier locks by key.
+    counters: HashMap<String, Counter>,
+    /// Cooldowns by key -> until.
+    cooldowns: HashMap<String, u64>,
+}
+
+impl Inner {
+    fn user(&mut self, id: UserId) -> Result<&mut UserRecord, StoreError> {
+        self.users.get_mut(&id).ok_or(StoreError::Conflict)
+    }
 }
 
 impl MemoryStore {
@@ -128,4 +142,223 @@ impl UserStore for MemoryStore {
         }
         Ok(())
     }
+
+    async fn update_profile(&self, old: &UserRecord, new: &UserRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let current = inner.user(old.id)?;
+        if current.email != old.email || current.username != old.username {
+            return Err(StoreError::Conflict);
+        }
+        let (old_email, new_email) = (email_key(old.email.as_str()), email_key(new.email.as_str()));
+        let (old_name, new_name) = (
+            username_key(&old.username.key()),
+            username_key(&new.username.key()),
+        );
+        if old_email != new_email && inner.markers.contains_key(&new_email) {
+            return Err(StoreError::EmailTaken);
+        }
+        if old_name != new_name && inner.markers.contains_key(&new_name) {
+            return Err(StoreError::UsernameTaken);
+        }
+        for (old_key, new_key) in [(old_email, new_email), (old_name, new_name)] {
+            inner.markers.remove(&old_key);
+            inner.markers.insert(new_key, old.id);
+        }
+        let user = inner.user(old.id)?;
+        user.username = new.username.clone();
+        user.email = new.email.clone();
+        user.full_name = new.full_name.clone();
+        user.updated_at = new.updated_at;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+        password_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.token_version != seen_version {
+            return Err(StoreError::Conflict);
+        }
+        replace_password(user, password_hash, updated_at);
+        Ok(())
+    }
+
+    async fn store_reset_code(
+        &self,
+        user_id: UserId,
+        code: &StoredResetCode,
+    ) -> Result<(), StoreError> {
+        self.lock().user(user_id)?.reset_code = Some(code.clone());
+        Ok(())
+    }
+
+    async fn attempt_reset_code(
+        &self,
+        user_id: UserId,
+        max_attempts: u32,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut inner = self.lock();
+        let Some(user) = inner.users.get_mut(&user_id) else {
+            return Ok(None);
+        };
+        match &mut user.reset_code {
+            Some(code) if code.attempts < max_attempts => {
+                code.attempts += 1;
+                Ok(Some(user.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn reset_password(
+        &self,
+        user_id: UserId,
+        code_hash: &str,
+        password_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.reset_code.as_ref().map(|c| c.hash.as_str()) != Some(code_hash) {
+            return Err(StoreError::Conflict);
+        }
+        replace_password(user, password_hash, updated_at);
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.users.remove(&user.id).ok_or(StoreError::Conflict)?;
+        inner.markers.retain(|_, owner| *owner != user.id);
+        Ok(())
+    }
+
+    async fn find_user_id_with_counters(
+        &self,
+        identifier: Option<&Identifier>,
+        counter_keys: &[String],
+    ) -> Result<(Option<UserId>, Vec<Counter>), StoreError> {
+        let inner = self.lock();
+        let owner = identifier.and_then(|i| inner.markers.get(&identifier_key(i)).copied());
+        let counters = counter_keys
+            .iter()
+            .filter_map(|k| inner.counters.get(k).cloned())
+            .collect();
+        Ok((owner, counters))
+    }
+
+    async fn record_login_failure(
+        &self,
+        target: &LockTarget,
+        threshold: u32,
+        now: u64,
+        _expires_at: u64,
+    ) -> Result<Lockout, StoreError> {
+        let mut inner = self.lock();
+        let lockout = match target {
+            LockTarget::User(id) => &mut inner.user(*id)?.lockout,
+            LockTarget::Identifier(key) => {
+                let counter = inner
+                    .counters
+                    .entry(key.clone())
+                    .or_insert_with(|| Counter {
+                        key: key.clone(),
+                        ..Counter::default()
+                    });
+                counter.count += 1;
+                if let Some(secs) =
+                    throttle::lock_secs(u32::try_from(counter.count).unwrap_or(u32::MAX), threshold)
+                {
+                    counter.locked_until = now + secs;
+                }
+                return Ok(Lockout {
+                    failures: u32::try_from(counter.count).unwrap_or(u32::MAX),
+                    locked_until: counter.locked_until,
+                });
+            }
+        };
+        lockout.failures += 1;
+        if let Some(secs) = throttle::lock_secs(lockout.failures, threshold) {
+            lockout.locked_until = now + secs;
+        }
+        Ok(*lockout)
+    }
+
+    async fn clear_login_failures(&self, user_id: UserId) -> Result<(), StoreError> {
+        self.lock().user(user_id)?.lockout = Lockout::default();
+        Ok(())
+    }
+
+    async fn increment(&self, key: &str, _expires_at: u64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let counter = inner
+            .counters
+            .entry(key.to_owned())
+            .or_insert_with(|| Counter {
+                key: key.to_owned(),
+                ..Counter::default()
+            });
+        counter.count += 1;
+        Ok(())
+    }
+
+    async fn consume(&self, quotas: &[Quota], now: u64) -> Result<Option<u64>, StoreError> {
+        let mut inner = self.lock();
+        let mut wait = None;
+        for quota in quotas {
+            let exhausted = match quota {
+                Quota::Counter {
+                    key,
+                    limit,
+                    resets_at,
+                } => inner
+                    .counters
+                    .get(key)
+                    .is_some_and(|c| c.count >= u64::from(*limit))
+                    .then_some(resets_at.saturating_sub(now)),
+                Quota::Cooldown { key, .. } => inner
+                    .cooldowns
+                    .get(key)
+                    .filter(|until| **until > now)
+                    .map(|until| until - now),
+            };
+            if let Some(secs) = exhausted {
+                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
+            }
+        }
+        if wait.is_some() {
+            return Ok(wait);
+        }
+        for quota in quotas {
+            match quota {
+                Quota::Counter { key, .. } => {
+                    inner
+                        .counters
+                        .entry(key.clone())
+                        .or_insert_with(|| Counter {
+                            key: key.clone(),
+                            ..Counter::default()
+                        })
+                        .count += 1;
+                }
+                Quota::Cooldown { key, until } => {
+                    inner.cooldowns.insert(key.clone(), *until);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn replace_password(user: &mut UserRecord, password_hash: &str, updated_at: OffsetDateTime) {
+    user.password_hash = password_hash.to_owned();
+    user.token_version += 1;
+    user.updated_at = updated_at;
+    user.lockout = Lockout::default();
+    user.reset_code = None;
 }

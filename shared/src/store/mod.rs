@@ -19,12 +19,18 @@
 //! |------------------|---------------------------------------------------------------------|
 //! | `RT#<jti>`       | a spent refresh token: `sid`, `user_id`, `successor_jti`, `successor_iat`, `spent_at`, `ttl` |
 //! | `SESSION#<sid>`  | a revoked session: `user_id`, `revoked_at`, `reason`, `ttl`          |
+//! | `LOCK#<hmac>`    | failed sign-ins of an identifier that names no account: `count`, `locked_until`, `ttl` |
+//! | `RATE#<name>#<hmac>#<window>` | a fixed-window counter (per client, per address): `count`, `ttl` |
+//! | `COOLDOWN#<name>#<hmac>` | one request until `until`: `until`, `ttl`                   |
 //!
 //! Live sessions and unspent tokens have no item at all: signing in writes nothing.
 
 use std::future::Future;
 
-use crate::domain::{Identifier, UserId, UserRecord};
+use time::OffsetDateTime;
+
+use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::throttle::Quota;
 
 pub mod dynamo;
 #[cfg(any(test, feature = "test-util"))]
@@ -40,6 +46,9 @@ pub enum StoreError {
     EmailTaken,
     #[error("username already taken")]
     UsernameTaken,
+    /// The record changed since it was read (a concurrent update), or is gone.
+    #[error("the record changed concurrently")]
+    Conflict,
     /// An outage, throttling that outlasted the retries, or a bug: answered with a 503.
     #[error("storage unavailable: {0}")]
     Unavailable(BoxError),
@@ -118,6 +127,112 @@ pub trait UserStore: Send + Sync {
         user_id: UserId,
         seen_version: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Changes a user's username, email and full name. When the email or username changes, the
+    /// old uniqueness record is freed and the new one taken in the same transaction, so a
+    /// concurrent registration can neither steal nor duplicate it (RG-04). Fails with
+    /// `Conflict` if the user changed since `old` was read.
+    fn update_profile(
+        &self,
+        old: &UserRecord,
+        new: &UserRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces the password hash and raises the token version, which revokes every session and
+    /// access token; clears failed sign-ins and any reset code. Only while the token version
+    /// is still `seen_version`; `Conflict` otherwise.
+    fn set_password(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+        password_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new reset code for an existing user, replacing any earlier one.
+    fn store_reset_code(
+        &self,
+        user_id: UserId,
+        code: &StoredResetCode,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts one attempt at the user's reset code, atomically, if the user has a code with
+    /// attempts left; returns the user as it now is (so at most `max_attempts` comparisons are
+    /// ever made against one code, however many requests race).
+    fn attempt_reset_code(
+        &self,
+        user_id: UserId,
+        max_attempts: u32,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// Sets a new password if the user's reset code is still `code_hash` (single use), raising
+    /// the token version and clearing the code; `Conflict` otherwise.
+    fn reset_password(
+        &self,
+        user_id: UserId,
+        code_hash: &str,
+        password_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes the user with its email and username records, in one transaction (DL-02).
+    fn delete_user(&self, user: &UserRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads the owner of an identifier together with some counters, in one call (sign-in reads
+    /// its throttling state without an extra round trip).
+    fn find_user_id_with_counters(
+        &self,
+        identifier: Option<&Identifier>,
+        counter_keys: &[String],
+    ) -> impl Future<Output = Result<(Option<UserId>, Vec<Counter>), StoreError>> + Send;
+
+    /// Counts a failed sign-in against an account or an unknown identifier, locking it once
+    /// `threshold` is reached (see `throttle::lock_secs`); returns the new state.
+    fn record_login_failure(
+        &self,
+        target: &LockTarget,
+        threshold: u32,
+        now: u64,
+        expires_at: u64,
+    ) -> impl Future<Output = Result<Lockout, StoreError>> + Send;
+
+    /// Forgets an account's failed sign-ins after a success.
+    fn clear_login_failures(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds one to a counter that expires at `expires_at`.
+    fn increment(
+        &self,
+        key: &str,
+        expires_at: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Consumes one unit of every quota, all or none. `Ok(None)` when the request fits;
+    /// `Ok(Some(seconds))` when a quota is exhausted, with how long until it frees up.
+    fn consume(
+        &self,
+        quotas: &[Quota],
+        now: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+}
+
+/// A counter of the tokens table, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub key: String,
+    pub count: u64,
+    pub locked_until: u64,
+}
+
+/// Whose failed sign-ins are counted: an account, or an identifier that names none (so that
+/// locking reveals nothing about which accounts exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockTarget {
+    User(UserId),
+    Identifier(String),
 }
 
 fn user_key(id: UserId) -> String {
@@ -142,7 +257,7 @@ fn session_key(sid: &str) -> String {
 
 fn identifier_key(identifier: &Identifier) -> String {
     match identifier {
-        Identifier::Email(email) => email_key(email.as_str()),
-        Identifier::Username(username) => username_key(&username.key()),
+        Identifier::Email(_) => email_key(&identifier.key()),
+        Identifier::Username(_) => username_key(&identifier.key()),
     }
 }

@@ -12,6 +12,7 @@ use shared::config::Config;
 use shared::handlers::Deps;
 use shared::handlers::register;
 use shared::handlers::testing::{config, post};
+use shared::mail::SesMailer;
 use shared::store::DynamoStore;
 use shared::store::dynamo::CallCounter;
 use tracing_subscriber::filter::LevelFilter;
@@ -91,7 +92,69 @@ pub async fn counted_deps_with(
     if let Some(clock) = clock {
         deps = deps.with_clock(clock);
     }
+    if let Some(from) = deps.config.mail_from.clone() {
+        let ses = aws_sdk_sesv2::Client::new(&sdk);
+        deps = deps.with_mailer(Arc::new(SesMailer::new(ses, from)));
+    }
     (Arc::new(deps), counter)
+}
+
+/// Configuration for the mail tests: the sender `make test` verified at the local endpoint,
+/// no minimum answer time, and `vars`.
+pub fn mail_config(vars: &[(&str, &str)]) -> Config {
+    let from = std::env::var("MAIL_FROM").unwrap_or_default();
+    let mut all = vec![
+        ("MAIL_FROM", from.as_str()),
+        ("FORGOT_MIN_RESPONSE_MS", "0"),
+    ];
+    all.extend_from_slice(vars);
+    shared::handlers::testing::config_with(&all)
+}
+
+/// Every mail the local SES endpoint accepted for `to`: (subject, body).
+pub fn mails_to(to: &str) -> Vec<(String, String)> {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("the local endpoint");
+    let request = format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("response");
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let data: Value = serde_json::from_str(body).expect("moto's data.json");
+    let messages = data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    messages
+        .iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| t == to))
+        })
+        .map(|m| {
+            let text = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (text("subject"), text("body"))
+        })
+        .collect()
+}
+
+/// The reset code in the newest reset mail to `to`.
+pub fn mailed_code(to: &str) -> Option<String> {
+    let mails = mails_to(to);
+    let (_, body) = mails
+        .iter()
+        .rev()
+        .find(|(subject, _)| subject.contains("reset code"))?;
+    let start = body.find("<strong>")? + "<strong>".len();
+    Some(
+        body[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect(),
+    )
 }
 
 pub async fn scan_users() -> Vec<Item> {

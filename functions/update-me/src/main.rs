@@ -1,0 +1,11 @@
+//! PATCH and PUT /auth/me: change the username, email or full name.
+
+use lambda_http::{Error, run, service_fn};
+use shared::handlers::{Deps, update_me};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init();
+    let deps = Deps::from_env().await?;
+    run(service_fn(|req| update_me::handle(&deps, req))).await
+}

@@ -1,0 +1,187 @@
+//! `POST /auth/password/change`: verify the current password, store the new one, revoke every
+//! other session (PC-01, PC-02, RT-07) and answer with a token response for a fresh session.
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::{Method, StatusCode};
+
+use super::{
+    Deps, answer, authenticate, authenticated_delivery, client_ip, new_session, reauthenticate,
+    require_method,
+};
+use crate::domain::{NewPassword, PasswordAttempt};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, check};
+use crate::mail::Mail;
+use crate::store::UserStore;
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(change_password(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn change_password<S: UserStore>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    require_method(req, &[Method::POST])?;
+    let mut user = authenticate(deps, req).await?;
+    let body = http::json_body(req)?;
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["current_password", "new_password"], &mut errors);
+    let current = check(
+        "current_password",
+        body.required_str("current_password", &mut errors),
+        PasswordAttempt::parse,
+        &mut errors,
+    );
+    let identifiers = [user.username.as_str(), user.email.as_str()];
+    let new = check(
+        "new_password",
+        body.required_str("new_password", &mut errors),
+        |p| NewPassword::parse(p, &identifiers),
+        &mut errors,
+    );
+    if let (Some(current), Some(new)) = (&current, &new)
+        && current.expose() == new.expose()
+    {
+        errors.insert(
+            "new_password".into(),
+            "must differ from the current password".into(),
+        );
+    }
+    let (Some(current), Some(new), true) = (current, new, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    reauthenticate(deps, &user, &current).await?;
+
+    let password_hash = deps.passwords.hash(new.expose()).await?;
+    let now = deps.now_datetime()?;
+    deps.store
+        .set_password(user.id, user.token_version, &password_hash, now)
+        .await?;
+    user.password_hash = password_hash;
+    user.token_version += 1;
+    user.updated_at = now;
+    tracing::info!(event = "password_changed", user_id = %user.id, source_ip = %client_ip(req));
+    deps.send_quietly(
+        &Mail::password_changed(user.email.as_str()),
+        "password_changed",
+    )
+    .await;
+    new_session(deps, &user, authenticated_delivery(req), StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testing::{
+        PASSWORD, alice, bearer, body_json, deps, event, get, post, sign_in,
+    };
+    use crate::handlers::{login, me, refresh};
+    use crate::mail::MemoryMailer;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+
+    async fn change(deps: &Deps<impl UserStore>, tokens: &Value, body: Value) -> Response {
+        let mut req = post("/auth/password/change", &body);
+        req.headers_mut()
+            .insert("authorization", bearer(tokens).parse().expect("header"));
+        handle(deps, req).await.expect("infallible")
+    }
+
+    #[tokio::test]
+    async fn the_sample_event_is_a_password_change() {
+        let response = handle(&deps(), event("change-password"))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            body_json(&response)["code"],
+            "invalid_token",
+            "its placeholder is not a token"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_revokes_other_sessions_and_signs_in_afresh() {
+        let mailer = Arc::new(MemoryMailer::default());
+        let deps = deps().with_mailer(mailer.clone());
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
+        let body = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+        let response = change(&deps, &a, body).await;
+        assert_eq!(response.status(), 200);
+        let fresh = body_json(&response);
+        for old in [&a, &b] {
+            let me = me::handle(&deps, get("/auth/me", &[("authorization", &bearer(old))])).await;
+            assert_eq!(me.expect("ok").status(), 401);
+            let refreshed = refresh::handle(
+                &deps,
+                post(
+                    "/auth/refresh",
+                    &json!({"refresh_token": old["refresh_token"]}),
+                ),
+            );
+            assert_eq!(refreshed.await.expect("ok").status(), 401);
+        }
+        let me = me::handle(
+            &deps,
+            get("/auth/me", &[("authorization", &bearer(&fresh))]),
+        )
+        .await;
+        assert_eq!(me.expect("ok").status(), 200, "the new session works");
+        let old_login = post(
+            "/auth/login",
+            &json!({"identifier": "alice", "password": PASSWORD}),
+        );
+        assert_eq!(
+            login::handle(&deps, old_login).await.expect("ok").status(),
+            401
+        );
+        let sent = mailer.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0].to.as_str(), sent[0].subject.as_str()),
+            ("alice@example.com", "Your password was changed")
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_current_weak_or_unchanged_passwords_are_refused() {
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        let wrong = change(
+            &deps,
+            &tokens,
+            json!({"current_password": "wrong one", "new_password": "a brand new passphrase"}),
+        )
+        .await;
+        assert_eq!(
+            (wrong.status().as_u16(), body_json(&wrong)["code"].clone()),
+            (401, json!("invalid_credentials"))
+        );
+        let weak = change(
+            &deps,
+            &tokens,
+            json!({"current_password": PASSWORD, "new_password": "password1"}),
+        )
+        .await;
+        assert_eq!(body_json(&weak)["code"], "validation_failed");
+        let same = change(
+            &deps,
+            &tokens,
+            json!({"current_password": PASSWORD, "new_password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(
+            body_json(&same)["errors"]["new_password"],
+            "must differ from the current password"
+        );
+        assert_eq!(
+            sign_in(&deps, "alice").await["user"]["username"],
+            "alice",
+            "the password is unchanged"
+        );
+    }
+}

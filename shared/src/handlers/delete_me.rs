@@ -1,0 +1,112 @@
+//! `DELETE /auth/me`: delete the account. Needs the password (DL-01); removes the user with its
+//! email and username in one transaction, which also ends every session and refuses every
+//! token (they name a user that no longer exists), and clears the cookies (DL-02).
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::Method;
+
+use super::{Deps, answer, authenticate, client_ip, reauthenticate, require_method};
+use crate::domain::PasswordAttempt;
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, check};
+use crate::store::UserStore;
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(delete_me(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn delete_me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+    require_method(req, &[Method::DELETE])?;
+    let user = authenticate(deps, req).await?;
+    let body = http::json_body(req)?;
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["password"], &mut errors);
+    let password = check(
+        "password",
+        body.required_str("password", &mut errors),
+        PasswordAttempt::parse,
+        &mut errors,
+    );
+    let (Some(password), true) = (password, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    reauthenticate(deps, &user, &password).await?;
+    deps.store.delete_user(&user).await?;
+    tracing::info!(event = "account_deleted", user_id = %user.id, source_ip = %client_ip(req));
+    let mut response = http::no_content();
+    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testing::{
+        PASSWORD, alice, bearer, body_json, deps, event, get, register, request,
+    };
+    use crate::handlers::{me, refresh};
+    use serde_json::{Value, json};
+
+    async fn delete(deps: &Deps<impl UserStore>, tokens: &Value, body: Value) -> Response {
+        let req = request(
+            "DELETE",
+            "/auth/me",
+            &[("authorization", &bearer(tokens))],
+            Some(&body),
+        );
+        handle(deps, req).await.expect("infallible")
+    }
+
+    #[tokio::test]
+    async fn the_sample_event_is_a_deletion() {
+        let response = handle(&deps(), event("delete-me"))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            body_json(&response)["code"],
+            "invalid_token",
+            "its placeholder is not a token"
+        );
+    }
+
+    #[tokio::test]
+    async fn deletion_needs_the_password_and_frees_everything() {
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        let wrong = delete(&deps, &tokens, json!({"password": "not the password"})).await;
+        assert_eq!(body_json(&wrong)["code"], "invalid_credentials");
+        assert_eq!(delete(&deps, &tokens, json!({})).await.status(), 422);
+        assert_eq!(deps.store.user_count(), 1, "still there");
+
+        let deleted = delete(&deps, &tokens, json!({"password": PASSWORD})).await;
+        assert_eq!(deleted.status(), 204);
+        let cleared: Vec<_> = deleted.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cleared.len(), 2);
+        assert_eq!(deps.store.user_count(), 0);
+        // Old tokens are refused; the email and username can be registered again.
+        let me = me::handle(
+            &deps,
+            get("/auth/me", &[("authorization", &bearer(&tokens))]),
+        )
+        .await;
+        assert_eq!(me.expect("ok").status(), 401);
+        let body = json!({"refresh_token": tokens["refresh_token"]});
+        let refresh = refresh::handle(
+            &deps,
+            crate::handlers::testing::post("/auth/refresh", &body),
+        )
+        .await;
+        assert_eq!(refresh.expect("ok").status(), 401);
+        register(&deps, "alice", "alice@example.com", PASSWORD).await;
+        // A second deletion with the old token: 401, never a 500 (DL-03).
+        assert_eq!(
+            delete(&deps, &tokens, json!({"password": PASSWORD}))
+                .await
+                .status(),
+            401
+        );
+    }
+}

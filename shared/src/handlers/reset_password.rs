@@ -1,0 +1,297 @@
+//! `POST /auth/password/reset`: email, code and a new password. A wrong, expired, used or
+//! exhausted code, or an address without an account, all answer 400 `invalid_code` (FP-07).
+//! Every attempt is counted before the comparison, so at most `RESET_CODE_MAX_ATTEMPTS`
+//! comparisons are ever made against one code. Success revokes every session and does not sign
+//! the user in.
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::Method;
+
+use super::{Deps, answer, client_ip, require_method};
+use crate::domain::{Email, Identifier, NewPassword};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, check};
+use crate::mail::Mail;
+use crate::reset::ResetCodes;
+use crate::store::{StoreError, UserStore};
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(reset_password(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn reset_password<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+    require_method(req, &[Method::POST])?;
+    let body = http::json_body(req)?;
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["email", "code", "new_password"], &mut errors);
+    let email = check(
+        "email",
+        body.required_str("email", &mut errors),
+        Email::parse,
+        &mut errors,
+    );
+    let code = body.required_str("code", &mut errors);
+    let raw_password = body.required_str("new_password", &mut errors);
+    let identifiers = [email.as_ref().map_or("", Email::as_str)];
+    let new_password = check(
+        "new_password",
+        raw_password,
+        |p| NewPassword::parse(p, &identifiers),
+        &mut errors,
+    );
+    let (Some(email), Some(code), Some(new_password), true) =
+        (email, code, new_password, errors.is_empty())
+    else {
+        return Err(ApiError::Validation(errors));
+    };
+    if !ResetCodes::is_well_formed(code) {
+        return Err(ApiError::InvalidCode);
+    }
+
+    let now = deps.now();
+    let source_ip = client_ip(req);
+    let Some(user_id) = deps.store.find_user_id(&Identifier::Email(email)).await? else {
+        return Err(ApiError::InvalidCode);
+    };
+    let max_attempts = deps.config.reset_code_max_attempts;
+    let Some(user) = deps.store.attempt_reset_code(user_id, max_attempts).await? else {
+        tracing::warn!(event = "reset_code_rejected", user_id = %user_id, reason = "no code or no attempts left");
+        return Err(ApiError::InvalidCode);
+    };
+    let Some(stored) = user.reset_code.as_ref() else {
+        return Err(ApiError::InvalidCode);
+    };
+    // Expiry is checked here, not left to DynamoDB's TTL, which deletes late (FP-03).
+    if stored.expires_at <= now || !deps.reset_codes.matches(user_id, code, &stored.hash) {
+        tracing::warn!(event = "reset_code_rejected", user_id = %user_id, attempts = stored.attempts);
+        return Err(ApiError::InvalidCode);
+    }
+    if new_password
+        .expose()
+        .eq_ignore_ascii_case(user.username.as_str())
+    {
+        return Err(ApiError::invalid_field(
+            "new_password",
+            "must not be your username or email",
+        ));
+    }
+    let password_hash = deps.passwords.hash(new_password.expose()).await?;
+    match deps
+        .store
+        .reset_password(user_id, &stored.hash, &password_hash, deps.now_datetime()?)
+        .await
+    {
+        Ok(()) => {}
+        // Used by a concurrent request, or replaced by a newer code: single use.
+        Err(StoreError::Conflict) => return Err(ApiError::InvalidCode),
+        Err(err) => return Err(err.into()),
+    }
+    tracing::info!(event = "reset_completed", user_id = %user_id, source_ip = %source_ip);
+    deps.send_quietly(
+        &Mail::password_changed(user.email.as_str()),
+        "password_reset",
+    )
+    .await;
+    let mut response = http::no_content();
+    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::handlers::forgot_password;
+    use crate::handlers::testing::{
+        PASSWORD, alice, bearer, body_json, config_with, event, get, post,
+    };
+    use crate::handlers::{login, me};
+    use crate::mail::MemoryMailer;
+    use crate::store::memory::MemoryStore;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+    use time::Duration;
+
+    const NEW_PASSWORD: &str = "a fresh and long passphrase";
+
+    struct Fixture {
+        deps: Deps<MemoryStore>,
+        mailer: Arc<MemoryMailer>,
+        clock: Arc<ManualClock>,
+        tokens: Value,
+    }
+
+    async fn fixture() -> Fixture {
+        let mailer = Arc::new(MemoryMailer::default());
+        let clock = Arc::new(ManualClock::new());
+        let config = config_with(&[
+            ("FORGOT_MIN_RESPONSE_MS", "0"),
+            ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
+        ]);
+        let deps = Deps::new(config, MemoryStore::new())
+            .with_mailer(mailer.clone())
+            .with_clock(clock.clone());
+        let tokens = alice(&deps).await;
+        Fixture {
+            deps,
+            mailer,
+            clock,
+            tokens,
+        }
+    }
+
+    impl Fixture {
+        /// Asks for a code and reads it from the mail.
+        async fn code(&self) -> String {
+            let req = post(
+                "/auth/password/forgot",
+                &json!({"email": "alice@example.com"}),
+            );
+            assert_eq!(
+                forgot_password::handle(&self.deps, req)
+                    .await
+                    .expect("ok")
+                    .status(),
+                202
+            );
+            let mail = self.mailer.sent().pop().expect("a mail");
+            mail.text
+                .split("code is: ")
+                .nth(1)
+                .unwrap_or_default()
+                .chars()
+                .take(8)
+                .collect()
+        }
+
+        async fn reset(&self, code: &str, password: &str) -> Response {
+            let body =
+                json!({"email": "alice@example.com", "code": code, "new_password": password});
+            handle(&self.deps, post("/auth/password/reset", &body))
+                .await
+                .expect("infallible")
+        }
+
+        async fn login_status(&self, password: &str) -> u16 {
+            let body = json!({"identifier": "alice", "password": password});
+            login::handle(&self.deps, post("/auth/login", &body))
+                .await
+                .expect("ok")
+                .status()
+                .as_u16()
+        }
+    }
+
+    fn wrong(code: &str) -> String {
+        let last = if code.ends_with('0') { '1' } else { '0' };
+        format!("{}{last}", &code[..7])
+    }
+
+    #[tokio::test]
+    async fn the_sample_event_is_a_reset() {
+        let response = handle(&fixture().await.deps, event("reset-password"))
+            .await
+            .expect("infallible");
+        assert_eq!(body_json(&response)["code"], "invalid_code");
+    }
+
+    #[tokio::test]
+    async fn a_mailed_code_resets_the_password_and_ends_every_session() {
+        let f = fixture().await;
+        let code = f.code().await;
+        let response = f.reset(&code, NEW_PASSWORD).await;
+        assert_eq!(response.status(), 204);
+        assert!(
+            response
+                .headers()
+                .get("set-cookie")
+                .is_some_and(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
+        );
+        assert_eq!(
+            f.login_status(PASSWORD).await,
+            401,
+            "the old password is refused"
+        );
+        assert_eq!(f.login_status(NEW_PASSWORD).await, 200);
+        let me = me::handle(
+            &f.deps,
+            get("/auth/me", &[("authorization", &bearer(&f.tokens))]),
+        )
+        .await;
+        assert_eq!(me.expect("ok").status(), 401, "old sessions are refused");
+        assert_eq!(
+            body_json(&f.reset(&code, "yet another passphrase").await)["code"],
+            "invalid_code",
+            "single use"
+        );
+        assert_eq!(
+            f.mailer.sent().last().map(|m| m.subject.clone()).as_deref(),
+            Some("Your password was changed")
+        );
+    }
+
+    #[tokio::test]
+    async fn five_wrong_tries_burn_the_code() {
+        let f = fixture().await;
+        let code = f.code().await;
+        for _ in 0..5 {
+            assert_eq!(
+                body_json(&f.reset(&wrong(&code), NEW_PASSWORD).await)["code"],
+                "invalid_code"
+            );
+        }
+        assert_eq!(
+            body_json(&f.reset(&code, NEW_PASSWORD).await)["code"],
+            "invalid_code",
+            "burned"
+        );
+        assert_eq!(
+            f.login_status(PASSWORD).await,
+            200,
+            "no change without a valid code"
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_replaced_and_malformed_codes_are_refused_alike() {
+        let f = fixture().await;
+        let first = f.code().await;
+        let second = f.code().await;
+        assert_eq!(
+            body_json(&f.reset(&first, NEW_PASSWORD).await)["code"],
+            "invalid_code",
+            "replaced"
+        );
+        f.clock.advance(Duration::seconds(601));
+        assert_eq!(
+            body_json(&f.reset(&second, NEW_PASSWORD).await)["code"],
+            "invalid_code",
+            "expired"
+        );
+        assert_eq!(
+            body_json(&f.reset("12ab", NEW_PASSWORD).await)["code"],
+            "invalid_code"
+        );
+        let unknown = json!({"email": "nobody@example.com", "code": "12345678", "new_password": NEW_PASSWORD});
+        let response = handle(&f.deps, post("/auth/password/reset", &unknown))
+            .await
+            .expect("ok");
+        assert_eq!(response.status(), 400);
+        assert_eq!(body_json(&response)["code"], "invalid_code");
+    }
+
+    #[tokio::test]
+    async fn the_new_password_must_meet_the_policy() {
+        let f = fixture().await;
+        let code = f.code().await;
+        assert_eq!(f.reset(&code, "password1").await.status(), 422);
+        assert_eq!(
+            f.reset(&code, NEW_PASSWORD).await.status(),
+            204,
+            "a refused password burns no attempt"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! `PATCH /auth/me` (and `PUT`): change the username, email or full name. Changing the email
+//! needs `current_password` (RG-04); uniqueness moves atomically with the change.
+
+use std::convert::Infallible;
+
+use lambda_http::Request;
+use lambda_http::http::{Method, StatusCode};
+
+use super::{Deps, answer, authenticate, reauthenticate, require_method};
+use crate::domain::{Email, FullName, PasswordAttempt, User, Username};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, check};
+use crate::store::UserStore;
+
+pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+    answer(update_me(deps, &req).await)
+}
+
+#[tracing::instrument(skip_all)]
+async fn update_me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+    require_method(req, &[Method::PATCH, Method::PUT])?;
+    let user = authenticate(deps, req).await?;
+    let body = http::json_body(req)?;
+
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(
+        &["username", "email", "full_name", "current_password"],
+        &mut errors,
+    );
+    let username = check(
+        "username",
+        body.optional_str("username", &mut errors),
+        Username::parse,
+        &mut errors,
+    );
+    let email = check(
+        "email",
+        body.optional_str("email", &mut errors),
+        Email::parse,
+        &mut errors,
+    );
+    let raw_name = body.optional_str("full_name", &mut errors);
+    let full_name = check("full_name", raw_name, FullName::parse, &mut errors);
+    // `"full_name": null` clears the name; an absent key leaves it as it is.
+    let clears_name =
+        body.has("full_name") && raw_name.is_none() && !errors.contains_key("full_name");
+    let current_password = check(
+        "current_password",
+        body.optional_str("current_password", &mut errors),
+        PasswordAttempt::parse,
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+
+    let mut updated = user.clone();
+    if let Some(username) = username {
+        updated.username = username;
+    }
+    if let Some(email) = email {
+        updated.email = email;
+    }
+    if full_name.is_some() || clears_name {
+        updated.full_name = full_name;
+    }
+    let email_changes = updated.email != user.email;
+    if email_changes {
+        let Some(current_password) = current_password else {
+            return Err(ApiError::ReauthenticationRequired);
+        };
+        reauthenticate(deps, &user, &current_password).await?;
+    }
+    if updated == user {
+        return Ok(http::json(StatusCode::OK, &User::from(&user)));
+    }
+    updated.updated_at = deps.now_datetime()?;
+    deps.store.update_profile(&user, &updated).await?;
+    tracing::info!(event = "profile_updated", user_id = %user.id, email_changed = email_changes);
+    Ok(http::json(StatusCode::OK, &User::from(&updated)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testing::{
+        PASSWORD, alice, bearer, body_json, deps, event, register, request,
+    };
+    use crate::handlers::{login, register as registration};
+    use serde_json::{Value, json};
+
+    async fn patch(deps: &Deps<impl UserStore>, tokens: &Value, body: Value) -> Response {
+        let req = request(
+            "PATCH",
+            "/auth/me",
+            &[("authorization", &bearer(tokens))],
+            Some(&body),
+        );
+        handle(deps, req).await.expect("infallible")
+    }
+
+    #[tokio::test]
+    async fn the_sample_event_is_a_profile_update() {
+        let response = handle(&deps(), event("update-me"))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            body_json(&response)["code"],
+            "invalid_token",
+            "its placeholder is not a token"
+        );
+    }
+
+    #[tokio::test]
+    async fn updates_the_name_and_username_and_frees_the_old_username() {
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        let response = patch(
+            &deps,
+            &tokens,
+            json!({"username": "Alicia", "full_name": "Alicia L."}),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let body = body_json(&response);
+        assert_eq!(
+            (body["username"].as_str(), body["full_name"].as_str()),
+            (Some("Alicia"), Some("Alicia L."))
+        );
+        assert_eq!(body["email"], "alice@example.com");
+        // The old username is free again; the new one is taken.
+        register(&deps, "alice", "other@example.com", PASSWORD).await;
+        let taken =
+            json!({"username": "ALICIA", "email": "third@example.com", "password": PASSWORD});
+        let conflict = registration::handle(
+            &deps,
+            crate::handlers::testing::post("/auth/register", &taken),
+        )
+        .await;
+        assert_eq!(body_json(&conflict.expect("ok"))["code"], "username_taken");
+        // null clears the full name.
+        let cleared = patch(&deps, &tokens, json!({"full_name": null})).await;
+        assert_eq!(body_json(&cleared)["full_name"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn an_email_change_needs_the_current_password() {
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        let missing = patch(&deps, &tokens, json!({"email": "new@example.com"})).await;
+        assert_eq!(missing.status(), 403);
+        assert_eq!(body_json(&missing)["code"], "reauthentication_required");
+        let wrong = patch(
+            &deps,
+            &tokens,
+            json!({"email": "new@example.com", "current_password": "nope nope"}),
+        )
+        .await;
+        assert_eq!(body_json(&wrong)["code"], "invalid_credentials");
+        let ok = patch(
+            &deps,
+            &tokens,
+            json!({"email": "New@Example.com", "current_password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(ok.status(), 200);
+        assert_eq!(body_json(&ok)["email"], "new@example.com");
+        let login = |identifier: &str| {
+            let body = json!({"identifier": identifier, "password": PASSWORD});
+            login::handle(&deps, crate::handlers::testing::post("/auth/login", &body))
+        };
+        assert_eq!(login("new@example.com").await.expect("ok").status(), 200);
+        assert_eq!(login("alice@example.com").await.expect("ok").status(), 401);
+    }
+
+    #[tokio::test]
+    async fn taken_values_unknown_fields_and_bad_types_are_refused() {
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        register(&deps, "bob", "bob@example.com", PASSWORD).await;
+        let taken = patch(&deps, &tokens, json!({"username": "BOB"})).await;
+        assert_eq!(
+            (taken.status().as_u16(), body_json(&taken)["code"].clone()),
+            (409, json!("username_taken"))
+        );
+        let email = patch(
+            &deps,
+            &tokens,
+            json!({"email": "bob@example.com", "current_password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(body_json(&email)["code"], "email_taken");
+        // RG-03: no mass assignment.
+        let role = patch(&deps, &tokens, json!({"role": "admin", "id": "x"})).await;
+        assert_eq!(role.status(), 422);
+        let typed = patch(&deps, &tokens, json!({"full_name": 3})).await;
+        assert_eq!(body_json(&typed)["errors"]["full_name"], "must be a string");
+        let unchanged = patch(&deps, &tokens, json!({})).await;
+        assert_eq!(body_json(&unchanged)["username"], "alice");
+    }
+}

@@ -1,0 +1,229 @@
+//! Mail through SES v2: the reset code and the notices that follow a password change. A
+//! failure to send is the caller's to log; it never changes an answer (SES-02).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+
+/// A message to one recipient, as plain text and HTML.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl fmt::Debug for Mail {
+    // The body may hold a reset code: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mail {
+    /// The reset-code message. `link_template`, from configuration and never from the request
+    /// (FP-08), may hold `{code}` and `{email}`.
+    pub fn reset_code(
+        to: &str,
+        code: &str,
+        valid_minutes: i64,
+        link_template: Option<&str>,
+    ) -> Self {
+        let link = link_template.map(|t| {
+            t.replace("{code}", &percent_encode(code))
+                .replace("{email}", &percent_encode(to))
+        });
+        let mut text = format!(
+            "Someone asked to reset the password of the account for {to}.\n\n\
+             Your reset code is: {code}\n\n\
+             It is valid for {valid_minutes} minutes and works once.\n"
+        );
+        let mut html = format!(
+            "<p>Someone asked to reset the password of the account for {}.</p>\
+             <p>Your reset code is: <strong>{}</strong></p>\
+             <p>It is valid for {valid_minutes} minutes and works once.</p>",
+            escape(to),
+            escape(code)
+        );
+        if let Some(link) = &link {
+            text.push_str(&format!("Or open this link: {link}\n"));
+            html.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>", escape(link)));
+        }
+        text.push_str(
+            "\nIf you did not ask for this, ignore this message: your password has not changed.\n",
+        );
+        html.push_str("<p>If you did not ask for this, ignore this message: your password has not changed.</p>");
+        Self {
+            to: to.to_owned(),
+            subject: "Your password reset code".into(),
+            text,
+            html,
+        }
+    }
+
+    /// The notice that a password was changed or reset (PC-02, FP-07). It holds no secret.
+    pub fn password_changed(to: &str) -> Self {
+        let line = "The password of your account was just changed, and every other session was signed out.";
+        let help = "If this was not you, reset your password now and review your account.";
+        Self {
+            to: to.to_owned(),
+            subject: "Your password was changed".into(),
+            text: format!("{line}\n\n{help}\n"),
+            html: format!("<p>{line}</p><p>{help}</p>"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("mail not sent: {0}")]
+pub struct MailError(pub String);
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MailError>> + Send + 'a>>;
+
+pub trait Mailer: Send + Sync {
+    fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a>;
+}
+
+/// Sends through SES v2 from the configured, verified sender.
+pub struct SesMailer {
+    client: Client,
+    from: String,
+}
+
+impl SesMailer {
+    pub fn new(client: Client, from: impl Into<String>) -> Self {
+        Self {
+            client,
+            from: from.into(),
+        }
+    }
+}
+
+impl Mailer for SesMailer {
+    fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a> {
+        Box::pin(async move {
+            let content = |text: &str| Content::builder().data(text).charset("UTF-8").build();
+            let message = Message::builder()
+                .subject(content(&mail.subject).map_err(|e| MailError(e.to_string()))?)
+                .body(
+                    Body::builder()
+                        .text(content(&mail.text).map_err(|e| MailError(e.to_string()))?)
+                        .html(content(&mail.html).map_err(|e| MailError(e.to_string()))?)
+                        .build(),
+                )
+                .build();
+            self.client
+                .send_email()
+                .from_email_address(&self.from)
+                .destination(Destination::builder().to_addresses(&mail.to).build())
+                .content(EmailContent::builder().simple(message).build())
+                .send()
+                .await
+                .map(|_| ())
+                // The SDK error names the failure (MessageRejected, throttling); it holds no body.
+                .map_err(|err| {
+                    MailError(aws_sdk_sesv2::error::DisplayErrorContext(err).to_string())
+                })
+        })
+    }
+}
+
+/// A mailer that keeps what it is asked to send, for handler tests; it can be told to fail.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Default)]
+pub struct MemoryMailer {
+    pub sent: std::sync::Mutex<Vec<Mail>>,
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl MemoryMailer {
+    pub fn sent(&self) -> Vec<Mail> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl Mailer for MemoryMailer {
+    fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a> {
+        Box::pin(async move {
+            if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(MailError("refused".into()));
+            }
+            self.sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(mail.clone());
+            Ok(())
+        })
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reset_mail_carries_the_code_and_the_configured_link() {
+        let mail = Mail::reset_code(
+            "a+b@example.com",
+            "01234567",
+            10,
+            Some("https://app.example.com/reset?code={code}&email={email}"),
+        );
+        assert_eq!(mail.to, "a+b@example.com");
+        assert!(mail.text.contains("01234567") && mail.html.contains("01234567"));
+        assert!(
+            mail.text
+                .contains("https://app.example.com/reset?code=01234567&email=a%2Bb%40example.com")
+        );
+        assert!(mail.html.contains(
+            "href=\"https://app.example.com/reset?code=01234567&amp;email=a%2Bb%40example.com\""
+        ));
+        assert!(mail.text.contains("10 minutes"));
+        assert!(
+            !format!("{mail:?}").contains("01234567"),
+            "Debug hides the code"
+        );
+        let plain = Mail::reset_code("a@example.com", "01234567", 10, None);
+        assert!(!plain.text.contains("http"));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

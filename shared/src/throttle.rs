@@ -1,0 +1,109 @@
+//! Brute-force and flood limits (LG-04, LG-05, FP-05): the pure arithmetic. The counters live in
+//! DynamoDB (see `store`), keyed on what API Gateway saw as the client address, never on
+//! `X-Forwarded-For`.
+
+/// The longest an account stays locked.
+pub const MAX_LOCK_SECS: u64 = 900;
+
+/// How long an account is locked after its `failures`-th consecutive failed sign-in: nothing
+/// below the threshold, then 1 s, doubling with each further failure, capped at 15 minutes.
+pub fn lock_secs(failures: u32, threshold: u32) -> Option<u64> {
+    let beyond = failures.checked_sub(threshold)?;
+    Some(
+        1u64.checked_shl(beyond)
+            .unwrap_or(u64::MAX)
+            .min(MAX_LOCK_SECS),
+    )
+}
+
+/// A fixed time window: its index (for keys) and its end (for `Retry-After` and TTLs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub index: u64,
+    pub end: u64,
+}
+
+impl Window {
+    pub fn at(now: u64, length_secs: u64) -> Self {
+        let length = length_secs.max(1);
+        let index = now / length;
+        Self {
+            index,
+            end: (index + 1) * length,
+        }
+    }
+}
+
+/// One limit a request must fit under, checked and consumed atomically with the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quota {
+    /// At most `limit` requests counted under `key` until `resets_at` (a fixed window; the key
+    /// names the window, so a new window starts from zero).
+    Counter {
+        key: String,
+        limit: u32,
+        resets_at: u64,
+    },
+    /// At most one request under `key` until `until`.
+    Cooldown { key: String, until: u64 },
+}
+
+impl Quota {
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Counter { key, .. } | Self::Cooldown { key, .. } => key,
+        }
+    }
+
+    /// When the item may be deleted: the end of what it limits.
+    pub fn expires_at(&self) -> u64 {
+        match self {
+            Self::Counter { resets_at, .. } => *resets_at,
+            Self::Cooldown { until, .. } => *until,
+        }
+    }
+}
+
+/// A key part that names an email address or client without storing it in the clear.
+pub fn key_part(key: &[u8; 32], value: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(value.as_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_start_at_the_threshold_double_and_cap() {
+        assert_eq!(lock_secs(4, 5), None);
+        assert_eq!(lock_secs(5, 5), Some(1));
+        assert_eq!(lock_secs(6, 5), Some(2));
+        assert_eq!(lock_secs(9, 5), Some(16));
+        assert_eq!(lock_secs(15, 5), Some(900));
+        assert_eq!(lock_secs(500, 5), Some(900), "no overflow");
+    }
+
+    #[test]
+    fn windows_are_aligned() {
+        assert_eq!(Window::at(0, 300), Window { index: 0, end: 300 });
+        assert_eq!(Window::at(299, 300), Window { index: 0, end: 300 });
+        assert_eq!(Window::at(300, 300), Window { index: 1, end: 600 });
+    }
+
+    #[test]
+    fn key_parts_hide_the_value() {
+        let key = [7u8; 32];
+        let part = key_part(&key, "alice@example.com");
+        assert_eq!(part.len(), 32);
+        assert!(!part.contains("alice"));
+        assert_eq!(part, key_part(&key, "alice@example.com"));
+        assert_ne!(part, key_part(&[8u8; 32], "alice@example.com"));
+    }
+}

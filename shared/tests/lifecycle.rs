@@ -1,0 +1,340 @@
+//! Integration tests of the account lifecycle against the local DynamoDB and SES endpoint:
+//! reset codes read from the mail the endpoint captured (never from a hook in the code),
+//! deletion, email change, lockout. Needs the environment `make test` sets.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use serde_json::json;
+use shared::clock::{Clock, ManualClock};
+use shared::handlers::testing::{bearer, body_json, get, post, request};
+use shared::handlers::{
+    Deps, delete_me, forgot_password, login, me, refresh, register, reset_password, update_me,
+};
+use shared::http::Response;
+use shared::store::DynamoStore;
+use time::Duration;
+
+const NEW_PASSWORD: &str = "an entirely new passphrase";
+
+async fn forgot(deps: &Deps<DynamoStore>, email: &str) -> Response {
+    let req = post("/auth/password/forgot", &json!({"email": email}));
+    forgot_password::handle(deps, req)
+        .await
+        .expect("infallible")
+}
+
+async fn reset(deps: &Deps<DynamoStore>, email: &str, code: &str) -> Response {
+    let body = json!({"email": email, "code": code, "new_password": NEW_PASSWORD});
+    reset_password::handle(deps, post("/auth/password/reset", &body))
+        .await
+        .expect("infallible")
+}
+
+async fn login_with(deps: &Deps<DynamoStore>, identifier: &str, password: &str) -> Response {
+    let body = json!({"identifier": identifier, "password": password});
+    login::handle(deps, post("/auth/login", &body))
+        .await
+        .expect("infallible")
+}
+
+fn wrong(code: &str) -> String {
+    let last = if code.ends_with('0') { '1' } else { '0' };
+    format!("{}{last}", &code[..code.len() - 1])
+}
+
+fn retry_after(response: &Response) -> u64 {
+    let value = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok());
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn forgot_mail_reset_then_only_the_new_password_works() {
+    let (deps, _) = counted_deps_with(mail_config(&[]), None).await;
+    let (name, tokens) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    let answer = forgot(&deps, &email.to_uppercase()).await;
+    assert_eq!(answer.status(), 202);
+
+    let mails = mails_to(&email);
+    assert_eq!(mails.len(), 1, "one mail");
+    let code = mailed_code(&email).expect("a code in the mail");
+    assert_eq!(code.len(), 8);
+    let users = scan_users().await;
+    let stored = users
+        .iter()
+        .find(|i| attr(i, "email") == email)
+        .expect("the user");
+    assert!(
+        !attr(stored, "reset_code_hash").is_empty()
+            && !attr(stored, "reset_code_hash").contains(&code)
+    );
+
+    assert_eq!(reset(&deps, &email, &code).await.status(), 204);
+    assert_eq!(
+        login_with(&deps, &name, PASSWORD).await.status(),
+        401,
+        "the old password is refused"
+    );
+    let me = me::handle(
+        &deps,
+        get("/auth/me", &[("authorization", &bearer(&tokens))]),
+    )
+    .await;
+    assert_eq!(
+        me.expect("ok").status(),
+        401,
+        "old access tokens are refused"
+    );
+    let body = json!({"refresh_token": tokens["refresh_token"]});
+    let refreshed = refresh::handle(&deps, post("/auth/refresh", &body)).await;
+    assert_eq!(
+        refreshed.expect("ok").status(),
+        401,
+        "old sessions are refused"
+    );
+    assert_eq!(login_with(&deps, &email, NEW_PASSWORD).await.status(), 200);
+    assert_eq!(
+        body_json(&reset(&deps, &email, &code).await)["code"],
+        "invalid_code",
+        "single use"
+    );
+    let notices = mails_to(&email)
+        .into_iter()
+        .filter(|(s, _)| s.contains("was changed"))
+        .count();
+    assert_eq!(notices, 1, "a notice follows the reset");
+}
+
+#[tokio::test]
+async fn five_wrong_codes_burn_it() {
+    let (deps, _) = counted_deps_with(mail_config(&[]), None).await;
+    let (name, _) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    assert_eq!(forgot(&deps, &email).await.status(), 202);
+    let code = mailed_code(&email).expect("a code");
+    for _ in 0..5 {
+        assert_eq!(
+            body_json(&reset(&deps, &email, &wrong(&code)).await)["code"],
+            "invalid_code"
+        );
+    }
+    assert_eq!(
+        body_json(&reset(&deps, &email, &code).await)["code"],
+        "invalid_code",
+        "burned"
+    );
+    assert_eq!(
+        login_with(&deps, &name, PASSWORD).await.status(),
+        200,
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused_even_before_ttl_deletes_it() {
+    let clock = Arc::new(ManualClock::new());
+    let shared_clock: Arc<dyn Clock> = clock.clone();
+    let (deps, _) = counted_deps_with(mail_config(&[]), Some(shared_clock)).await;
+    let (name, _) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    assert_eq!(forgot(&deps, &email).await.status(), 202);
+    let code = mailed_code(&email).expect("a code");
+    clock.advance(Duration::seconds(601));
+    assert_eq!(
+        body_json(&reset(&deps, &email, &code).await)["code"],
+        "invalid_code"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_email_gets_the_same_answer_and_no_mail() {
+    let (deps, _) = counted_deps_with(mail_config(&[]), None).await;
+    let (name, _) = sign_up(&deps).await;
+    let known = forgot(&deps, &format!("{name}@example.com")).await;
+    let nobody = format!("{}@example.com", unique("nobody"));
+    let unknown = forgot(&deps, &nobody).await;
+    assert_eq!(
+        (known.status().as_u16(), unknown.status().as_u16()),
+        (202, 202)
+    );
+    assert_eq!(known.body().as_ref(), unknown.body().as_ref());
+    assert!(mails_to(&nobody).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_send_does_not_change_the_answer() {
+    // SES-02: the local endpoint, like the SES sandbox, refuses an unverified sender.
+    let config = mail_config(&[("MAIL_FROM", "someone@unverified.example")]);
+    let (deps, _) = counted_deps_with(config, None).await;
+    let (name, _) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    let answer = forgot(&deps, &email).await;
+    assert_eq!(answer.status(), 202);
+    assert!(mails_to(&email).is_empty());
+    assert!(log_text().contains("mail_failed"), "the failure is logged");
+}
+
+#[tokio::test]
+async fn deletion_frees_the_email_and_the_username() {
+    let (deps, _) = counted_deps().await;
+    let (name, tokens) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    let req = request(
+        "DELETE",
+        "/auth/me",
+        &[("authorization", &bearer(&tokens))],
+        Some(&json!({"password": PASSWORD})),
+    );
+    assert_eq!(
+        delete_me::handle(&deps, req).await.expect("ok").status(),
+        204
+    );
+    let items = scan_users().await;
+    for pk in [
+        format!("EMAIL#{email}"),
+        format!("USERNAME#{}", name.to_lowercase()),
+    ] {
+        assert!(!items.iter().any(|i| attr(i, "pk") == pk), "{pk} is gone");
+    }
+    assert!(
+        !items.iter().any(|i| attr(i, "email") == email),
+        "the user is gone"
+    );
+    let again =
+        register::handle(&deps, post("/auth/register", &register_body(&name, &email))).await;
+    assert_eq!(
+        again.expect("ok").status(),
+        201,
+        "both can be registered again"
+    );
+    let me = me::handle(
+        &deps,
+        get("/auth/me", &[("authorization", &bearer(&tokens))]),
+    )
+    .await;
+    assert_eq!(
+        me.expect("ok").status(),
+        401,
+        "the old token names a deleted user"
+    );
+}
+
+#[tokio::test]
+async fn an_email_change_moves_uniqueness() {
+    let (deps, _) = counted_deps().await;
+    let (name, tokens) = sign_up(&deps).await;
+    let old_email = format!("{name}@example.com");
+    let new_email = format!("{}@example.com", unique("moved"));
+    let body =
+        json!({"email": new_email, "current_password": PASSWORD, "username": format!("{name}X")});
+    let req = request(
+        "PATCH",
+        "/auth/me",
+        &[("authorization", &bearer(&tokens))],
+        Some(&body),
+    );
+    let response = update_me::handle(&deps, req).await.expect("ok");
+    assert_eq!(response.status(), 200, "{}", body_json(&response));
+    assert_eq!(body_json(&response)["email"], new_email);
+
+    let items = scan_users().await;
+    let owner = |pk: String| {
+        items
+            .iter()
+            .find(|i| attr(i, "pk") == pk)
+            .map(|i| attr(i, "user_id").to_owned())
+    };
+    let id = tokens["user"]["id"].as_str().map(str::to_owned);
+    assert_eq!(owner(format!("EMAIL#{new_email}")), id);
+    assert_eq!(owner(format!("USERNAME#{}x", name.to_lowercase())), id);
+    assert_eq!(
+        owner(format!("EMAIL#{old_email}")),
+        None,
+        "the old email is free"
+    );
+    assert_eq!(
+        owner(format!("USERNAME#{}", name.to_lowercase())),
+        None,
+        "the old username is free"
+    );
+
+    let taken = register::handle(
+        &deps,
+        post("/auth/register", &register_body(&unique("u"), &new_email)),
+    )
+    .await;
+    assert_eq!(body_json(&taken.expect("ok"))["code"], "email_taken");
+    let freed = register::handle(
+        &deps,
+        post("/auth/register", &register_body(&name, &old_email)),
+    )
+    .await;
+    assert_eq!(freed.expect("ok").status(), 201);
+}
+
+#[tokio::test]
+async fn lockout_triggers_answers_429_with_a_sane_retry_after_and_clears() {
+    let clock = Arc::new(ManualClock::new());
+    let shared_clock: Arc<dyn Clock> = clock.clone();
+    let (deps, counter) =
+        counted_deps_with(shared::handlers::testing::config(), Some(shared_clock)).await;
+    let (name, _) = sign_up(&deps).await;
+    for _ in 0..5 {
+        assert_eq!(
+            login_with(&deps, &name, "wrong password").await.status(),
+            401
+        );
+    }
+    let locked = login_with(&deps, &name, PASSWORD).await;
+    assert_eq!(locked.status(), 429);
+    assert_eq!(body_json(&locked)["code"], "too_many_attempts");
+    assert_eq!(retry_after(&locked), 1);
+    // More failures after each lock: the lock doubles, never beyond 15 minutes.
+    let mut expected = 1;
+    for _ in 0..12 {
+        clock.advance(Duration::seconds(i64::try_from(expected).unwrap_or(900)));
+        assert_eq!(
+            login_with(&deps, &name, "wrong password").await.status(),
+            401
+        );
+        expected = (expected * 2).min(900);
+        assert_eq!(
+            retry_after(&login_with(&deps, &name, PASSWORD).await),
+            expected
+        );
+    }
+    // Forgot-password keeps working while locked (LG-04).
+    let mail_deps = counted_deps_with(mail_config(&[]), None).await.0;
+    assert_eq!(
+        forgot(&mail_deps, &format!("{name}@example.com"))
+            .await
+            .status(),
+        202
+    );
+    clock.advance(Duration::seconds(900));
+    counter.reset();
+    assert_eq!(
+        login_with(&deps, &name, PASSWORD).await.status(),
+        200,
+        "clears after the wait"
+    );
+    assert!(
+        counter.calls().contains_key("UpdateItem"),
+        "the success resets the count"
+    );
+    assert_eq!(
+        login_with(&deps, &name, "wrong password").await.status(),
+        401
+    );
+    assert_eq!(
+        login_with(&deps, &name, PASSWORD).await.status(),
+        200,
+        "one failure locks nothing"
+    );
+}
