@@ -177,7 +177,10 @@ def run_checks(api, endpoint):
             ("no content type", b"{}", None, 415, "unsupported_media_type"),
             ("empty", b"", "application/json", 422, "validation_failed"),
         ]
-        for path in ("/auth/register", "/auth/login", "/auth/refresh", "/auth/logout"):
+        for path in (
+            "/auth/register", "/auth/login", "/auth/refresh", "/auth/logout",
+            "/auth/password/forgot", "/auth/password/reset",
+        ):
             for name, raw, content_type, status, code in cases:
                 if name == "empty" and path in ("/auth/refresh", "/auth/logout"):
                     continue  # every field of these is optional: an empty body is no error
@@ -297,6 +300,61 @@ def run_checks(api, endpoint):
             me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
             assert_problem(me, 401, "invalid_token")
             assert api.call("POST", "/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
+
+    def profile_password_and_deletion():
+        username, email, created = register(api)
+        auth = {"authorization": f"Bearer {created.json['access_token']}"}
+        renamed = api.call("PATCH", "/auth/me", {"full_name": "Ada L."}, headers=auth)
+        assert renamed.status == 200 and renamed.json["full_name"] == "Ada L.", renamed.raw
+        put = api.call("PUT", "/auth/me", {"username": username + "x"}, headers=auth)
+        assert put.status == 200 and put.json["username"] == username + "x", put.raw
+        assert_problem(api.call("PATCH", "/auth/me", {"email": "x" + email}, headers=auth), 403, "reauthentication_required")
+        assert_problem(api.call("PATCH", "/auth/me", {"role": "admin"}, headers=auth), 422, "validation_failed")
+        changed = api.call(
+            "POST", "/auth/password/change",
+            {"current_password": PASSWORD, "new_password": "a whole new passphrase"}, headers=auth,
+        )
+        assert changed.status == 200 and changed.json["access_token"], changed.raw
+        assert_problem(api.call("GET", "/auth/me", headers=auth), 401, "invalid_token")
+        auth = {"authorization": f"Bearer {changed.json['access_token']}"}
+        assert_problem(api.call("DELETE", "/auth/me", {"password": PASSWORD}, headers=auth), 401, "invalid_credentials")
+        deleted = api.call("DELETE", "/auth/me", {"password": "a whole new passphrase"}, headers=auth)
+        assert deleted.status == 204, deleted.raw
+        assert_problem(api.call("GET", "/auth/me", headers=auth), 401, "invalid_token")
+        _, _, again = register(api, username=username, email=email)
+        assert again.status == 201, "the email and username are free again"
+
+    def forgot_and_reset_through_the_local_mail_endpoint():
+        username, email, _ = register(api)
+        answer = api.call("POST", "/auth/password/forgot", {"email": email})
+        unknown = api.call("POST", "/auth/password/forgot", {"email": f"{unique('nobody')}@example.com"})
+        assert answer.status == 202 and answer.raw == unknown.raw, (answer.raw, unknown.raw)
+        data = json.load(urllib.request.urlopen(f"{endpoint}/moto-api/data.json"))
+        mails = [m for m in data["ses"]["Message"] if email in m["destinations"]["ToAddresses"]]
+        assert len(mails) == 1, mails
+        code = mails[0]["body"].split("<strong>")[1][:8]
+        assert code.isdigit(), code
+        assert_problem(
+            api.call("POST", "/auth/password/reset", {"email": email, "code": "00000000" if code != "00000000" else "11111111", "new_password": "reset to this one"}),
+            400, "invalid_code",
+        )
+        done = api.call("POST", "/auth/password/reset", {"email": email, "code": code, "new_password": "reset to this one"})
+        assert done.status == 204, done.raw
+        assert api.call("POST", "/auth/login", {"identifier": username, "password": "reset to this one"}).status == 200
+        assert_problem(api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}), 401, "invalid_credentials")
+        again = api.call("POST", "/auth/password/forgot", {"email": email})
+        assert_problem(again, 429, "too_many_attempts")
+        assert 1 <= int(again.header("retry-after")) <= 60
+
+    def lockout_after_repeated_failures():
+        username, _, _ = register(api)
+        for _ in range(5):
+            assert api.call("POST", "/auth/login", {"identifier": username, "password": "wrong password"}).status == 401
+        locked = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+        assert_problem(locked, 429, "too_many_attempts")
+        assert locked.header("retry-after") == "1", locked.header("retry-after")
+        time.sleep(1.1)
+        assert api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}).status == 200
 
     def configuration_comes_from_the_environment():
         _, _, created = register(api)
