@@ -1,16 +1,25 @@
 # Two commands: `make dev` (the local stack) and `make test` (everything CI checks).
+# Also: `make build` (sam build) and `make smoke API_URL=...` (the flow against any stack).
 # Both install their tools first into .venv (ignored by git), from .ci/requirements.txt.
 
 VENV := .venv
 TOOLS := $(VENV)/.installed
 
-.PHONY: dev test tools clean
+.PHONY: dev test build smoke tools clean
 
 dev: $(TOOLS)
 	@bash .ci/dev
 
 test: $(TOOLS)
 	@bash .ci/test
+
+# Release build of every function for Lambda (arm64), exactly as `sam deploy` will ship it.
+build: $(TOOLS)
+	@bash .ci/build
+
+# The full flow against a running stack: make smoke API_URL=https://... [SMOKE_EMAIL=you@...]
+smoke:
+	@python3 .ci/smoke.py "$(API_URL)"
 
 tools: $(TOOLS)
 

@@ -89,7 +89,13 @@ def main():
           users["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True)
     check("users table is retained on stack deletion", users.get("DeletionPolicy") == "Retain")
     for name, parameter in template.get("Parameters", {}).items():
-        check(f"parameter {name} carries no secret default", "secret" not in name.lower())
+        secret_like = any(word in name.lower() for word in ("secret", "password", "key", "token"))
+        free_form = "AllowedValues" not in parameter
+        check(f"parameter {name} carries no secret default", not (secret_like and free_form and parameter.get("Default")))
+    check("the JWT secret is generated at deploy time", resources["JwtSecret"]["Properties"].get("GenerateSecretString", {}).get("PasswordLength", 0) >= 32)
+    check("token reuse raises an alarm", any(
+        r["Type"] == "AWS::Logs::MetricFilter" and "token_reused" in r["Properties"]["FilterPattern"]
+        for r in resources.values()))
 
     print(f"template: {results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)

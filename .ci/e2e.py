@@ -356,6 +356,37 @@ def run_checks(api, endpoint):
         time.sleep(1.1)
         assert api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}).status == 200
 
+    def the_smoke_test_passes_against_the_local_stack():
+        email = f"{unique('smoke')}@example.com"
+        smoke = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, ".ci", "smoke.py"), api.base, "--email", email],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        output = []
+        for line in smoke.stdout:
+            output.append(line)
+            if line.startswith("Enter the reset code"):
+                data = json.load(urllib.request.urlopen(f"{endpoint}/moto-api/data.json"))
+                mails = [m for m in data["ses"]["Message"] if email in m["destinations"]["ToAddresses"]]
+                smoke.stdin.write(mails[-1]["body"].split("<strong>")[1][:8] + "\n")
+                smoke.stdin.flush()
+        assert smoke.wait(timeout=120) == 0, "".join(output)
+        assert output[-1].strip() == "smoke: 11 passed, 0 failed", "".join(output)
+
+    def cargo_lambda_invoke_works_with_every_sample_event():
+        port = api.base.rsplit(":", 1)[1]
+        for event in sorted(os.listdir(os.path.join(ROOT, "events"))):
+            function = event.removesuffix(".json")
+            result = subprocess.run(
+                ["cargo", "lambda", "invoke", function, "--data-file", f"events/{event}", "-A", "127.0.0.1", "-P", port],
+                cwd=ROOT, capture_output=True, text=True, timeout=300,
+                env=dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"]),
+            )
+            assert result.returncode == 0, f"{function}: {result.stderr[-500:]}"
+            answer = json.loads(result.stdout)
+            assert 200 <= answer["statusCode"] < 500, f"{function}: {answer}"
+            assert answer["headers"]["cache-control"] == "no-store", function
+
     def configuration_comes_from_the_environment():
         _, _, created = register(api)
         assert created.json["expires_in"] == int(os.environ["E2E_ACCESS_TTL"]), created.json["expires_in"]

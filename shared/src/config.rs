@@ -23,6 +23,8 @@ pub struct Config {
     pub users_table: String,
     pub tokens_table: String,
     pub jwt_secret: SecretString,
+    /// The secret before the last rotation: it verifies, never signs.
+    pub jwt_previous_secret: Option<SecretString>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -110,6 +112,16 @@ impl Config {
             }
         })?;
 
+        let jwt_previous_secret = get("JWT_SECRET_PREVIOUS").map(SecretString::from);
+        if let Some(previous) = &jwt_previous_secret {
+            check_secret_strength(previous.expose_secret()).map_err(|reason| {
+                ConfigError::Invalid {
+                    var: "JWT_SECRET_PREVIOUS",
+                    reason: reason.into(),
+                }
+            })?;
+        }
+
         let allowed_origins = get("ALLOWED_ORIGINS")
             .map(|raw| parse_origins(&raw))
             .transpose()?
@@ -127,6 +139,7 @@ impl Config {
             users_table: required("USERS_TABLE")?,
             tokens_table: required("TOKENS_TABLE")?,
             jwt_secret,
+            jwt_previous_secret,
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "auth".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "auth".into()),
             access_token_ttl: seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
@@ -170,17 +183,21 @@ impl Config {
 }
 
 impl Config {
-    /// A key for one purpose, derived from `JWT_SECRET`: HMAC-SHA256(secret, "auth/" + label).
-    /// One deployed secret, independent keys per use (JWT-05).
+    /// A key for one purpose, derived from `JWT_SECRET` (see [`derive_key`]).
     pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut mac =
-            <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.jwt_secret.expose_secret().as_bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(b"auth/");
-        mac.update(label);
-        mac.finalize().into_bytes().into()
+        derive_key(self.jwt_secret.expose_secret().as_bytes(), label)
     }
+}
+
+/// HMAC-SHA256(secret, "auth/" + label): one deployed secret, an independent key per use
+/// (JWT-05).
+pub fn derive_key(secret: &[u8], label: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(b"auth/");
+    mac.update(label);
+    mac.finalize().into_bytes().into()
 }
 
 /// The AWS SDK configuration shared by every client: region, credentials and endpoint from the

@@ -9,8 +9,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, derive_key};
 use crate::domain::UserRecord;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Tolerance for clock skew on `exp`, `nbf` and `iat` (API.md: at most 30 s).
 pub const LEEWAY_SECS: u64 = 30;
@@ -88,20 +89,18 @@ struct UseKeys {
     validation: Validation,
 }
 
-pub struct TokenKeys {
+/// The keys derived from one secret: its key id and a key per token use.
+struct KeySet {
     kid: String,
     access: UseKeys,
     refresh: UseKeys,
-    issuer: String,
-    audience: String,
-    access_ttl: u64,
-    refresh_ttl: u64,
 }
 
-impl TokenKeys {
-    pub fn new(config: &Config) -> Self {
+impl KeySet {
+    fn new(secret: &SecretString, config: &Config) -> Self {
+        let secret = secret.expose_secret().as_bytes();
         let use_keys = |token_use: TokenUse| {
-            let key = config.derived_key(token_use.label());
+            let key = derive_key(secret, token_use.label());
             let mut validation = Validation::new(ALGORITHM);
             validation.leeway = LEEWAY_SECS;
             validation.validate_nbf = true;
@@ -114,14 +113,44 @@ impl TokenKeys {
                 validation,
             }
         };
-        let kid: String = config.derived_key(b"jwt/kid")[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         Self {
-            kid,
+            kid: derive_key(secret, b"jwt/kid")[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
             access: use_keys(TokenUse::Access),
             refresh: use_keys(TokenUse::Refresh),
+        }
+    }
+
+    fn for_use(&self, token_use: TokenUse) -> &UseKeys {
+        match token_use {
+            TokenUse::Access => &self.access,
+            TokenUse::Refresh => &self.refresh,
+        }
+    }
+}
+
+/// Signing and verification keys. The current secret signs; the previous one, while set
+/// (`JWT_SECRET_PREVIOUS`), still verifies the tokens it signed, so a secret can be rotated
+/// without signing anyone out (RL-04). The `kid` header names the secret.
+pub struct TokenKeys {
+    current: KeySet,
+    previous: Option<KeySet>,
+    issuer: String,
+    audience: String,
+    access_ttl: u64,
+    refresh_ttl: u64,
+}
+
+impl TokenKeys {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            current: KeySet::new(&config.jwt_secret, config),
+            previous: config
+                .jwt_previous_secret
+                .as_ref()
+                .map(|secret| KeySet::new(secret, config)),
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             access_ttl: config.access_token_ttl.whole_seconds().unsigned_abs(),
@@ -129,11 +158,9 @@ impl TokenKeys {
         }
     }
 
-    fn keys(&self, token_use: TokenUse) -> &UseKeys {
-        match token_use {
-            TokenUse::Access => &self.access,
-            TokenUse::Refresh => &self.refresh,
-        }
+    /// The id of the signing secret.
+    pub fn kid(&self) -> &str {
+        &self.current.kid
     }
 
     /// Claims for a new access token of `user` in session `sid`.
@@ -194,8 +221,12 @@ impl TokenKeys {
     pub fn sign(&self, claims: Claims) -> Result<Signed, TokenError> {
         let mut header = Header::new(ALGORITHM);
         header.typ = Some(claims.token_use.typ().to_owned());
-        header.kid = Some(self.kid.clone());
-        match jsonwebtoken::encode(&header, &claims, &self.keys(claims.token_use).encoding) {
+        header.kid = Some(self.current.kid.clone());
+        match jsonwebtoken::encode(
+            &header,
+            &claims,
+            &self.current.for_use(claims.token_use).encoding,
+        ) {
             Ok(token) => Ok(Signed { token, claims }),
             Err(err) => {
                 tracing::error!(error = %err, "token signing failed");
@@ -210,7 +241,17 @@ impl TokenKeys {
         if !is_compact_jws(token) {
             return Err(TokenError::Invalid);
         }
-        let keys = self.keys(token_use);
+        // The `kid` only picks one of our own key sets (JWT-04); the signature check that
+        // follows decides.
+        let kid = jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|header| header.kid);
+        let key_set = [Some(&self.current), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|set| Some(set.kid.as_str()) == kid.as_deref())
+            .ok_or(TokenError::Invalid)?;
+        let keys = key_set.for_use(token_use);
         let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
             .map_err(|err| match err.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -220,7 +261,7 @@ impl TokenKeys {
         let header = data.header;
         let claims = data.claims;
         if header.typ.as_deref() != Some(token_use.typ())
-            || header.kid.as_deref() != Some(self.kid.as_str())
+            || header.kid.as_deref() != Some(key_set.kid.as_str())
             || claims.token_use != token_use
             || claims.iat > now + LEEWAY_SECS
             || claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS)
@@ -316,7 +357,7 @@ mod tests {
     }
 
     fn header(typ: &str) -> Value {
-        json!({"alg": "HS256", "typ": typ, "kid": keys().kid})
+        json!({"alg": "HS256", "typ": typ, "kid": keys().kid()})
     }
 
     #[test]
@@ -373,6 +414,54 @@ mod tests {
             keys.sign(next.clone()).map(|s| s.token),
             keys.sign(next).map(|s| s.token)
         );
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_verifying_until_it_is_dropped() {
+        // RL-04: the current secret signs, current and previous verify.
+        const NEW: &str = "Zz9-the-next-secret-of-at-least-32-bytes";
+        let old = keys();
+        let token = old
+            .sign(old.access_claims(&user(), "s1", now()))
+            .expect("signed")
+            .token;
+        let rotated = |previous: Option<&str>| {
+            Config::from_lookup(|name| match name {
+                "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
+                "JWT_SECRET" => Some(NEW.into()),
+                "JWT_SECRET_PREVIOUS" => previous.map(str::to_owned),
+                "JWT_ISSUER" => Some("https://auth.test".into()),
+                _ => None,
+            })
+            .map(|config| TokenKeys::new(&config))
+            .expect("config")
+        };
+        let during = rotated(Some(SECRET));
+        assert!(
+            during.verify(&token, TokenUse::Access, now()).is_ok(),
+            "old tokens still verify"
+        );
+        assert_ne!(during.kid(), old.kid());
+        let fresh = during
+            .sign(during.access_claims(&user(), "s2", now()))
+            .expect("signed")
+            .token;
+        let header = jsonwebtoken::decode_header(&fresh).expect("header");
+        assert_eq!(
+            header.kid.as_deref(),
+            Some(during.kid()),
+            "new tokens name the new secret"
+        );
+        assert!(
+            old.verify(&fresh, TokenUse::Access, now()).is_err(),
+            "new tokens use the new key"
+        );
+        let after = rotated(None);
+        assert_eq!(
+            after.verify(&token, TokenUse::Access, now()),
+            Err(TokenError::Invalid)
+        );
+        assert!(after.verify(&fresh, TokenUse::Access, now()).is_ok());
     }
 
     #[test]
