@@ -5,7 +5,7 @@
 VENV := .venv
 TOOLS := $(VENV)/.installed
 
-.PHONY: dev test build smoke tools clean
+.PHONY: dev test build smoke bench tools clean
 
 dev: $(TOOLS)
 	@bash .ci/dev
@@ -20,6 +20,11 @@ build: $(TOOLS)
 # The full flow against a running stack: make smoke API_URL=https://... [SMOKE_EMAIL=you@...]
 smoke:
 	@python3 .ci/smoke.py "$(API_URL)"
+
+# Cold starts, memory, sizes, server time per endpoint against its floors: one table, also in
+# target/bench/bench.md and bench.json.
+bench: $(TOOLS)
+	@.venv/bin/python .ci/bench.py
 
 tools: $(TOOLS)
 

@@ -75,7 +75,23 @@ def main():
     check("the local router serves exactly the template's routes", local_routes == template_routes,
           (sorted(local_routes ^ template_routes)))
 
+    import yaml
+    with open(os.path.join(ROOT, "openapi.yaml")) as f:
+        openapi = yaml.safe_load(f)
+    documented = {(method.upper(), path) for path, item in openapi["paths"].items()
+                  for method in item if method in ("get", "put", "post", "patch", "delete")}
+    check("the OpenAPI document, the template and the local router have the same routes",
+          documented == {r[:2] for r in template_routes} == {r[:2] for r in local_routes},
+          sorted(documented ^ {r[:2] for r in template_routes}))
+
     globals_ = template["Globals"]["Function"]
+    memory = {f["Metadata"]["BuildProperties"]["Binary"]: f["Properties"].get("MemorySize", globals_["MemorySize"])
+              for f in functions.values()}
+    for name in ("me", "refresh", "logout", "forgot-password"):
+        check(f"{name} (no password hashing) fits the smallest Lambda", memory[name] == 128, memory[name])
+    for name in ("register", "login", "change-password", "reset-password", "delete-me"):
+        check(f"{name} hashes on a full vCPU", memory[name] >= 1769, memory[name])
+    check("glibc returns Argon2 memory", globals_["Environment"]["Variables"].get("MALLOC_MMAP_THRESHOLD_") == "131072")
     check("functions time out within 10 s (RL-01)", globals_["Timeout"] <= 10)
     check("arm64 on provided.al2023", globals_["Architectures"] == ["arm64"] and globals_["Runtime"] == "provided.al2023")
     check("logs are JSON", globals_["LoggingConfig"]["LogFormat"] == "JSON")

@@ -338,3 +338,73 @@ async fn lockout_triggers_answers_429_with_a_sane_retry_after_and_clears() {
         "one failure locks nothing"
     );
 }
+
+#[tokio::test]
+async fn security_events_are_single_json_lines_without_secrets() {
+    // ER-02, ER-03: each scenario leaves exactly one structured line, and none holds a secret.
+    let strict = mail_config(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]);
+    let (deps, _) = counted_deps_with(strict, None).await;
+    let (name, tokens) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    let user_id = tokens["user"]["id"].as_str().unwrap_or_default().to_owned();
+
+    for _ in 0..5 {
+        login_with(&deps, &name, "wrong password").await;
+    }
+    let body = json!({"refresh_token": tokens["refresh_token"]});
+    refresh::handle(&deps, post("/auth/refresh", &body))
+        .await
+        .expect("ok");
+    refresh::handle(&deps, post("/auth/refresh", &body))
+        .await
+        .expect("ok");
+    forgot(&deps, &email).await;
+    let code = mailed_code(&email).expect("a code");
+    assert_eq!(reset(&deps, &email, &code).await.status(), 204);
+    let fresh = body_json(&login_with(&deps, &name, NEW_PASSWORD).await);
+    let req = request(
+        "DELETE",
+        "/auth/me",
+        &[("authorization", &bearer(&fresh))],
+        Some(&json!({"password": NEW_PASSWORD})),
+    );
+    assert_eq!(
+        delete_me::handle(&deps, req).await.expect("ok").status(),
+        204
+    );
+
+    let mine: Vec<serde_json::Value> = log_text()
+        .lines()
+        .filter(|line| line.contains(&user_id))
+        .map(|line| serde_json::from_str(line).expect("every log line is one JSON object"))
+        .collect();
+    let count = |event: &str| mine.iter().filter(|l| l["event"] == event).count();
+    assert_eq!(count("login_failed"), 4);
+    assert_eq!(count("account_locked"), 1);
+    assert_eq!(count("token_reused"), 1);
+    assert_eq!(count("reset_requested"), 1);
+    assert_eq!(count("reset_completed"), 1);
+    assert_eq!(count("login_succeeded"), 1);
+    assert_eq!(count("account_deleted"), 1);
+    let secrets = [
+        PASSWORD.to_owned(),
+        NEW_PASSWORD.to_owned(),
+        code,
+        tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        fresh["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    ];
+    for line in &mine {
+        for secret in &secrets {
+            assert!(
+                !line.to_string().contains(secret.as_str()),
+                "a secret in {line}"
+            );
+        }
+    }
+}

@@ -136,17 +136,13 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
                 .record_login_failure(&target, threshold, now, forget_after)
                 .await?;
             deps.store.increment(&client_key, window.end).await?;
-            tracing::warn!(
-                event = "login_failed",
-                user_id = user.map(|u| u.id.to_string()).unwrap_or_default(),
-                failures = lockout.failures,
-                source_ip = %source_ip
-            );
+            let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();
             if lockout.locked_until > now {
-                tracing::warn!(
-                    event = "account_locked",
-                    lock_secs = lockout.locked_until - now
-                );
+                // The failure that locks is reported as the lock.
+                let lock_secs = lockout.locked_until - now;
+                tracing::warn!(event = "account_locked", user_id, failures = lockout.failures, lock_secs, source_ip = %source_ip);
+            } else {
+                tracing::warn!(event = "login_failed", user_id, failures = lockout.failures, source_ip = %source_ip);
             }
             Err(ApiError::InvalidCredentials)
         }

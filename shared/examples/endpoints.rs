@@ -1,0 +1,319 @@
+//! Per-endpoint server time and DynamoDB calls, against the local DynamoDB endpoint, beside the
+//! floors measured in the same run: one Argon2id verification, one HS256 verification, one
+//! DynamoDB round trip. Run by `make bench` (which starts the endpoint); prints JSON.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shared::domain::{StoredResetCode, UserId};
+use shared::handlers::testing::{PASSWORD, bearer, body_json, config_with, get, post, request};
+use shared::handlers::{
+    Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
+    reset_password, update_me,
+};
+use shared::http::Response;
+use shared::jwt::TokenUse;
+use shared::mail::SesMailer;
+use shared::store::dynamo::CallCounter;
+use shared::store::memory::MemoryStore;
+use shared::store::{DynamoStore, UserStore};
+use uuid::Uuid;
+
+type Dynamo = Deps<DynamoStore>;
+
+fn median(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples
+        .get(samples.len() / 2)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+async fn time<F: Future>(future: F) -> (Duration, F::Output) {
+    let start = Instant::now();
+    let output = future.await;
+    (start.elapsed(), output)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+async fn sign_up(deps: &Dynamo) -> Value {
+    let name = unique("bench");
+    let body =
+        json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+    body_json(
+        &register::handle(deps, post("/auth/register", &body))
+            .await
+            .unwrap_or_else(|e| match e {}),
+    )
+}
+
+/// Runs `n` requests built by `prepare` (untimed) and handled by `run` (timed); returns the
+/// median time and the DynamoDB calls of one request.
+async fn endpoint<P, PF, R, RF>(
+    name: &str,
+    counter: &CallCounter,
+    n: usize,
+    prepare: P,
+    run: R,
+) -> Value
+where
+    P: Fn() -> PF,
+    PF: Future<Output = Value>,
+    R: Fn(Value) -> RF,
+    RF: Future<Output = Response>,
+{
+    let mut samples = Vec::new();
+    let mut calls = BTreeMap::new();
+    let mut status = 0;
+    for _ in 0..n {
+        let input = prepare().await;
+        counter.reset();
+        let (elapsed, response) = time(run(input)).await;
+        samples.push(elapsed);
+        calls = counter.calls();
+        status = response.status().as_u16();
+        // A refused request would measure the wrong path.
+        assert!(
+            response.status().is_success(),
+            "{name}: status {status}: {}",
+            body_json(&response)
+        );
+    }
+    json!({"median_ms": median(samples), "dynamodb_calls": calls, "status": status})
+}
+
+#[tokio::main]
+async fn main() {
+    let from = std::env::var("MAIL_FROM").unwrap_or_default();
+    // No minimum answer time and no per-client limits: the benchmark is one client, on purpose.
+    let config = config_with(&[
+        ("MAIL_FROM", from.as_str()),
+        ("FORGOT_MIN_RESPONSE_MS", "0"),
+        ("FORGOT_CLIENT_LIMIT", "1000000"),
+        ("LOGIN_CLIENT_LIMIT", "1000000"),
+    ]);
+    let sdk = shared::config::aws_sdk_config().await;
+    let counter = CallCounter::default();
+    let store = DynamoStore::new(
+        counter.client(&sdk),
+        &config.users_table,
+        &config.tokens_table,
+    );
+    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from);
+    let deps = Arc::new(Deps::new(config.clone(), store).with_mailer(Arc::new(mailer)));
+    let d = &*deps;
+    let runs = 15;
+
+    // Floors, in this run.
+    let stored = d.passwords.hash(PASSWORD).await.unwrap_or_default();
+    let mut argon = Vec::new();
+    for _ in 0..runs {
+        argon.push(time(d.passwords.verify(PASSWORD, Some(&stored))).await.0);
+    }
+    let tokens = sign_up(d).await;
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let now = time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .unsigned_abs();
+    let mut hs256 = Vec::new();
+    for _ in 0..2000 {
+        let start = Instant::now();
+        let _ = std::hint::black_box(d.tokens.verify(&access, TokenUse::Access, now));
+        hs256.push(start.elapsed());
+    }
+    let mut round_trips = Vec::new();
+    for _ in 0..50 {
+        round_trips.push(time(d.store.get_user(UserId::new())).await.0);
+    }
+
+    let mut results = BTreeMap::new();
+    results.insert("register", endpoint("register", &counter, runs, || async { json!({}) }, |_| async {
+        let name = unique("reg");
+        let body = json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+        register::handle(d, post("/auth/register", &body)).await.unwrap_or_else(|e| match e {})
+    }).await);
+    let login_user = tokens["user"]["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    results.insert(
+        "login",
+        endpoint(
+            "login",
+            &counter,
+            runs,
+            || async { json!({}) },
+            |_| {
+                let body = json!({"identifier": login_user, "password": PASSWORD});
+                async move {
+                    login::handle(d, post("/auth/login", &body))
+                        .await
+                        .unwrap_or_else(|e| match e {})
+                }
+            },
+        )
+        .await,
+    );
+    results.insert(
+        "me",
+        endpoint(
+            "me",
+            &counter,
+            50,
+            || async { json!({}) },
+            |_| async {
+                me::handle(d, get("/auth/me", &[("authorization", &bearer(&tokens))]))
+                    .await
+                    .unwrap_or_else(|e| match e {})
+            },
+        )
+        .await,
+    );
+    results.insert(
+        "refresh",
+        endpoint(
+            "refresh",
+            &counter,
+            50,
+            || sign_up(d),
+            |t| async move {
+                let body = json!({"refresh_token": t["refresh_token"]});
+                refresh::handle(d, post("/auth/refresh", &body))
+                    .await
+                    .unwrap_or_else(|e| match e {})
+            },
+        )
+        .await,
+    );
+    results.insert(
+        "logout",
+        endpoint(
+            "logout",
+            &counter,
+            50,
+            || sign_up(d),
+            |t| async move {
+                let body = json!({"refresh_token": t["refresh_token"]});
+                logout::handle(d, post("/auth/logout", &body))
+                    .await
+                    .unwrap_or_else(|e| match e {})
+            },
+        )
+        .await,
+    );
+    results.insert(
+        "update-me",
+        endpoint(
+            "update-me",
+            &counter,
+            50,
+            || async { json!({}) },
+            |_| async {
+                let body = json!({"full_name": unique("Name ")});
+                let req = request(
+                    "PATCH",
+                    "/auth/me",
+                    &[("authorization", &bearer(&tokens))],
+                    Some(&body),
+                );
+                update_me::handle(d, req)
+                    .await
+                    .unwrap_or_else(|e| match e {})
+            },
+        )
+        .await,
+    );
+    results.insert("change-password", endpoint("change-password", &counter, runs, || sign_up(d), |t| async move {
+        let body = json!({"current_password": PASSWORD, "new_password": "another long passphrase"});
+        let req = request("POST", "/auth/password/change", &[("authorization", &bearer(&t))], Some(&body));
+        change_password::handle(d, req).await.unwrap_or_else(|e| match e {})
+    }).await);
+    results.insert(
+        "forgot-password",
+        endpoint(
+            "forgot-password",
+            &counter,
+            50,
+            || sign_up(d),
+            |t| async move {
+                let body = json!({"email": t["user"]["email"]});
+                forgot_password::handle(d, post("/auth/password/forgot", &body))
+                    .await
+                    .unwrap_or_else(|e| match e {})
+            },
+        )
+        .await,
+    );
+    results.insert("reset-password", endpoint("reset-password", &counter, runs, || async {
+        let t = sign_up(d).await;
+        let id = UserId::parse(t["user"]["id"].as_str().unwrap_or_default()).unwrap_or_default();
+        let code = StoredResetCode { hash: d.reset_codes.hash(id, "12345678"), expires_at: now + 600, attempts: 0 };
+        let _ = d.store.store_reset_code(id, &code).await;
+        t
+    }, |t| async move {
+        let body = json!({"email": t["user"]["email"], "code": "12345678", "new_password": "another long passphrase"});
+        reset_password::handle(d, post("/auth/password/reset", &body)).await.unwrap_or_else(|e| match e {})
+    }).await);
+    results.insert(
+        "delete-me",
+        endpoint(
+            "delete-me",
+            &counter,
+            runs,
+            || sign_up(d),
+            |t| async move {
+                let body = json!({"password": PASSWORD});
+                let req = request(
+                    "DELETE",
+                    "/auth/me",
+                    &[("authorization", &bearer(&t))],
+                    Some(&body),
+                );
+                delete_me::handle(d, req)
+                    .await
+                    .unwrap_or_else(|e| match e {})
+            },
+        )
+        .await,
+    );
+
+    // GET /auth/me without the network: its CPU time beside one HS256 verification.
+    let memory = Deps::new(config, MemoryStore::new());
+    let local = body_json(
+        &register::handle(
+            &memory,
+            post(
+                "/auth/register",
+                &json!({
+                    "username": "cpu", "email": "cpu@example.com", "password": PASSWORD
+                }),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| match e {}),
+    );
+    let mut me_cpu = Vec::new();
+    for _ in 0..2000 {
+        let req = get("/auth/me", &[("authorization", &bearer(&local))]);
+        me_cpu.push(time(me::handle(&memory, req)).await.0);
+    }
+
+    let report = json!({
+        "floors": {
+            "argon2id_verify_ms": median(argon),
+            "hs256_verify_ms": median(hs256),
+            "dynamodb_round_trip_ms": median(round_trips),
+        },
+        "me_in_memory_ms": median(me_cpu),
+        "endpoints": results,
+    });
+    println!("{report}");
+}
