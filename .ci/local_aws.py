@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Runs and prepares the local AWS endpoint (moto) for the functions.
 
-`serve` runs moto's server with each request applied atomically. Moto applies a transaction
+`serve` runs moto's server with each request applied atomically, and one route of its own:
+`GET /local/mail?to=<address>` lists the mail sent to an address (moto's `/moto-api/data.json`
+holds it too, but serializes every table with it, which grows slow as tests fill the tables). Moto applies a transaction
 by snapshotting the table and, on a failed condition, restoring that snapshot: with requests
 handled concurrently, a restore can erase writes that another request committed meanwhile,
 which real DynamoDB never does. Applying one request at a time restores DynamoDB's guarantee
@@ -112,6 +114,8 @@ def serve(port):
 
     def atomic_app(environ, start_response):
         with one_at_a_time:
+            if environ.get("PATH_INFO") == "/local/mail":
+                return mail_to(environ, start_response)
             return list(moto_app(environ, start_response))
 
     run_simple(
@@ -121,6 +125,25 @@ def serve(port):
         threaded=True,
         request_handler=MotoRequestHandler,
     )
+
+
+def mail_to(environ, start_response):
+    import json
+    from urllib.parse import parse_qs
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    to = parse_qs(environ.get("QUERY_STRING", "")).get("to", [""])[0]
+    sent = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
+    mails = [
+        {"subject": m.subject, "body": m.body, "to": m.destinations.get("ToAddresses", [])}
+        for m in sent
+        if to in (getattr(m, "destinations", None) or {}).get("ToAddresses", [])
+    ]
+    body = json.dumps(mails).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def wait(endpoint, seconds=30):

@@ -6,6 +6,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(any(test, feature = "test-util"))]
+pub mod faults;
 pub mod handlers;
 pub mod http;
 pub mod jwt;

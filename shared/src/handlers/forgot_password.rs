@@ -1,6 +1,7 @@
 //! `POST /auth/password/forgot`: mail a reset code. The answer is the same 202 whether or not
 //! the account exists, whether or not the mail could be sent, and takes at least
-//! `FORGOT_MIN_RESPONSE_MS` either way (FP-01). Throttled per address, whether or not it has an
+//! `FORGOT_MIN_RESPONSE_MS` either way (FP-01); an outage of DynamoDB or SES changes nothing
+//! in the answer either. Throttled per address, whether or not it has an
 //! account, and per client address (FP-05), with 429 and `Retry-After`.
 
 use std::convert::Infallible;
@@ -45,55 +46,69 @@ async fn forgot_password<S: UserStore>(
         return Err(ApiError::Validation(errors));
     };
 
-    let now = deps.now();
     let source_ip = client_ip(req);
-    if let Some(retry_after_secs) = deps
-        .store
-        .consume(&quotas(deps, &email, &source_ip, now), now)
-        .await?
-    {
-        tracing::warn!(event = "reset_throttled", source_ip = %source_ip);
-        return Err(ApiError::TooManyAttempts { retry_after_secs });
-    }
-
     let started = tokio::time::Instant::now();
-    match deps
-        .store
-        .find_user_id(&Identifier::Email(email.clone()))
-        .await?
-    {
-        Some(user_id) => {
-            let code = deps.reset_codes.generate();
-            let ttl = deps.config.reset_code_ttl;
-            let stored = StoredResetCode {
-                hash: deps.reset_codes.hash(user_id, reset::expose(&code)),
-                expires_at: now + ttl.whole_seconds().unsigned_abs(),
-                attempts: 0,
-            };
-            match deps.store.store_reset_code(user_id, &stored).await {
-                Ok(()) => {
-                    let template = deps.config.reset_url_template.as_deref();
-                    let mail = Mail::reset_code(
-                        email.as_str(),
-                        reset::expose(&code),
-                        ttl.whole_minutes(),
-                        template,
-                    );
-                    deps.send_quietly(&mail, "reset_code").await;
-                    tracing::info!(event = "reset_requested", user_id = %user_id, source_ip = %source_ip);
-                }
-                // Deleted meanwhile: as if it had never existed.
-                Err(StoreError::Conflict) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-        None => tracing::info!(event = "reset_requested", user_id = "", source_ip = %source_ip),
+    match request_code(deps, &email, &source_ip).await {
+        Ok(()) => {}
+        Err(err @ ApiError::TooManyAttempts { .. }) => return Err(err),
+        // An outage must not answer differently either (FP-01): a 503 only for addresses with an
+        // account would tell which have one. No code was sent; the client may ask again.
+        Err(err) => tracing::error!(event = "reset_unavailable", code = err.code()),
     }
     tokio::time::sleep_until(started + deps.config.forgot_min_response).await;
     Ok(http::json(
         StatusCode::ACCEPTED,
         &json!({"message": ACCEPTED_MESSAGE}),
     ))
+}
+
+/// Throttles, then stores and mails a code if the address has an account. A mail that cannot
+/// be sent is logged, not returned (SES-02).
+async fn request_code<S: UserStore>(
+    deps: &Deps<S>,
+    email: &Email,
+    source_ip: &str,
+) -> Result<(), ApiError> {
+    let now = deps.now();
+    if let Some(retry_after_secs) = deps
+        .store
+        .consume(&quotas(deps, email, source_ip, now), now)
+        .await?
+    {
+        tracing::warn!(event = "reset_throttled", source_ip = %source_ip);
+        return Err(ApiError::TooManyAttempts { retry_after_secs });
+    }
+    let Some(user_id) = deps
+        .store
+        .find_user_id(&Identifier::Email(email.clone()))
+        .await?
+    else {
+        tracing::info!(event = "reset_requested", user_id = "", source_ip = %source_ip);
+        return Ok(());
+    };
+    let code = deps.reset_codes.generate();
+    let ttl = deps.config.reset_code_ttl;
+    let stored = StoredResetCode {
+        hash: deps.reset_codes.hash(user_id, reset::expose(&code)),
+        expires_at: now + ttl.whole_seconds().unsigned_abs(),
+        attempts: 0,
+    };
+    match deps.store.store_reset_code(user_id, &stored).await {
+        Ok(()) => {}
+        // Deleted meanwhile: as if it had never existed.
+        Err(StoreError::Conflict) => return Ok(()),
+        Err(err) => return Err(err.into()),
+    }
+    let template = deps.config.reset_url_template.as_deref();
+    let mail = Mail::reset_code(
+        email.as_str(),
+        reset::expose(&code),
+        ttl.whole_minutes(),
+        template,
+    );
+    deps.send_quietly(&mail, "reset_code").await;
+    tracing::info!(event = "reset_requested", user_id = %user_id, source_ip = %source_ip);
+    Ok(())
 }
 
 /// Per client address (a fixed window), and per email address: one mail per interval and a

@@ -75,12 +75,6 @@ pub async fn counted_deps_with(
     config: Config,
     clock: Option<Arc<dyn Clock>>,
 ) -> (Arc<Deps<DynamoStore>>, CallCounter) {
-    logs();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        endpoint.starts_with("http://127.0.0.1"),
-        "these tests run against the local endpoint that `make test` starts (AWS_ENDPOINT_URL={endpoint:?})"
-    );
     let sdk = shared::config::aws_sdk_config().await;
     let counter = CallCounter::default();
     let store = DynamoStore::new(
@@ -88,15 +82,35 @@ pub async fn counted_deps_with(
         &config.users_table,
         &config.tokens_table,
     );
-    let mut deps = Deps::new(config, store);
+    let mut deps = with_mailer(Deps::new(config, store), &sdk);
     if let Some(clock) = clock {
         deps = deps.with_clock(clock);
     }
-    if let Some(from) = deps.config.mail_from.clone() {
-        let ses = aws_sdk_sesv2::Client::new(&sdk);
-        deps = deps.with_mailer(Arc::new(SesMailer::new(ses, from)));
-    }
     (Arc::new(deps), counter)
+}
+
+/// Dependencies over the AWS clients of `sdk`: DynamoDB, and SES when the configuration names a
+/// sender.
+pub fn deps_over(config: Config, sdk: &aws_config::SdkConfig) -> Deps<DynamoStore> {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let store = DynamoStore::new(client, &config.users_table, &config.tokens_table);
+    with_mailer(Deps::new(config, store), sdk)
+}
+
+fn with_mailer(deps: Deps<DynamoStore>, sdk: &aws_config::SdkConfig) -> Deps<DynamoStore> {
+    logs();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1"),
+        "these tests run against the local endpoint that `make test` starts (AWS_ENDPOINT_URL={endpoint:?})"
+    );
+    match deps.config.mail_from.clone() {
+        Some(from) => {
+            let ses = aws_sdk_sesv2::Client::new(sdk);
+            deps.with_mailer(Arc::new(SesMailer::new(ses, from)))
+        }
+        None => deps,
+    }
 }
 
 /// Configuration for the mail tests: the sender `make test` verified at the local endpoint,
@@ -117,23 +131,21 @@ pub fn mails_to(to: &str) -> Vec<(String, String)> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let address = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).expect("the local endpoint");
-    let request = format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let query: String = to
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let request = format!("GET /local/mail?to={query} HTTP/1.0\r\nHost: {address}\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("request");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("response");
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    let data: Value = serde_json::from_str(body).expect("moto's data.json");
-    let messages = data["ses"]["Message"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    messages
+    let mails: Vec<Value> = serde_json::from_str(body).expect("the local endpoint's mail list");
+    mails
         .iter()
-        .filter(|m| {
-            m["destinations"]["ToAddresses"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|t| t == to))
-        })
         .map(|m| {
             let text = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
             (text("subject"), text("body"))
@@ -165,7 +177,7 @@ pub async fn scan_tokens() -> Vec<Item> {
     scan(&std::env::var("TOKENS_TABLE").unwrap_or_default()).await
 }
 
-async fn scan(table: &str) -> Vec<Item> {
+pub async fn scan(table: &str) -> Vec<Item> {
     let sdk = shared::config::aws_sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let mut items = Vec::new();

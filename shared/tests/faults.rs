@@ -1,0 +1,475 @@
+//! Fault injection under the AWS SDK (RL-01, RL-02, SES-02): DynamoDB and SES throttle, fail with
+//! a 500, hang, drop the connection or cancel a transaction on a conflict, at every call each
+//! endpoint makes. Each endpoint answers a 503 problem with `Retry-After` (forgot-password its
+//! usual 202; a failed notification mail changes nothing), leaves the tables as they were, and
+//! works when the same request is sent again. A single failed call is absorbed by the SDK's
+//! retry. Needs the environment `make test` sets.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use lambda_http::Request;
+use serde_json::{Value, json};
+use shared::faults::{Calls, Fault, Faults};
+use shared::handlers::testing::{body_json, post, request};
+use shared::handlers::{
+    Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
+    reset_password, update_me,
+};
+use shared::http::Response;
+use shared::store::DynamoStore;
+
+const NEW_PASSWORD: &str = "an entirely new passphrase";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    LogoutAll,
+    Me,
+    UpdateMe,
+    ChangePassword,
+    DeleteMe,
+    Forgot,
+    Reset,
+}
+
+/// One request ready to send (again), and what it may touch.
+struct Prepared {
+    request: Box<dyn Fn() -> Request + Send + Sync>,
+    scope: Scope,
+}
+
+/// The items of both tables that belong to one user: its user item, the uniqueness records of
+/// its emails and usernames (old and new), its sessions and spent tokens.
+#[derive(Default)]
+struct Scope {
+    user_id: String,
+    keys: Vec<String>,
+    emails: Vec<String>,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 11] = [
+        Endpoint::Register,
+        Endpoint::Login,
+        Endpoint::Refresh,
+        Endpoint::Logout,
+        Endpoint::LogoutAll,
+        Endpoint::Me,
+        Endpoint::UpdateMe,
+        Endpoint::ChangePassword,
+        Endpoint::DeleteMe,
+        Endpoint::Forgot,
+        Endpoint::Reset,
+    ];
+
+    fn success(self) -> u16 {
+        match self {
+            Self::Register => 201,
+            Self::Login | Self::Refresh | Self::Me | Self::UpdateMe | Self::ChangePassword => 200,
+            Self::Logout | Self::LogoutAll | Self::DeleteMe | Self::Reset => 204,
+            Self::Forgot => 202,
+        }
+    }
+
+    /// Attributes a failed request may still have changed, on purpose: a reset attempt is
+    /// counted before the code is compared, and a forgot-password request may have stored a
+    /// code whose mail then failed.
+    fn may_change(self) -> &'static [&'static str] {
+        match self {
+            Self::Reset => &["reset_code_attempts"],
+            Self::Forgot => &[
+                "reset_code_hash",
+                "reset_code_expires_at",
+                "reset_code_attempts",
+            ],
+            _ => &[],
+        }
+    }
+
+    async fn send(self, deps: &Deps<DynamoStore>, req: Request) -> Response {
+        let response = match self {
+            Self::Register => register::handle(deps, req).await,
+            Self::Login => login::handle(deps, req).await,
+            Self::Refresh => refresh::handle(deps, req).await,
+            Self::Logout | Self::LogoutAll => logout::handle(deps, req).await,
+            Self::Me => me::handle(deps, req).await,
+            Self::UpdateMe => update_me::handle(deps, req).await,
+            Self::ChangePassword => change_password::handle(deps, req).await,
+            Self::DeleteMe => delete_me::handle(deps, req).await,
+            Self::Forgot => forgot_password::handle(deps, req).await,
+            Self::Reset => reset_password::handle(deps, req).await,
+        };
+        response.expect("infallible")
+    }
+
+    /// A fresh user in the state this endpoint needs, made while no fault is armed.
+    async fn prepare(self, deps: &Deps<DynamoStore>) -> Prepared {
+        if self == Self::Register {
+            let name = unique("fault");
+            let email = format!("{name}@example.com");
+            let body = register_body(&name, &email);
+            return Prepared {
+                request: Box::new(move || post("/auth/register", &body)),
+                scope: Scope {
+                    keys: vec![format!("EMAIL#{email}"), format!("USERNAME#{name}")],
+                    emails: vec![email],
+                    ..Scope::default()
+                },
+            };
+        }
+        let (name, tokens) = sign_up(deps).await;
+        let email = format!("{name}@example.com");
+        let user_id = tokens["user"]["id"].as_str().unwrap_or_default().to_owned();
+        let bearer = shared::handlers::testing::bearer(&tokens);
+        let refresh_token = tokens["refresh_token"].clone();
+        let mut scope = Scope {
+            keys: vec![
+                format!("USER#{user_id}"),
+                format!("EMAIL#{email}"),
+                format!("USERNAME#{name}"),
+            ],
+            emails: vec![email.clone()],
+            user_id,
+        };
+        let authed = move |method: &'static str, path: &'static str, body: Option<Value>| {
+            let bearer = bearer.clone();
+            Box::new(move || {
+                request(
+                    method,
+                    path,
+                    &[("authorization", bearer.as_str())],
+                    body.as_ref(),
+                )
+            }) as Box<dyn Fn() -> Request + Send + Sync>
+        };
+        let plain = |path: &'static str, body: Value| {
+            Box::new(move || post(path, &body)) as Box<dyn Fn() -> Request + Send + Sync>
+        };
+        let request = match self {
+            Self::Register => unreachable!("handled above"),
+            Self::Login => plain(
+                "/auth/login",
+                json!({"identifier": name, "password": PASSWORD}),
+            ),
+            Self::Refresh => plain("/auth/refresh", json!({"refresh_token": refresh_token})),
+            Self::Logout => plain("/auth/logout", json!({"refresh_token": refresh_token})),
+            Self::LogoutAll => plain(
+                "/auth/logout",
+                json!({"refresh_token": refresh_token, "scope": "global"}),
+            ),
+            Self::Me => authed("GET", "/auth/me", None),
+            Self::UpdateMe => {
+                let new_email = format!("new.{email}");
+                scope.keys.push(format!("EMAIL#{new_email}"));
+                scope.emails.push(new_email.clone());
+                let body = json!({"email": new_email, "full_name": "Changed Name", "current_password": PASSWORD});
+                authed("PATCH", "/auth/me", Some(body))
+            }
+            Self::ChangePassword => {
+                let body = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
+                authed("POST", "/auth/password/change", Some(body))
+            }
+            Self::DeleteMe => authed("DELETE", "/auth/me", Some(json!({"password": PASSWORD}))),
+            Self::Forgot => plain("/auth/password/forgot", json!({"email": email})),
+            Self::Reset => {
+                let asked = Self::Forgot
+                    .send(
+                        deps,
+                        post("/auth/password/forgot", &json!({"email": email})),
+                    )
+                    .await;
+                assert_eq!(asked.status(), 202);
+                let code = mailed_code(&email).expect("a reset code was mailed");
+                let body = json!({"email": email, "code": code, "new_password": NEW_PASSWORD});
+                plain("/auth/password/reset", body)
+            }
+        };
+        Prepared { request, scope }
+    }
+}
+
+/// One test at a time: the local endpoint answers one request at a time, and a test's calls
+/// must not wait on another's long enough to time out.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Dependencies whose AWS clients (DynamoDB and SES) go through `Faults`, with the production
+/// retry policy (standard, 3 attempts) but short backoff and timeouts, so the matrix runs fast.
+async fn faulty_deps() -> (Arc<Deps<DynamoStore>>, Faults) {
+    let faults = Faults::new();
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .operation_attempt_timeout(Duration::from_millis(500))
+        .operation_timeout(Duration::from_millis(1200))
+        .build();
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(2));
+    let sdk = shared::config::aws_sdk_config()
+        .await
+        .to_builder()
+        .http_client(faults.clone())
+        .timeout_config(timeouts)
+        .retry_config(retry)
+        .build();
+    let (users, tokens) = fresh_tables().await;
+    let config = mail_config(&[
+        ("USERS_TABLE", &users),
+        ("TOKENS_TABLE", &tokens),
+        ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
+        ("FORGOT_ADDRESS_HOURLY_LIMIT", "1000"),
+        ("FORGOT_CLIENT_LIMIT", "100000"),
+    ]);
+    (Arc::new(deps_over(config, &sdk)), faults)
+}
+
+/// Empty copies of the tables `make test` made, for one test: the local endpoint copies a
+/// whole table for each transaction, and the shared tables grow with every test.
+async fn fresh_tables() -> (String, String) {
+    let client = aws_sdk_dynamodb::Client::new(&shared::config::aws_sdk_config().await);
+    let mut names = Vec::new();
+    for var in ["USERS_TABLE", "TOKENS_TABLE"] {
+        let source = std::env::var(var).unwrap_or_default();
+        let described = client
+            .describe_table()
+            .table_name(&source)
+            .send()
+            .await
+            .expect("the table `make test` made");
+        let table = described.table.expect("a table description");
+        let name = unique(&format!("{source}-"));
+        client
+            .create_table()
+            .table_name(&name)
+            .set_key_schema(table.key_schema)
+            .set_attribute_definitions(table.attribute_definitions)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create a table");
+        names.push(name);
+    }
+    (names.remove(0), names.remove(0))
+}
+
+/// The endpoint's calls when nothing fails, one per attempt.
+async fn calls_of(endpoint: Endpoint, deps: &Deps<DynamoStore>, faults: &Faults) -> Vec<String> {
+    let prepared = endpoint.prepare(deps).await;
+    faults.disarm();
+    let response = endpoint.send(deps, (prepared.request)()).await;
+    let calls = faults.calls();
+    assert_eq!(
+        response.status(),
+        endpoint.success(),
+        "{endpoint:?} without faults: {}",
+        body_json(&response)
+    );
+    assert!(!calls.is_empty(), "{endpoint:?} calls AWS");
+    calls
+}
+
+/// Every call the endpoint makes, failed with every fault that can happen to it, from that
+/// call on (the dependency is down for the rest of the request).
+async fn every_fault_at_every_call(endpoint: Endpoint) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (deps, faults) = faulty_deps().await;
+    let calls = calls_of(endpoint, &deps, &faults).await;
+    let mut cases = 0;
+    for (index, operation) in calls.iter().enumerate() {
+        for fault in Fault::ALL.into_iter().filter(|f| f.applies_to(operation)) {
+            let case = format!("{endpoint:?}, {fault:?} from call {index} ({operation})");
+            let prepared = endpoint.prepare(&deps).await;
+            let before = snapshot(&deps, &prepared.scope, endpoint.may_change()).await;
+
+            faults.arm(fault, Calls::From(index));
+            let response = endpoint.send(&deps, (prepared.request)()).await;
+            let failed = faults.failed();
+            faults.disarm();
+
+            assert!(failed > 0, "{case}: the fault was injected");
+            if operation == "SendEmail" {
+                // SES-02: a mail that cannot be sent changes no answer.
+                assert_eq!(response.status(), endpoint.success(), "{case}");
+            } else {
+                expect_outage_answer(endpoint, &response, &case);
+                let after = snapshot(&deps, &prepared.scope, endpoint.may_change()).await;
+                assert_eq!(after, before, "{case}: nothing was half-written");
+                let again = endpoint.send(&deps, (prepared.request)()).await;
+                assert_eq!(
+                    again.status(),
+                    endpoint.success(),
+                    "{case}: the same request works once the fault is gone: {}",
+                    body_json(&again)
+                );
+            }
+            cases += 1;
+        }
+    }
+    assert!(cases >= calls.len(), "{endpoint:?}: {cases} cases");
+    eprintln!("{endpoint:?}: {cases} faulty runs over the calls {calls:?}");
+}
+
+/// What a client gets while a dependency is down: a 503 problem it may retry, or for
+/// forgot-password the one answer it always gets (FP-01).
+fn expect_outage_answer(endpoint: Endpoint, response: &Response, case: &str) {
+    let body = body_json(response);
+    if endpoint == Endpoint::Forgot {
+        assert_eq!(response.status(), 202, "{case}: {body}");
+        assert_eq!(body["message"], forgot_password::ACCEPTED_MESSAGE, "{case}");
+        return;
+    }
+    assert_eq!(response.status(), 503, "{case}: {body}");
+    assert_eq!(body["code"], "service_unavailable", "{case}");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s > 0), "{case}: Retry-After");
+    let content_type = response.headers().get("content-type").map(|v| v.as_bytes());
+    assert_eq!(
+        content_type,
+        Some(&b"application/problem+json"[..]),
+        "{case}"
+    );
+    assert!(
+        !body.to_string().contains("injected"),
+        "{case}: the cause stays in the log"
+    );
+}
+
+/// The scope's items, sorted, without the attributes the endpoint may change on purpose.
+async fn snapshot(deps: &Deps<DynamoStore>, scope: &Scope, may_change: &[&str]) -> Vec<String> {
+    let belongs = |item: &Item| {
+        let pk = attr(item, "pk");
+        scope.keys.iter().any(|k| k == pk)
+            || scope.emails.iter().any(|e| attr(item, "email") == e)
+            || (!scope.user_id.is_empty()
+                && (attr(item, "user_id") == scope.user_id || attr(item, "id") == scope.user_id))
+    };
+    let mut items: Vec<String> = scan(&deps.config.users_table)
+        .await
+        .into_iter()
+        .chain(scan(&deps.config.tokens_table).await)
+        .filter(|item| belongs(item))
+        .map(|mut item| {
+            item.retain(|name, _| !may_change.contains(&name.as_str()));
+            let sorted: std::collections::BTreeMap<_, _> = item.into_iter().collect();
+            format!("{sorted:?}")
+        })
+        .collect();
+    items.sort();
+    items
+}
+
+macro_rules! fault_matrix {
+    ($($name:ident => $endpoint:expr),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            every_fault_at_every_call($endpoint).await;
+        }
+    )*};
+}
+
+fault_matrix! {
+    register_under_faults => Endpoint::Register,
+    login_under_faults => Endpoint::Login,
+    refresh_under_faults => Endpoint::Refresh,
+    logout_under_faults => Endpoint::Logout,
+    global_logout_under_faults => Endpoint::LogoutAll,
+    me_under_faults => Endpoint::Me,
+    update_me_under_faults => Endpoint::UpdateMe,
+    change_password_under_faults => Endpoint::ChangePassword,
+    delete_me_under_faults => Endpoint::DeleteMe,
+    forgot_password_under_faults => Endpoint::Forgot,
+    reset_password_under_faults => Endpoint::Reset,
+}
+
+#[tokio::test]
+async fn a_single_failed_call_is_retried_and_the_request_succeeds() {
+    // RL-02: throttling, a 500, a dropped connection or a hung call, once, is not an outage.
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (deps, faults) = faulty_deps().await;
+    for endpoint in Endpoint::ALL {
+        let calls = calls_of(endpoint, &deps, &faults).await;
+        for index in 0..calls.len() {
+            for fault in [
+                Fault::Throttled,
+                Fault::ServerError,
+                Fault::ConnectionReset,
+                Fault::Timeout,
+            ] {
+                let prepared = endpoint.prepare(&deps).await;
+                faults.arm(fault, Calls::Only(index));
+                let response = endpoint.send(&deps, (prepared.request)()).await;
+                let seen = faults.calls();
+                faults.disarm();
+                let case = format!("{endpoint:?}, {fault:?} at call {index} ({})", calls[index]);
+                assert_eq!(
+                    response.status(),
+                    endpoint.success(),
+                    "{case}: {}",
+                    body_json(&response)
+                );
+                assert_eq!(seen.len(), calls.len() + 1, "{case}: one retry: {seen:?}");
+                assert_eq!(seen[index], seen[index + 1], "{case}: the retry");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hung_dependency_is_cut_off_by_the_production_timeouts() {
+    // RL-01: with the deployed SDK settings a call that never answers becomes a 503, well
+    // before the function's own timeout.
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let faults = Faults::new();
+    let sdk = shared::config::aws_sdk_config()
+        .await
+        .to_builder()
+        .http_client(faults.clone())
+        .build();
+    let (users, tokens) = fresh_tables().await;
+    let config = mail_config(&[("USERS_TABLE", &users), ("TOKENS_TABLE", &tokens)]);
+    let deps = deps_over(config, &sdk);
+    let prepared = Endpoint::Me.prepare(&deps).await;
+    faults.arm(Fault::Timeout, Calls::Operation("GetItem"));
+    let response = Endpoint::Me.send(&deps, (prepared.request)()).await;
+    let attempts = faults.failed();
+    faults.disarm();
+    expect_outage_answer(Endpoint::Me, &response, "GetItem hangs");
+    assert!(
+        (1..=3).contains(&attempts),
+        "bounded attempts, not {attempts}"
+    );
+}
+
+#[tokio::test]
+async fn every_table_write_is_a_single_call_or_a_transaction() {
+    // Why "nothing half-written" holds: no endpoint makes two writes that must both happen.
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (deps, faults) = faulty_deps().await;
+    let writes = ["TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem"];
+    for endpoint in Endpoint::ALL {
+        let calls = calls_of(endpoint, &deps, &faults).await;
+        let business_writes = calls
+            .iter()
+            .filter(|op| writes.contains(&op.as_str()))
+            .count();
+        let allowed = match endpoint {
+            // The quota transaction, then the code; the attempt count, then the reset.
+            Endpoint::Forgot | Endpoint::Reset => 2,
+            _ => 1,
+        };
+        assert!(
+            business_writes <= allowed,
+            "{endpoint:?} writes {business_writes} times: {calls:?}"
+        );
+    }
+}
