@@ -5,7 +5,7 @@
 VENV := .venv
 TOOLS := $(VENV)/.installed
 
-.PHONY: dev test build smoke bench tools clean
+.PHONY: dev test build smoke bench load fuzz tools clean
 
 dev: $(TOOLS)
 	@bash .ci/dev
@@ -25,6 +25,12 @@ smoke:
 # target/bench/bench.md and bench.json.
 bench: $(TOOLS)
 	@.venv/bin/python .ci/bench.py
+
+# Concurrent clients against the local stack for a few minutes, then an audit of the tables:
+# LOAD_SECONDS (180), LOAD_CLIENTS (16), LOAD_MAX_REQUESTS (50000). Table in target/load/load.md.
+load: $(TOOLS)
+	cargo build --workspace --bins
+	@.venv/bin/python .ci/load.py
 
 tools: $(TOOLS)
 
