@@ -32,6 +32,11 @@ load: $(TOOLS)
 	cargo build --workspace --bins
 	@.venv/bin/python .ci/load.py
 
+# Coverage-guided fuzzing of the body parser and the token verifier (cargo-fuzz, installed into
+# .venv): FUZZ_SECONDS per target (120).
+fuzz: $(TOOLS)
+	@bash .ci/fuzz
+
 tools: $(TOOLS)
 
 $(TOOLS): .ci/requirements.txt
