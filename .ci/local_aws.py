@@ -100,7 +100,55 @@ def setup(endpoint, prefix):
         print(f"{var}={value}")
 
 
+def snapshot_only_touched_items():
+    """moto rolls a failed transaction back by deep-copying every table it names beforehand:
+    time in proportion to the table, which made each registration slower than the last under
+    load. With one request applied at a time, a copy of just the items the transaction names
+    rolls back exactly as well."""
+    import copy
+    import types
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    original = models.DynamoDBBackend.transact_write_items
+    # Tables are no longer copied (their "restore" is then a no-op); everything else still is.
+    models.copy = types.SimpleNamespace(
+        deepcopy=lambda value, memo=None: value if isinstance(value, Table) else copy.deepcopy(value, memo)
+    )
+
+    def transact_write_items(self, transact_items):
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            if table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+            current = table.get_item(hash_value, range_value) if (range_value or not table.has_range_key) else None
+            saved.append((table, hash_value, range_value, copy.deepcopy(current)))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(saved):
+                table.delete_item(hash_value, range_value)
+                if item is not None:
+                    if range_value:
+                        table.items[hash_value][range_value] = item
+                    else:
+                        table.items[hash_value] = item
+            raise
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def serve(port):
+    snapshot_only_touched_items()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         create_backend_app,

@@ -444,6 +444,11 @@ async fn a_hung_dependency_is_cut_off_by_the_production_timeouts() {
     let attempts = faults.failed();
     faults.disarm();
     expect_outage_answer(Endpoint::Me, &response, "GetItem hangs");
+    // The operator sees why, not just "unhandled error".
+    assert!(
+        log_text().contains("operation timeout"),
+        "the cause is logged"
+    );
     assert!(
         (1..=3).contains(&attempts),
         "bounded attempts, not {attempts}"

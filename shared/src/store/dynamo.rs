@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    BoxError, Counter, LockTarget, Rotation, RotationOutcome, StoreError, UserStore, email_key,
+    Counter, LockTarget, Rotation, RotationOutcome, StoreError, UserStore, email_key,
     identifier_key, session_key, spent_token_key, user_key, username_key,
 };
 use crate::domain::{
@@ -722,8 +722,11 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(20 * u64::from(attempt) + jitter)
 }
 
-fn unavailable(err: impl Into<BoxError>) -> StoreError {
-    StoreError::Unavailable(err.into())
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    // The whole chain: an SDK error's own text is only its kind ("unhandled error", "dispatch
+    // failure"), which tells an operator nothing.
+    let text = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
+    StoreError::Unavailable(text.into())
 }
 
 fn corrupt(what: &'static str) -> StoreError {
