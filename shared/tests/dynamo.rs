@@ -385,3 +385,56 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
     assert_eq!(found.status(), 200);
     assert_eq!(counter.calls(), [("GetItem".to_owned(), 1)].into());
 }
+
+#[tokio::test]
+async fn a_weaker_stored_hash_is_upgraded_at_sign_in() {
+    // PW-05: a user whose hash was made at m=7168,t=5 signs in; the stored hash now shows the
+    // current parameters, and only while it is unchanged (a conditional write).
+    use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
+    use shared::store::{StoreError, UserStore};
+    let deps = deps().await;
+    let (name, tokens) = sign_up(&deps).await;
+    let id = shared::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
+        .expect("an id");
+    let current = deps
+        .store
+        .get_user(id)
+        .await
+        .ok()
+        .flatten()
+        .expect("the user");
+    let params = argon2::Params::new(7168, 5, 1, None).expect("valid parameters");
+    let weak = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("hashes")
+        .to_string();
+    deps.store
+        .upgrade_password_hash(id, &current.password_hash, &weak)
+        .await
+        .expect("seeded");
+
+    let body = json!({"identifier": name, "password": PASSWORD});
+    let response = login::handle(&deps, post("/auth/login", &body))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    let stored = deps
+        .store
+        .get_user(id)
+        .await
+        .ok()
+        .flatten()
+        .expect("the user");
+    assert!(
+        stored
+            .password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        &stored.password_hash[..30]
+    );
+    let stale = deps
+        .store
+        .upgrade_password_hash(id, &weak, &current.password_hash)
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+}

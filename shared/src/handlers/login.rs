@@ -8,7 +8,7 @@ use lambda_http::Request;
 use lambda_http::http::{Method, StatusCode};
 
 use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, require_method};
-use crate::domain::{Identifier, Lockout, PasswordAttempt};
+use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
 use crate::store::LockTarget;
@@ -121,6 +121,7 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
             if user.lockout.failures > 0 {
                 deps.store.clear_login_failures(user.id).await?;
             }
+            upgrade_hash(deps, &user, password.expose()).await;
             tracing::info!(event = "login_succeeded", user_id = %user.id, source_ip = %source_ip);
             new_session(deps, &user, delivery, StatusCode::OK)
         }
@@ -149,6 +150,28 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
     }
 }
 
+/// PW-05: a hash made with older parameters is replaced, while the password is at hand, by one
+/// at the current parameters. Best effort: a failure costs this sign-in nothing.
+async fn upgrade_hash<S: UserStore>(deps: &Deps<S>, user: &UserRecord, password: &str) {
+    if !deps.passwords.needs_rehash(&user.password_hash) {
+        return;
+    }
+    let upgraded = match deps.passwords.hash(password).await {
+        Ok(new_hash) => deps
+            .store
+            .upgrade_password_hash(user.id, &user.password_hash, &new_hash)
+            .await
+            .map_err(ApiError::from),
+        Err(err) => Err(err),
+    };
+    match upgraded {
+        Ok(()) => tracing::info!(event = "password_rehashed", user_id = %user.id),
+        Err(err) => {
+            tracing::warn!(event = "password_rehash_failed", user_id = %user.id, code = err.code());
+        }
+    }
+}
+
 /// How long failures against an identifier that names no account are remembered.
 const IDENTIFIER_LOCK_MEMORY_SECS: u64 = 24 * 3600;
 
@@ -157,12 +180,61 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::handlers::testing::{
-        PASSWORD, alice, body_json, config_with, deps, event, post, register,
+        PASSWORD, alice, body_json, config_with, deps, event, post, register, sign_in,
     };
     use crate::store::memory::MemoryStore;
     use serde_json::json;
     use std::sync::Arc;
     use time::Duration;
+
+    /// A hash of `password` at weaker parameters than the current ones (m=7168, t=5).
+    fn weak_hash(password: &str) -> String {
+        use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
+        let params = argon2::Params::new(7168, 5, 1, None).expect("valid parameters");
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .expect("hashes")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_older_parameters_is_upgraded_at_sign_in() {
+        // PW-05: the stored hash shows the current parameters after one sign-in, and the
+        // password still works.
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        let id = crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
+            .expect("an id");
+        let current = deps.store.get_user(id).await.ok().flatten().expect("alice");
+        let weak = weak_hash(PASSWORD);
+        assert!(deps.passwords.needs_rehash(&weak));
+        deps.store
+            .upgrade_password_hash(id, &current.password_hash, &weak)
+            .await
+            .expect("seeded");
+
+        sign_in(&deps, "alice").await;
+        let stored = deps.store.get_user(id).await.ok().flatten().expect("alice");
+        assert_ne!(stored.password_hash, weak);
+        assert!(
+            stored
+                .password_hash
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
+        assert!(!deps.passwords.needs_rehash(&stored.password_hash));
+        assert_eq!(
+            stored.token_version, current.token_version,
+            "nothing revoked"
+        );
+        sign_in(&deps, "alice").await;
+
+        // A hash that changed meanwhile is not overwritten.
+        let raced = deps
+            .store
+            .upgrade_password_hash(id, &weak, "$argon2id$v=19$m=19456,t=2,p=1$x$y")
+            .await;
+        assert!(matches!(raced, Err(crate::store::StoreError::Conflict)));
+    }
 
     #[tokio::test]
     async fn signs_in_with_the_sample_event() {

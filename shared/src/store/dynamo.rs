@@ -533,6 +533,26 @@ impl UserStore for DynamoStore {
         Ok(lockout)
     }
 
+    async fn upgrade_password_hash(
+        &self,
+        user_id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("pk", s(user_key(user_id)))
+            .update_expression("SET password_hash = :new")
+            .condition_expression("password_hash = :old")
+            .expression_attribute_values(":new", s(new_hash))
+            .expression_attribute_values(":old", s(old_hash))
+            .send()
+            .await;
+        update_outcome(result).map(|_| ())
+    }
+
     async fn clear_login_failures(&self, user_id: UserId) -> Result<(), StoreError> {
         let result = self
             .client

@@ -289,6 +289,21 @@ impl UserStore for MemoryStore {
         Ok(*lockout)
     }
 
+    async fn upgrade_password_hash(
+        &self,
+        user_id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.password_hash != old_hash {
+            return Err(StoreError::Conflict);
+        }
+        user.password_hash = new_hash.to_owned();
+        Ok(())
+    }
+
     async fn clear_login_failures(&self, user_id: UserId) -> Result<(), StoreError> {
         self.lock().user(user_id)?.lockout = Lockout::default();
         Ok(())

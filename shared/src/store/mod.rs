@@ -149,6 +149,16 @@ pub trait UserStore: Send + Sync {
         updated_at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Replaces a hash made with older parameters by a hash of the same password at the current
+    /// ones (PW-05), if it is still `old_hash`; `Conflict` otherwise (a password changed
+    /// meanwhile stays). Revokes nothing: the password is the same.
+    fn upgrade_password_hash(
+        &self,
+        user_id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Stores a new reset code for an existing user, replacing any earlier one.
     fn store_reset_code(
         &self,
