@@ -390,7 +390,6 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
 async fn a_weaker_stored_hash_is_upgraded_at_sign_in() {
     // PW-05: a user whose hash was made at m=7168,t=5 signs in; the stored hash now shows the
     // current parameters, and only while it is unchanged (a conditional write).
-    use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
     use shared::store::{StoreError, UserStore};
     let deps = deps().await;
     let (name, tokens) = sign_up(&deps).await;
@@ -403,11 +402,7 @@ async fn a_weaker_stored_hash_is_upgraded_at_sign_in() {
         .ok()
         .flatten()
         .expect("the user");
-    let params = argon2::Params::new(7168, 5, 1, None).expect("valid parameters");
-    let weak = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
-        .expect("hashes")
-        .to_string();
+    let weak = shared::handlers::testing::weak_hash(PASSWORD);
     deps.store
         .upgrade_password_hash(id, &current.password_hash, &weak)
         .await

@@ -180,22 +180,12 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::handlers::testing::{
-        PASSWORD, alice, body_json, config_with, deps, event, post, register, sign_in,
+        PASSWORD, alice, body_json, config_with, deps, event, post, register, sign_in, weak_hash,
     };
     use crate::store::memory::MemoryStore;
     use serde_json::json;
     use std::sync::Arc;
     use time::Duration;
-
-    /// A hash of `password` at weaker parameters than the current ones (m=7168, t=5).
-    fn weak_hash(password: &str) -> String {
-        use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
-        let params = argon2::Params::new(7168, 5, 1, None).expect("valid parameters");
-        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-            .expect("hashes")
-            .to_string()
-    }
 
     #[tokio::test]
     async fn a_hash_with_older_parameters_is_upgraded_at_sign_in() {

@@ -91,6 +91,17 @@ pub fn body_json(response: &Response) -> Value {
     serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null)
 }
 
+/// A hash of `password` at weaker Argon2id parameters than the current ones (m=7168, t=5), as
+/// an account created under an older policy has (PW-05).
+pub fn weak_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
+    let params = argon2::Params::new(7168, 5, 1, None).expect("valid parameters");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("hashes")
+        .to_string()
+}
+
 /// The password of the users these helpers register.
 pub const PASSWORD: &str = "correct horse battery staple";
 

@@ -223,13 +223,10 @@ impl UserStore for DynamoStore {
             .expression_attribute_values(":seen", n(seen_version))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
+        match update_outcome(result) {
             // Already raised since, or the user is gone: either way nothing older survives.
-            Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
-                other => Err(unavailable(other)),
-            },
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err),
         }
     }
 
