@@ -78,6 +78,27 @@ impl Mail {
             html: format!("<p>{line}</p><p>{help}</p>"),
         }
     }
+
+    /// The notice to the old address that the account's email was changed (RG-04). It shows the
+    /// new address only in part.
+    pub fn email_changed(to: &str, new_email: &str) -> Self {
+        let masked = mask_address(new_email);
+        let line = format!("The email address of your account was just changed to {masked}.");
+        let help = "If this was not you, sign in with your password now, change the address back and change your password.";
+        Self {
+            to: to.to_owned(),
+            subject: "Your email address was changed".into(),
+            text: format!("{line}\n\n{help}\n"),
+            html: format!("<p>{}</p><p>{help}</p>", escape(&line)),
+        }
+    }
+}
+
+/// `alice@example.com` -> `a***@example.com`.
+fn mask_address(address: &str) -> String {
+    let (local, domain) = address.split_once('@').unwrap_or((address, ""));
+    let first: String = local.chars().take(1).collect();
+    format!("{first}***@{domain}")
 }
 
 #[derive(Debug, thiserror::Error)]

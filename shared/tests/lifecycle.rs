@@ -226,8 +226,8 @@ async fn deletion_frees_the_email_and_the_username() {
 }
 
 #[tokio::test]
-async fn an_email_change_moves_uniqueness() {
-    let (deps, _) = counted_deps().await;
+async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
+    let (deps, _) = counted_deps_with(mail_config(&[]), None).await;
     let (name, tokens) = sign_up(&deps).await;
     let old_email = format!("{name}@example.com");
     let new_email = format!("{}@example.com", unique("moved"));
@@ -242,6 +242,11 @@ async fn an_email_change_moves_uniqueness() {
     let response = update_me::handle(&deps, req).await.expect("ok");
     assert_eq!(response.status(), 200, "{}", body_json(&response));
     assert_eq!(body_json(&response)["email"], new_email);
+    // RG-04: the notice went through SES to the old address, and none to the new one.
+    let notices = mails_to(&old_email);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "Your email address was changed");
+    assert!(mails_to(&new_email).is_empty());
 
     let items = scan_users().await;
     let owner = |pk: String| {

@@ -1,4 +1,5 @@
-//! PATCH and PUT /auth/me: change the username, email or full name.
+//! PATCH and PUT /auth/me: change the username, email or full name (an email change is
+//! announced to the old address).
 
 use lambda_http::{Error, run, service_fn};
 use shared::handlers::{Deps, update_me};
@@ -6,6 +7,6 @@ use shared::handlers::{Deps, update_me};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let deps = Deps::from_env().await?;
+    let deps = Deps::from_env_with_mail().await?;
     run(service_fn(|req| update_me::handle(&deps, req))).await
 }

@@ -1,5 +1,6 @@
 //! `PATCH /auth/me` (and `PUT`): change the username, email or full name. Changing the email
-//! needs `current_password` (RG-04); uniqueness moves atomically with the change.
+//! needs `current_password` (RG-04) and is announced to the old address; uniqueness moves
+//! atomically with the change.
 
 use std::convert::Infallible;
 
@@ -10,6 +11,7 @@ use super::{Deps, answer, authenticate, reauthenticate, require_method};
 use crate::domain::{Email, FullName, PasswordAttempt, User, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
+use crate::mail::Mail;
 use crate::store::UserStore;
 
 pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
@@ -77,6 +79,10 @@ async fn update_me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Respon
     updated.updated_at = deps.now_datetime()?;
     deps.store.update_profile(&user, &updated).await?;
     tracing::info!(event = "profile_updated", user_id = %user.id, email_changed = email_changes);
+    if email_changes {
+        let notice = Mail::email_changed(user.email.as_str(), updated.email.as_str());
+        deps.send_quietly(&notice, "email_changed").await;
+    }
     Ok(http::json(StatusCode::OK, &User::from(&updated)))
 }
 
@@ -145,7 +151,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_email_change_needs_the_current_password() {
-        let deps = deps();
+        let mailer = std::sync::Arc::new(crate::mail::MemoryMailer::default());
+        let deps = deps().with_mailer(mailer.clone());
         let tokens = alice(&deps).await;
         let missing = patch(&deps, &tokens, json!({"email": "new@example.com"})).await;
         assert_eq!(missing.status(), 403);
@@ -171,6 +178,20 @@ mod tests {
         };
         assert_eq!(login("new@example.com").await.expect("ok").status(), 200);
         assert_eq!(login("alice@example.com").await.expect("ok").status(), 401);
+
+        // RG-04: the old address hears of it, and only of part of the new one.
+        let sent = mailer.sent();
+        assert_eq!(sent.len(), 1, "one notice, none for the refused attempts");
+        assert_eq!(sent[0].to, "alice@example.com");
+        assert!(
+            sent[0].text.contains("n***@example.com"),
+            "{}",
+            sent[0].text
+        );
+        assert!(!sent[0].text.contains("new@example.com"));
+        let renamed = patch(&deps, &tokens, json!({"full_name": "Alice L."})).await;
+        assert_eq!(renamed.status(), 200);
+        assert_eq!(mailer.sent().len(), 1, "a name change mails nobody");
     }
 
     #[tokio::test]
