@@ -153,7 +153,7 @@ def journey(api, aws, stats, ledger, rng):
 
     if rng.random() < 0.12:
         # A stolen token replayed after the reuse interval: refused, and its session revoked.
-        # Spent-at is kept in whole seconds: past the interval means a full second more.
+        # Past the interval, with a margin for the whole seconds the service compares.
         time.sleep(REUSE_INTERVAL + 1.2)
         call("refresh (reused)", "POST", "/auth/refresh", {"refresh_token": spent})
         ledger.kill("the session of a reused token", *(s["refresh_token"] for s in sessions[-1:]))

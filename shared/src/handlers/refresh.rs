@@ -138,8 +138,10 @@ async fn is_graceful_reuse<S: UserStore>(
         .refresh_reuse_interval
         .whole_seconds()
         .unsigned_abs();
+    // Times are whole seconds: `<` keeps the grace from ever outlasting the interval (it may end
+    // up to a second early); `<=` would let a replay up to a second late through.
     let within =
-        interval > 0 && winner.sid == claims.sid && now.saturating_sub(winner.spent_at) <= interval;
+        interval > 0 && winner.sid == claims.sid && now.saturating_sub(winner.spent_at) < interval;
     Ok(within && !deps.store.is_spent(&winner.successor_jti).await?)
 }
 
@@ -192,8 +194,9 @@ mod tests {
         let again = body_json(&refresh_with(&deps, r1).await);
         assert_eq!(&again["refresh_token"], r2);
 
-        // After it: the whole session dies, the newest token included.
-        clock.advance(Duration::seconds(6));
+        // From the interval on (10 s here, to the second): the whole session dies, the newest
+        // token included.
+        clock.advance(Duration::seconds(5));
         let reused = refresh_with(&deps, r1).await;
         assert_eq!(reused.status(), 401);
         assert_eq!(body_json(&reused)["code"], "token_reused");
