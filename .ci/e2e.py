@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end tests of the local stack, over HTTP, exactly as a client sees it.
 
-Starts `.ci/dev` (the stack `make dev` runs) on free ports, checks every endpoint against
+Starts `scripts/dev` (the stack `make dev` runs) on free ports, checks every endpoint against
 API.md's contract, including its failure cases, cookie mode and a registration race between
 concurrently running function instances, then stops the stack with Ctrl-C (SIGINT) and checks
 that nothing it started is left running and that a second start is clean.
@@ -11,20 +11,17 @@ import concurrent.futures
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
 
 import boto3
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PASSWORD = "correct horse battery staple"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from stack import (  # noqa: E402
+    PASSWORD, ROOT, Client, Ports, mails_to, port_open, start_stack, stop_with_ctrl_c, unique, wait_for_api,
+)
+
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
@@ -45,58 +42,6 @@ def check(name, fn):
     else:
         results["passed"] += 1
         print(f"ok   {name}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.raw = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def header(self, name):
-        return self.headers.get(name.lower())
-
-    def cookies(self):
-        return self.headers.get_all("set-cookie") or []
-
-
-class Client:
-    def __init__(self, base):
-        self.base = base
-
-    def call(self, method, path, body=None, headers=None, raw=None, content_type="application/json"):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None and content_type:
-            request.add_header("content-type", content_type)
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return Response(response.status, response.headers, response.read())
-        except urllib.error.HTTPError as err:
-            return Response(err.code, err.headers, err.read())
-
-
-def unique(prefix):
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def mails_to(endpoint, address):
-    """The mail the local endpoint sent to `address`: [{"subject", "body", "to"}]."""
-    query = urllib.parse.urlencode({"to": address})
-    with urllib.request.urlopen(f"{endpoint}/local/mail?{query}", timeout=30) as response:
-        return json.load(response)
 
 
 def assert_problem(response, status, code):
@@ -138,7 +83,7 @@ def register(api, username=None, email=None, headers=None):
     return username, email, api.call("POST", "/auth/register", body, headers=headers)
 
 
-def run_checks(api, endpoint):
+def run_checks(api, endpoint, dynamodb_endpoint):
     def happy_path():
         username, email, response = register(api, email=f"{unique('Mixed')}@Example.COM")
         assert_token_response(response, 201, username, email)
@@ -248,7 +193,7 @@ def run_checks(api, endpoint):
             responses = list(pool.map(lambda b: api.call("POST", "/auth/register", b), bodies))
         statuses = sorted(r.status for r in responses)
         assert statuses == [201] + [409] * 11, statuses
-        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+        dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1")
         items = dynamodb.scan(TableName=os.environ["E2E_USERS_TABLE"])["Items"]
         owners = [i for i in items if i.get("email", {}).get("S") == email]
         markers = [i for i in items if i["pk"]["S"] == f"EMAIL#{email}"]
@@ -367,7 +312,7 @@ def run_checks(api, endpoint):
     def the_smoke_test_passes_against_the_local_stack():
         email = f"{unique('smoke')}@example.com"
         smoke = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, ".ci", "smoke.py"), api.base, "--email", email],
+            [sys.executable, os.path.join(ROOT, "scripts", "smoke.py"), api.base, "--email", email],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         output = []
@@ -433,70 +378,21 @@ def run_checks(api, endpoint):
             check(name, fn)
 
 
-def start_stack(api_port, aws_port, extra_env):
-    # The tests write logs inside the project: no reload may restart a function mid-request.
-    env = dict(os.environ, API_PORT=str(api_port), AWS_PORT=str(aws_port), WATCH_FLAGS="--ignore-changes", **extra_env)
-    env["PATH"] = os.path.join(ROOT, ".venv", "bin") + os.pathsep + env["PATH"]
-    log = open(os.path.join(ROOT, ".dev", f"e2e-{api_port}.log"), "w")
-
-    def interactive_signals():
-        # As in a terminal: SIGINT is delivered, not ignored as for a background job.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    process = subprocess.Popen(
-        ["bash", ".ci/dev"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=interactive_signals,
-    )
-    return process, log
-
-
-def wait_for_api(base, process, seconds=600):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the local stack exited early with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the local stack did not start")
-
-
-def port_open(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def stop_with_ctrl_c(process):
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        raise
-
-
 def main():
     os.makedirs(os.path.join(ROOT, ".dev"), exist_ok=True)
     for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"), ("AWS_REGION", "us-east-1")):
         os.environ.setdefault(name, value)
-    api_port, aws_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{api_port}"
-    endpoint = f"http://127.0.0.1:{aws_port}"
+    ports = Ports()
+    base = f"http://127.0.0.1:{ports.api}"
+    endpoint = f"http://127.0.0.1:{ports.aws}"
     access_ttl = "300"
     os.environ["E2E_ACCESS_TTL"] = access_ttl
     os.environ["E2E_USERS_TABLE"] = "e2e-users"
     stack_env = {"ACCESS_TOKEN_TTL_SECONDS": access_ttl, "USERS_TABLE": "e2e-users"}
-    process, log = start_stack(api_port, aws_port, stack_env)
+    process, log = start_stack(ports, stack_env)
     try:
         wait_for_api(base, process)
-        run_checks(Client(base), endpoint)
+        run_checks(Client(base), endpoint, f"http://127.0.0.1:{ports.dynamodb}")
     finally:
         if process.poll() is None:
             stop_with_ctrl_c(process)
@@ -504,17 +400,16 @@ def main():
 
     def ctrl_c_stops_everything():
         time.sleep(0.5)
-        assert not port_open(api_port), "the API port is still served"
-        assert not port_open(aws_port), "the local AWS endpoint is still up"
-        leftovers = subprocess.run(
-            ["pgrep", "-f", f"(-P {api_port}|--port {aws_port})"], capture_output=True, text=True
-        ).stdout.split()
+        for port in ports.all():
+            assert not port_open(port), f"port {port} is still served"
+        pattern = "|".join(f"(-P|-port|--port) {port}\\b" for port in ports.all())
+        leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
         assert not leftovers, f"processes left running: {leftovers}"
 
     check("ctrl_c_stops_everything", ctrl_c_stops_everything)
 
     def second_start_is_clean():
-        again, log = start_stack(api_port, aws_port, stack_env)
+        again, log = start_stack(ports, stack_env)
         try:
             wait_for_api(base, again)
             _, _, response = register(Client(base), username="sameagain", email="same@example.com")
@@ -524,7 +419,7 @@ def main():
         finally:
             stop_with_ctrl_c(again)
             log.close()
-        again2, log = start_stack(api_port, aws_port, stack_env)
+        again2, log = start_stack(ports, stack_env)
         try:
             wait_for_api(base, again2)
             _, _, response = register(Client(base), username="sameagain", email="same@example.com")

@@ -27,6 +27,10 @@ pub enum Fault {
     Timeout,
     /// The connection drops before an answer.
     ConnectionReset,
+    /// The call reaches the service and is carried out, then the connection drops before its
+    /// answer arrives: the SDK retries a request that has already taken effect. Not in `ALL`:
+    /// unlike the others it changes the tables, by design.
+    LostAnswer,
     /// A write that loses to a concurrent transaction: `TransactionCanceledException` whose last
     /// part is a `TransactionConflict` (the other parts `None`) for `TransactWriteItems`, and
     /// `TransactionConflictException` for a single-item write.
@@ -177,6 +181,15 @@ impl HttpConnector for FaultyConnector {
             Some(Fault::ConnectionReset) => HttpConnectorFuture::ready(Err(ConnectorError::io(
                 "injected: connection reset by peer".into(),
             ))),
+            Some(Fault::LostAnswer) => {
+                let delivered = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    let _carried_out = delivered.await;
+                    Err(ConnectorError::io(
+                        "injected: connection reset after the request was delivered".into(),
+                    ))
+                })
+            }
             Some(fault) => HttpConnectorFuture::ready(Ok(answer(fault, &operation, &request))),
         }
     }

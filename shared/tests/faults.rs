@@ -202,6 +202,11 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// Dependencies whose AWS clients (DynamoDB and SES) go through `Faults`, with the production
 /// retry policy (standard, 3 attempts) but short backoff and timeouts, so the matrix runs fast.
 async fn faulty_deps() -> (Arc<Deps<DynamoStore>>, Faults) {
+    faulty_deps_with(&[]).await
+}
+
+/// `faulty_deps`, with more configuration `vars`.
+async fn faulty_deps_with(vars: &[(&str, &str)]) -> (Arc<Deps<DynamoStore>>, Faults) {
     let faults = Faults::new();
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(500))
@@ -219,18 +224,20 @@ async fn faulty_deps() -> (Arc<Deps<DynamoStore>>, Faults) {
         .retry_config(retry)
         .build();
     let (users, tokens) = fresh_tables().await;
-    let config = mail_config(&[
-        ("USERS_TABLE", &users),
-        ("TOKENS_TABLE", &tokens),
+    let mut all = vec![
+        ("USERS_TABLE", users.as_str()),
+        ("TOKENS_TABLE", tokens.as_str()),
         ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
         ("FORGOT_ADDRESS_HOURLY_LIMIT", "1000"),
         ("FORGOT_CLIENT_LIMIT", "100000"),
-    ]);
+    ];
+    all.extend_from_slice(vars);
+    let config = mail_config(&all);
     (Arc::new(deps_over(config, &sdk)), faults)
 }
 
-/// Empty copies of the tables `make test` made, for one test: the local endpoint copies a
-/// whole table for each transaction, and the shared tables grow with every test.
+/// Empty copies of the tables `make test` made, for one test, so that what a test compares
+/// before and after holds only its own items.
 async fn fresh_tables() -> (String, String) {
     let client = aws_sdk_dynamodb::Client::new(&shared::config::aws_sdk_config().await);
     let mut names = Vec::new();
@@ -422,6 +429,47 @@ async fn a_single_failed_call_is_retried_and_the_request_succeeds() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_rotation_whose_answer_was_lost_is_not_taken_for_a_reuse() {
+    // RT-03: the rotation commits, its answer is lost, and the SDK sends the same transaction
+    // again. Even with strict rotation (no reuse interval) that retry must be the rotation it
+    // was: 200 with a working successor, and the session not revoked as if the token came back.
+    // It holds because the SDK fills the transaction's ClientRequestToken once and sends it with
+    // each retry, and DynamoDB answers a repeat within 10 minutes as the commit it was: a
+    // token made anew per attempt would fail here.
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (deps, faults) = faulty_deps_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
+    let calls = calls_of(Endpoint::Refresh, &deps, &faults).await;
+    let rotation = calls
+        .iter()
+        .position(|call| call == "TransactWriteItems")
+        .expect("refresh rotates in a transaction");
+    let prepared = Endpoint::Refresh.prepare(&deps).await;
+    faults.arm(Fault::LostAnswer, Calls::Only(rotation));
+    let response = Endpoint::Refresh.send(&deps, (prepared.request)()).await;
+    let seen = faults.calls();
+    faults.disarm();
+    assert_eq!(response.status(), 200, "{}", body_json(&response));
+    assert_eq!(
+        seen[rotation..=rotation + 1],
+        ["TransactWriteItems", "TransactWriteItems"],
+        "the lost answer made the SDK send the rotation again: {seen:?}"
+    );
+    let successor = body_json(&response)["refresh_token"].clone();
+    let next = refresh::handle(
+        &deps,
+        post("/auth/refresh", &json!({"refresh_token": successor})),
+    )
+    .await
+    .expect("infallible");
+    assert_eq!(
+        next.status(),
+        200,
+        "the session lives on: {}",
+        body_json(&next)
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,10 @@ impl<S: UserStore> Deps<S> {
         self.clock.unix().unsigned_abs()
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+    }
+
     fn now_datetime(&self) -> Result<OffsetDateTime, ApiError> {
         OffsetDateTime::from_unix_timestamp(self.clock.unix()).map_err(|_| ApiError::Internal)
     }

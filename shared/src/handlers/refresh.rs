@@ -58,6 +58,7 @@ async fn rotate<S: UserStore>(
     delivery: TokenDelivery,
 ) -> Result<Response, ApiError> {
     let now = deps.now();
+    let now_ms = deps.now_ms();
     let claims = match deps.tokens.verify(token, TokenUse::Refresh, now) {
         Ok(claims) => claims,
         // Only a genuine token can be expired: its session has reached its absolute lifetime.
@@ -90,7 +91,7 @@ async fn rotate<S: UserStore>(
         user_id,
         successor_jti: Uuid::new_v4().to_string(),
         successor_iat: now,
-        spent_at: now,
+        spent_at_ms: now_ms,
         expires_at: claims.exp,
     };
     let successor = match deps.store.rotate_refresh_token(&rotation).await? {
@@ -100,7 +101,7 @@ async fn rotate<S: UserStore>(
             winner,
             session_revoked,
         } => {
-            if session_revoked || !is_graceful_reuse(deps, &claims, &winner, now).await? {
+            if session_revoked || !is_graceful_reuse(deps, &claims, &winner, now_ms).await? {
                 if !session_revoked {
                     deps.store
                         .revoke_session(&claims.sid, user_id, "token_reused", now, claims.exp)
@@ -131,27 +132,22 @@ async fn is_graceful_reuse<S: UserStore>(
     deps: &Deps<S>,
     claims: &Claims,
     winner: &Rotation,
-    now: u64,
+    now_ms: u64,
 ) -> Result<bool, ApiError> {
-    let interval = deps
-        .config
-        .refresh_reuse_interval
-        .whole_seconds()
-        .unsigned_abs();
-    // Times are whole seconds: `<` keeps the grace from ever outlasting the interval (it may end
-    // up to a second early); `<=` would let a replay up to a second late through.
-    let within =
-        interval > 0 && winner.sid == claims.sid && now.saturating_sub(winner.spent_at) < interval;
+    let interval_ms = deps.config.refresh_reuse_interval.whole_milliseconds();
+    let elapsed_ms = i128::from(now_ms.saturating_sub(winner.spent_at_ms));
+    let within = interval_ms > 0 && winner.sid == claims.sid && elapsed_ms < interval_ms;
     Ok(within && !deps.store.is_spent(&winner.successor_jti).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::handlers::testing::{
         alice, body_json, config_with, cookie_post, deps, event, post, sign_in,
     };
+    use crate::store::memory::MemoryStore;
     use base64ct::Encoding;
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -194,14 +190,43 @@ mod tests {
         let again = body_json(&refresh_with(&deps, r1).await);
         assert_eq!(&again["refresh_token"], r2);
 
-        // From the interval on (10 s here, to the second): the whole session dies, the newest
-        // token included.
+        // From the interval on (10 s here, to the millisecond): the whole session dies, the
+        // newest token included.
         clock.advance(Duration::seconds(5));
         let reused = refresh_with(&deps, r1).await;
         assert_eq!(reused.status(), 401);
         assert_eq!(body_json(&reused)["code"], "token_reused");
         assert_eq!(refresh_with(&deps, r2).await.status(), 401);
         assert_eq!(deps.store.revocation(&claims_sid(r2)), Some("token_reused"));
+    }
+
+    #[tokio::test]
+    async fn the_reuse_interval_is_measured_to_the_millisecond() {
+        // Two tabs, one of them 1.2 s late, with a 2 s interval. In whole seconds a token spent
+        // at 0.9 s and presented at 2.1 s looked 2 s old: the late tab was told `token_reused`
+        // and its live session revoked (seen once under load while instances were starting).
+        let clock = Arc::new(ManualClock::new());
+        let into_second = clock.now().millisecond();
+        clock.advance(Duration::milliseconds(i64::from(
+            (1900 - into_second) % 1000,
+        )));
+        let config = config_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "2")]);
+        let deps = Deps::new(config, MemoryStore::new()).with_clock(clock.clone());
+        let first = alice(&deps).await;
+        let r1 = &first["refresh_token"];
+        let winner = body_json(&refresh_with(&deps, r1).await);
+
+        clock.advance(Duration::milliseconds(1200));
+        let late = refresh_with(&deps, r1).await;
+        assert_eq!(late.status(), 200, "{}", body_json(&late));
+        assert_eq!(body_json(&late)["refresh_token"], winner["refresh_token"]);
+
+        // And the grace never outlasts the interval: at 2.1 s after the spend it is over.
+        clock.advance(Duration::milliseconds(900));
+        assert_eq!(
+            body_json(&refresh_with(&deps, r1).await)["code"],
+            "token_reused"
+        );
     }
 
     #[tokio::test]

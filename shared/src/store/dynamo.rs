@@ -771,7 +771,7 @@ fn spent_item(rotation: &Rotation) -> Item {
         ("user_id".into(), s(rotation.user_id.to_string())),
         ("successor_jti".into(), s(&rotation.successor_jti)),
         ("successor_iat".into(), n(rotation.successor_iat)),
-        ("spent_at".into(), n(rotation.spent_at)),
+        ("spent_at_ms".into(), n(rotation.spent_at_ms)),
         ("ttl".into(), n(rotation.expires_at)),
     ])
 }
@@ -790,7 +790,7 @@ fn parse_spent(item: &Item, attempt: &Rotation) -> Result<Rotation, StoreError> 
             .ok_or_else(|| corrupt("a spent-token record has a bad user"))?,
         successor_jti: text("successor_jti")?.to_owned(),
         successor_iat: number("successor_iat")?,
-        spent_at: number("spent_at")?,
+        spent_at_ms: number("spent_at_ms")?,
         expires_at: number("ttl")?,
     })
 }

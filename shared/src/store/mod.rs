@@ -17,7 +17,7 @@
 //!
 //! | `pk`             | attributes                                                          |
 //! |------------------|---------------------------------------------------------------------|
-//! | `RT#<jti>`       | a spent refresh token: `sid`, `user_id`, `successor_jti`, `successor_iat`, `spent_at`, `ttl` |
+//! | `RT#<jti>`       | a spent refresh token: `sid`, `user_id`, `successor_jti`, `successor_iat`, `spent_at_ms`, `ttl` |
 //! | `SESSION#<sid>`  | a revoked session: `user_id`, `revoked_at`, `reason`, `ttl`          |
 //! | `LOCK#<hmac>`    | failed sign-ins of an identifier that names no account: `count`, `locked_until`, `ttl` |
 //! | `RATE#<name>#<hmac>#<window>` | a fixed-window counter (per client, per address): `count`, `ttl` |
@@ -62,8 +62,9 @@ pub struct Rotation {
     pub user_id: UserId,
     pub successor_jti: String,
     pub successor_iat: u64,
-    /// When the token was spent (epoch seconds).
-    pub spent_at: u64,
+    /// When the token was spent (epoch milliseconds: the reuse interval is measured exactly,
+    /// not in whole seconds that could cut it short by up to a second).
+    pub spent_at_ms: u64,
     /// The spent token's expiry: the record must outlive it.
     pub expires_at: u64,
 }

@@ -17,7 +17,6 @@ import http.server
 import json
 import os
 import platform
-import resource
 import secrets
 import signal
 import socket
@@ -193,23 +192,27 @@ def main():
     run(["cargo", "build", "--release", "--workspace", "--bins"], env)
     run(["cargo", "build", "--release", "-p", "shared", "--example", "hello", "--example", "init"], env)
 
-    aws_port = free_port()
-    endpoint = f"http://127.0.0.1:{aws_port}"
+    endpoint, dynamodb = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_REGION="us-east-1",
-               AWS_ENDPOINT_URL=endpoint)
-    moto = subprocess.Popen([sys.executable, ".ci/local_aws.py", "serve", "--port", str(aws_port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_DYNAMODB=dynamodb)
+    local_aws = os.path.join(ROOT, "scripts", "local_aws.py")
+    services = [
+        subprocess.Popen([sys.executable, local_aws, service, "--port", url.rsplit(":", 1)[1]],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for service, url in (("dynamodb", dynamodb), ("mail", endpoint))
+    ]
     try:
-        run([sys.executable, ".ci/local_aws.py", "wait", "--endpoint", endpoint], env)
-        setup = run([sys.executable, ".ci/local_aws.py", "setup", "--endpoint", endpoint, "--prefix", "bench"],
+        run([sys.executable, local_aws, "wait", dynamodb, f"{endpoint}/local/mail"], env)
+        setup = run([sys.executable, local_aws, "setup", "--dynamodb", dynamodb, "--ses", endpoint, "--prefix", "bench"],
                     env, capture_output=True, text=True).stdout
         env.update(dict(line.split("=", 1) for line in setup.split()))
         env.update(JWT_SECRET=secrets.token_urlsafe(48), JWT_ISSUER="http://127.0.0.1:9000",
                    FORGOT_MIN_RESPONSE_MS="0")
         report = measure(env)
     finally:
-        moto.terminate()
-        moto.wait()
+        for service in services:
+            service.terminate()
+            service.wait()
     write(report)
 
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Runs the README's "Try it" section, verbatim, against a running `make dev`.
+
+Every `sh` block of that section is run in order, in one bash with `set -euo pipefail`, as a
+person would paste them. `curl` is wrapped to fail on any 4xx or 5xx answer (printing its body),
+so an example that no longer works fails CI. The section must start from an empty stack (the
+one `make dev` gives at each start).
+
+    walkthrough.py [README.md]
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECTION = "## Try it"
+
+
+def blocks(readme):
+    text = open(readme).read()
+    start = text.index(f"\n{SECTION}\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end != -1 else None]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
+
+
+def main():
+    readme = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "README.md")
+    found = blocks(readme)
+    assert found, f"no sh block under {SECTION!r} in {readme}"
+    script = "\n".join(
+        ["set -euo pipefail", 'curl() { command curl --fail-with-body --max-time 300 "$@"; echo; }']
+        + [f"echo '--- block {n}'\n{block}" for n, block in enumerate(found, 1)]
+    )
+    result = subprocess.run(["bash", "-c", script], cwd=os.path.join(ROOT, ".dev"))
+    status = "passed" if result.returncode == 0 else "failed"
+    print(f"walkthrough: {len(found)} blocks {status}")
+    print(f"walkthrough: {1 if status == 'passed' else 0} passed, {0 if status == 'passed' else 1} failed")
+    sys.exit(result.returncode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+// The example app: every call goes to the API in cookie mode. The page never sees a token:
+// the API sets them as HttpOnly cookies and the browser sends them back (credentials: "include").
+// Serve this folder from an origin listed in ALLOWED_ORIGINS (make dev: http://localhost:3000)
+// and call the API on the same site (http://localhost:9000, not 127.0.0.1): the cookies are
+// SameSite=Strict. Another API address: ?api=http://localhost:9001
+"use strict";
+
+const API = new URLSearchParams(location.search).get("api") || "http://localhost:9000";
+const $ = (id) => document.getElementById(id);
+
+async function call(operation, method, path, body) {
+  const options = {
+    method,
+    credentials: "include",
+    headers: { "x-token-delivery": "cookie" },
+  };
+  if (body !== undefined) {
+    options.headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let status = 0;
+  let data = null;
+  try {
+    const response = await fetch(API + path, options);
+    status = response.status;
+    const text = await response.text();
+    data = text ? JSON.parse(text) : null;
+  } catch (err) {
+    data = { error: String(err) };
+  }
+  log(operation, method, path, status, data);
+  return { status, data };
+}
+
+function log(operation, method, path, status, data) {
+  const item = document.createElement("li");
+  item.dataset.op = operation;
+  item.dataset.status = String(status);
+  item.className = status >= 200 && status < 300 ? "ok" : "failed";
+  const detail = data && data.code ? ` ${data.code}` : "";
+  item.textContent = `${method} ${path} → ${status || "network error"}${detail}`;
+  $("log").append(item);
+}
+
+function show(user) {
+  $("signed-out").hidden = Boolean(user);
+  $("signed-in").hidden = !user;
+  $("who").textContent = user ? user.username : "";
+  $("user").textContent = user ? JSON.stringify(user, null, 2) : "";
+}
+
+function fields(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+async function loadMe() {
+  const { status, data } = await call("me", "GET", "/auth/me");
+  show(status === 200 ? data : null);
+}
+
+$("register").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { status, data } = await call("register", "POST", "/auth/register", fields(event.target));
+  if (status === 201) show(data.user);
+});
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { status, data } = await call("login", "POST", "/auth/login", fields(event.target));
+  if (status === 200) show(data.user);
+});
+
+$("me").addEventListener("click", loadMe);
+
+$("refresh").addEventListener("click", async () => {
+  const { status, data } = await call("refresh", "POST", "/auth/refresh");
+  show(status === 200 ? data.user : null);
+});
+
+$("rename").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { status, data } = await call("rename", "PATCH", "/auth/me", fields(event.target));
+  if (status === 200) show(data);
+});
+
+$("logout").addEventListener("click", async () => {
+  await call("logout", "POST", "/auth/logout", {});
+  show(null);
+});
+
+$("api").textContent = API;
+loadMe();

@@ -1,0 +1,129 @@
+"""The local stack, for the programs that drive it: start `scripts/dev` on free ports of its own,
+wait for it, call it over HTTP, read its mail, and stop it as a person would (Ctrl-C).
+Used by the end-to-end tests (.ci/e2e.py), the browser test (.ci/browser.py) and `make load`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PASSWORD = "correct horse battery staple"
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def cookies(self):
+        return self.headers.get_all("set-cookie") or []
+
+
+class Client:
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, body=None, headers=None, raw=None, content_type="application/json"):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None and content_type:
+            request.add_header("content-type", content_type)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return Response(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, err.headers, err.read())
+
+def unique(prefix):
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def mails_to(endpoint, address):
+    """The mail the local endpoint sent to `address`: [{"subject", "body", "to"}]."""
+    query = urllib.parse.urlencode({"to": address})
+    with urllib.request.urlopen(f"{endpoint}/local/mail?{query}", timeout=30) as response:
+        return json.load(response)
+
+class Ports:
+    """Free ports for one stack: the API, the mail (SES) endpoint, DynamoDB Local, and the
+    functions' server behind the local gateway."""
+
+    def __init__(self):
+        self.api, self.aws, self.dynamodb, self.watch = free_port(), free_port(), free_port(), free_port()
+
+    def env(self):
+        return {"API_PORT": str(self.api), "AWS_PORT": str(self.aws), "DYNAMODB_PORT": str(self.dynamodb),
+                "WATCH_PORT": str(self.watch), "APP_PORT": ""}
+
+    def all(self):
+        return [self.api, self.aws, self.dynamodb, self.watch]
+
+
+def start_stack(ports, extra_env):
+    # The tests write logs inside the project: no reload may restart a function mid-request.
+    # Nothing of this shell's PATH is needed: the stack calls the project's tools by path.
+    env = {**os.environ, "WATCH_FLAGS": "--ignore-changes", **ports.env(), **extra_env}
+    log = open(os.path.join(ROOT, ".dev", f"e2e-{ports.api}.log"), "w")
+
+    def interactive_signals():
+        # As in a terminal: SIGINT is delivered, not ignored as for a background job.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        ["bash", "scripts/dev"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=interactive_signals,
+    )
+    return process, log
+
+
+def wait_for_api(base, process, seconds=600):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the local stack exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the local stack did not start")
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_with_ctrl_c(process):
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
