@@ -183,21 +183,10 @@ impl Config {
 }
 
 impl Config {
-    /// A key for one purpose, derived from `JWT_SECRET` (see [`derive_key`]).
+    /// A key for one purpose, derived from `JWT_SECRET` (see [`crate::crypto::derive_key`]).
     pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
-        derive_key(self.jwt_secret.expose_secret().as_bytes(), label)
+        crate::crypto::derive_key(self.jwt_secret.expose_secret().as_bytes(), label)
     }
-}
-
-/// HMAC-SHA256(secret, "auth/" + label): one deployed secret, an independent key per use
-/// (JWT-05).
-pub fn derive_key(secret: &[u8], label: &[u8]) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(b"auth/");
-    mac.update(label);
-    mac.finalize().into_bytes().into()
 }
 
 /// The AWS SDK configuration shared by every client: region, credentials and endpoint from the

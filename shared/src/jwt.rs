@@ -9,7 +9,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{Config, derive_key};
+use crate::config::Config;
+use crate::crypto::{self, derive_key};
 use crate::domain::UserRecord;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -114,10 +115,7 @@ impl KeySet {
             }
         };
         Self {
-            kid: derive_key(secret, b"jwt/kid")[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            kid: crypto::hex(&derive_key(secret, b"jwt/kid")[..8]),
             access: use_keys(TokenUse::Access),
             refresh: use_keys(TokenUse::Refresh),
         }
@@ -295,9 +293,7 @@ mod tests {
     use crate::clock::{Clock, SystemClock};
     use crate::domain::{Email, Username};
     use base64ct::{Base64UrlUnpadded, Encoding};
-    use hmac::{Hmac, Mac};
     use serde_json::{Value, json};
-    use sha2::Sha256;
     use time::OffsetDateTime;
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";
@@ -345,9 +341,8 @@ mod tests {
         let c = Base64UrlUnpadded::encode_string(claims.to_string().as_bytes());
         let signing_input = format!("{h}.{c}");
         let key = keys_config().derived_key(TokenUse::Access.label());
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("key");
-        mac.update(signing_input.as_bytes());
-        let sig = Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes());
+        let mac = crypto::hmac_sha256(&key, &[signing_input.as_bytes()]);
+        let sig = Base64UrlUnpadded::encode_string(&mac);
         let _ = keys;
         format!("{signing_input}.{sig}")
     }

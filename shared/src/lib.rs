@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod error;
 #[cfg(any(test, feature = "test-util"))]

@@ -2,13 +2,11 @@
 //! as an HMAC keyed with a secret derived from `JWT_SECRET` and bound to the user, compared in
 //! constant time.
 
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::config::Config;
+use crate::crypto;
 use crate::domain::UserId;
 
 pub const CODE_DIGITS: usize = 8;
@@ -32,30 +30,22 @@ impl ResetCodes {
 
     /// The stored form of `code` for `user`.
     pub fn hash(&self, user: UserId, code: &str) -> String {
-        self.mac(user, code)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let user = user.to_string();
+        crypto::hex(&crypto::hmac_sha256(
+            &self.key,
+            &[user.as_bytes(), b":", code.as_bytes()],
+        ))
     }
 
     /// Whether `code` is the one whose stored form is `stored`, in constant time.
     pub fn matches(&self, user: UserId, code: &str, stored: &str) -> bool {
         let computed = self.hash(user, code);
-        computed.as_bytes().ct_eq(stored.as_bytes()).into()
+        crypto::constant_time_eq(computed.as_bytes(), stored.as_bytes())
     }
 
     /// Whether `raw` has the shape of a code (8 ASCII digits), before any lookup.
     pub fn is_well_formed(raw: &str) -> bool {
         raw.len() == CODE_DIGITS && raw.bytes().all(|b| b.is_ascii_digit())
-    }
-
-    fn mac(&self, user: UserId, code: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(user.to_string().as_bytes());
-        mac.update(b":");
-        mac.update(code.as_bytes());
-        mac.finalize().into_bytes().into()
     }
 }
 

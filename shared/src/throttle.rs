@@ -66,14 +66,7 @@ impl Quota {
 
 /// A key part that names an email address or client without storing it in the clear.
 pub fn key_part(key: &[u8; 32], value: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(value.as_bytes());
-    mac.finalize().into_bytes()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::crypto::hex(&crate::crypto::hmac_sha256(key, &[value.as_bytes()])[..16])
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
         Some(user) => user.lockout,
         None => counter(&identifier_lock)
             .map(|c| Lockout {
-                failures: u32::try_from(c.count).unwrap_or(u32::MAX),
+                failures: crate::crypto::saturating_u32(c.count),
                 locked_until: c.locked_until,
             })
             .unwrap_or_default(),

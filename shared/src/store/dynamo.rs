@@ -20,6 +20,7 @@ use super::{
     Counter, LockTarget, Rotation, RotationOutcome, StoreError, UserStore, email_key,
     identifier_key, session_key, spent_token_key, user_key, username_key,
 };
+use crate::crypto::saturating_u32;
 use crate::domain::{
     Email, FullName, Identifier, Lockout, StoredResetCode, UserId, UserRecord, Username,
 };
@@ -508,7 +509,7 @@ impl UserStore for DynamoStore {
                 .expression_attribute_values(":ttl", n(expires_at)),
         };
         let item = update_outcome(update.send().await)?;
-        let failures = num_attr(&item, attribute).map_or(0, saturate);
+        let failures = num_attr(&item, attribute).map_or(0, saturating_u32);
         let mut lockout = Lockout {
             failures,
             locked_until: num_attr(&item, "locked_until").unwrap_or(0),
@@ -853,19 +854,15 @@ fn parse_user(item: &Item) -> Result<UserRecord, StoreError> {
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,
         lockout: Lockout {
-            failures: num_attr(item, "failed_logins").map_or(0, saturate),
+            failures: num_attr(item, "failed_logins").map_or(0, saturating_u32),
             locked_until: num_attr(item, "locked_until").unwrap_or(0),
         },
         reset_code: str_attr(item, "reset_code_hash").map(|hash| StoredResetCode {
             hash: hash.to_owned(),
             expires_at: num_attr(item, "reset_code_expires_at").unwrap_or(0),
-            attempts: num_attr(item, "reset_code_attempts").map_or(u32::MAX, saturate),
+            attempts: num_attr(item, "reset_code_attempts").map_or(u32::MAX, saturating_u32),
         }),
     })
-}
-
-fn saturate(value: u64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 /// Counts the DynamoDB calls a client makes, by operation, with an SDK interceptor: the

@@ -272,12 +272,12 @@ impl UserStore for MemoryStore {
                     });
                 counter.count += 1;
                 if let Some(secs) =
-                    throttle::lock_secs(u32::try_from(counter.count).unwrap_or(u32::MAX), threshold)
+                    throttle::lock_secs(crate::crypto::saturating_u32(counter.count), threshold)
                 {
                     counter.locked_until = now + secs;
                 }
                 return Ok(Lockout {
-                    failures: u32::try_from(counter.count).unwrap_or(u32::MAX),
+                    failures: crate::crypto::saturating_u32(counter.count),
                     locked_until: counter.locked_until,
                 });
             }

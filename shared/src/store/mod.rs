@@ -1,29 +1,10 @@
 //! Where users live. The trait is what the handlers need; `dynamo` is the real thing, `memory` a
 //! fake with the same semantics for handler tests.
 //!
-//! Users table layout (partition key `pk`, a string):
-//!
-//! | `pk`                   | attributes                                                    |
-//! |------------------------|---------------------------------------------------------------|
-//! | `USER#<id>`            | `username`, `email`, `full_name`, `password_hash`, `token_version`, `created_at`, `updated_at` |
-//! | `EMAIL#<email>`        | `user_id`: claims the (lower-cased) email                     |
-//! | `USERNAME#<username>`  | `user_id`: claims the (lower-cased) username                  |
-//!
-//! Uniqueness is enforced by writing the three items in one transaction, each conditioned on
-//! `attribute_not_exists(pk)` (RG-01, DB-01): never a query followed by a put.
-//!
-//! Tokens table layout (partition key `pk`; `ttl`, epoch seconds, lets DynamoDB delete an item
-//! once the token it speaks of has expired):
-//!
-//! | `pk`             | attributes                                                          |
-//! |------------------|---------------------------------------------------------------------|
-//! | `RT#<jti>`       | a spent refresh token: `sid`, `user_id`, `successor_jti`, `successor_iat`, `spent_at_ms`, `ttl` |
-//! | `SESSION#<sid>`  | a revoked session: `user_id`, `revoked_at`, `reason`, `ttl`          |
-//! | `LOCK#<hmac>`    | failed sign-ins of an identifier that names no account: `count`, `locked_until`, `ttl` |
-//! | `RATE#<name>#<hmac>#<window>` | a fixed-window counter (per client, per address): `count`, `ttl` |
-//! | `COOLDOWN#<name>#<hmac>` | one request until `until`: `until`, `ttl`                   |
-//!
-//! Live sessions and unspent tokens have no item at all: signing in writes nothing.
+//! The items of both tables, and the reads and writes of each flow, are described once, in
+//! `docs/storage.md`. Uniqueness is enforced by writing the user and its email and username
+//! records in one transaction, each conditioned on `attribute_not_exists(pk)` (RG-01, DB-01):
+//! never a query followed by a put.
 
 use std::future::Future;
 
