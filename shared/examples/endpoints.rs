@@ -97,7 +97,7 @@ async fn main() {
         ("FORGOT_CLIENT_LIMIT", "1000000"),
         ("LOGIN_CLIENT_LIMIT", "1000000"),
     ]);
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let counter = CallCounter::default();
     let store = DynamoStore::new(
         counter.client(&sdk),

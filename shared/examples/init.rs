@@ -7,7 +7,7 @@ async fn main() {
     let start = Instant::now();
     let config = shared::Config::from_env().unwrap_or_else(|err| panic!("{err}"));
     let config_done = start.elapsed();
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let sdk_done = start.elapsed();
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let client_done = start.elapsed();

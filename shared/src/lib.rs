@@ -2,6 +2,7 @@
 //! responses, cookies), JWTs, password hashing, validated domain types, storage and the endpoint
 //! handlers themselves. Each `functions/<name>/src/main.rs` only wires these together.
 
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -216,7 +216,7 @@ async fn faulty_deps_with(vars: &[(&str, &str)]) -> (Arc<Deps<DynamoStore>>, Fau
     let retry = aws_config::retry::RetryConfig::standard()
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(2));
-    let sdk = shared::config::aws_sdk_config()
+    let sdk = shared::aws::sdk_config()
         .await
         .to_builder()
         .http_client(faults.clone())
@@ -239,7 +239,7 @@ async fn faulty_deps_with(vars: &[(&str, &str)]) -> (Arc<Deps<DynamoStore>>, Fau
 /// Empty copies of the tables `make test` made, for one test, so that what a test compares
 /// before and after holds only its own items.
 async fn fresh_tables() -> (String, String) {
-    let client = aws_sdk_dynamodb::Client::new(&shared::config::aws_sdk_config().await);
+    let client = aws_sdk_dynamodb::Client::new(&shared::aws::sdk_config().await);
     let mut names = Vec::new();
     for var in ["USERS_TABLE", "TOKENS_TABLE"] {
         let source = std::env::var(var).unwrap_or_default();
@@ -478,7 +478,7 @@ async fn a_hung_dependency_is_cut_off_by_the_production_timeouts() {
     // before the function's own timeout.
     let _turn = ONE_AT_A_TIME.lock().await;
     let faults = Faults::new();
-    let sdk = shared::config::aws_sdk_config()
+    let sdk = shared::aws::sdk_config()
         .await
         .to_builder()
         .http_client(faults.clone())

@@ -75,7 +75,7 @@ pub async fn counted_deps_with(
     config: Config,
     clock: Option<Arc<dyn Clock>>,
 ) -> (Arc<Deps<DynamoStore>>, CallCounter) {
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let counter = CallCounter::default();
     let store = DynamoStore::new(
         counter.client(&sdk),
@@ -178,7 +178,7 @@ pub async fn scan_tokens() -> Vec<Item> {
 }
 
 pub async fn scan(table: &str) -> Vec<Item> {
-    let sdk = shared::config::aws_sdk_config().await;
+    let sdk = shared::aws::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let mut items = Vec::new();
     let mut start = None;

@@ -1,0 +1,139 @@
+//! Sessions as the client sees them: a new session's tokens, the token response in body or
+//! cookie mode, and the refresh token a request presents.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Deps;
+use crate::domain::{User, UserRecord};
+use crate::error::ApiError;
+use crate::http::{self, ACCESS_COOKIE, REFRESH_COOKIE, Response, TokenDelivery};
+use crate::jwt::Claims;
+use crate::store::UserStore;
+
+/// The token response of API.md, with the token strings left out in cookie mode.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_expires_in: u64,
+    user: User,
+}
+
+/// Signs a fresh session for `user` (a new `sid`: a sign-in never reuses a session, RT-10) and
+/// answers with the token response.
+pub(super) fn new_session<S: UserStore>(
+    deps: &Deps<S>,
+    user: &UserRecord,
+    delivery: TokenDelivery,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let now = deps.now();
+    let sid = Uuid::new_v4().to_string();
+    let access = deps.tokens.access_claims(user, &sid, now);
+    let refresh = deps.tokens.refresh_claims(user, &sid, now, now);
+    token_response(deps, user, access, refresh, delivery, status)
+}
+
+pub(super) fn token_response<S: UserStore>(
+    deps: &Deps<S>,
+    user: &UserRecord,
+    access: Claims,
+    refresh: Claims,
+    delivery: TokenDelivery,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let now = deps.now();
+    let expires_in = access.exp.saturating_sub(now);
+    let refresh_expires_in = refresh.exp.saturating_sub(now);
+    let access = deps.tokens.sign(access).map_err(|_| ApiError::Internal)?;
+    let refresh = deps.tokens.sign(refresh).map_err(|_| ApiError::Internal)?;
+    let in_body = delivery == TokenDelivery::Body;
+    let body = TokenBody {
+        access_token: in_body.then_some(access.token.as_str()),
+        refresh_token: in_body.then_some(refresh.token.as_str()),
+        token_type: "Bearer",
+        expires_in,
+        refresh_expires_in,
+        user: User::from(user),
+    };
+    let mut response = http::json(status, &body);
+    if !in_body {
+        let same_site = deps.config.cookie_same_site;
+        let access_age = i64::try_from(expires_in).unwrap_or(0);
+        let refresh_age = i64::try_from(refresh_expires_in).unwrap_or(0);
+        http::set_cookie(
+            &mut response,
+            ACCESS_COOKIE,
+            &access.token,
+            "/",
+            access_age,
+            same_site,
+        );
+        http::set_cookie(
+            &mut response,
+            REFRESH_COOKIE,
+            &refresh.token,
+            "/auth",
+            refresh_age,
+            same_site,
+        );
+    }
+    Ok(response)
+}
+
+/// For sign-in endpoints in cookie mode: a browser request from a foreign origin is refused
+/// (login CSRF); without an `Origin` header it is not a browser's cross-site request.
+pub(super) fn check_cookie_mode_origin<S>(
+    deps: &Deps<S>,
+    req: &Request,
+    delivery: TokenDelivery,
+) -> Result<(), ApiError> {
+    match delivery {
+        TokenDelivery::Cookie => http::check_origin(req, &deps.config.allowed_origins, false),
+        TokenDelivery::Body => Ok(()),
+    }
+}
+
+/// A refresh token presented to refresh or logout, and whether it came from the cookie.
+pub(super) struct PresentedRefreshToken {
+    pub(super) token: String,
+    pub(super) from_cookie: bool,
+}
+
+/// The body's `refresh_token`, else the refresh cookie. Using the cookie, like any
+/// cookie-authenticated state change, needs an allowed `Origin` (CS-01).
+pub(super) fn presented_refresh_token<S>(
+    deps: &Deps<S>,
+    req: &Request,
+    from_body: Option<&str>,
+) -> Result<Option<PresentedRefreshToken>, ApiError> {
+    if let Some(token) = from_body {
+        return Ok(Some(PresentedRefreshToken {
+            token: token.to_owned(),
+            from_cookie: false,
+        }));
+    }
+    let Some(token) = http::cookie(req, REFRESH_COOKIE) else {
+        return Ok(None);
+    };
+    http::check_origin(req, &deps.config.allowed_origins, true)?;
+    Ok(Some(PresentedRefreshToken {
+        token: token.to_owned(),
+        from_cookie: true,
+    }))
+}
+
+/// A problem response that also clears the token cookies, for cookie clients whose session
+/// has just proved dead.
+pub(super) fn problem_clearing_cookies<S>(deps: &Deps<S>, err: &ApiError) -> Response {
+    let mut response = http::problem(err);
+    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    response
+}
