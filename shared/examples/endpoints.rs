@@ -19,7 +19,7 @@ use shared::jwt::TokenUse;
 use shared::mail::SesMailer;
 use shared::store::dynamo::CallCounter;
 use shared::store::memory::MemoryStore;
-use shared::store::{DynamoStore, UserStore};
+use shared::store::{Codes, DynamoStore, Users};
 use uuid::Uuid;
 
 type Dynamo = Deps<DynamoStore>;

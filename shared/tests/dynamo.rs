@@ -390,7 +390,7 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
 async fn a_weaker_stored_hash_is_upgraded_at_sign_in() {
     // PW-05: a user whose hash was made at m=7168,t=5 signs in; the stored hash now shows the
     // current parameters, and only while it is unchanged (a conditional write).
-    use shared::store::{StoreError, UserStore};
+    use shared::store::{StoreError, Users};
     let deps = deps().await;
     let (name, tokens) = sign_up(&deps).await;
     let id = shared::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())

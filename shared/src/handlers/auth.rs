@@ -7,12 +7,12 @@ use crate::domain::{PasswordAttempt, UserRecord};
 use crate::error::ApiError;
 use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
 use crate::jwt::TokenUse;
-use crate::store::UserStore;
+use crate::store::{Limits, Users};
 
 /// The user behind a request's access token (bearer header first, then the access cookie).
 /// Refuses tokens older than the user's last revocation point and tokens of deleted users
 /// (JWT-09). A cookie-authenticated state change must come from an allowed origin (CS-01).
-pub(super) async fn authenticate<S: UserStore>(
+pub(super) async fn authenticate<S: Users>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<UserRecord, ApiError> {
@@ -53,7 +53,7 @@ pub(super) fn authenticated_delivery(req: &Request) -> TokenDelivery {
 /// Re-authentication of a signed-in user by password (email change, password change, account
 /// deletion). It shares the sign-in lockout: a stolen access token cannot be used to guess the
 /// password faster than the sign-in form allows.
-pub(super) async fn reauthenticate<S: UserStore>(
+pub(super) async fn reauthenticate<S: Limits>(
     deps: &Deps<S>,
     user: &UserRecord,
     attempt: &PasswordAttempt,

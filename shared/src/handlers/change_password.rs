@@ -14,14 +14,17 @@ use crate::domain::{NewPassword, PasswordAttempt};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
-use crate::store::UserStore;
+use crate::store::{Limits, Users};
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Limits>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(change_password(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn change_password<S: UserStore>(
+async fn change_password<S: Users + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
@@ -81,10 +84,11 @@ mod tests {
     };
     use crate::handlers::{login, me, refresh};
     use crate::mail::MemoryMailer;
+    use crate::store::Store;
     use serde_json::{Value, json};
     use std::sync::Arc;
 
-    async fn change(deps: &Deps<impl UserStore>, tokens: &Value, body: Value) -> Response {
+    async fn change(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let mut req = post("/auth/password/change", &body);
         req.headers_mut()
             .insert("authorization", bearer(tokens).parse().expect("header"));

@@ -11,14 +11,17 @@ use super::{Deps, answer, authenticate, client_ip, reauthenticate, require_metho
 use crate::domain::PasswordAttempt;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
-use crate::store::UserStore;
+use crate::store::{Limits, Users};
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Limits>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(delete_me(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn delete_me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::DELETE])?;
     let user = authenticate(deps, req).await?;
     let body = http::json_body(req)?;
@@ -48,9 +51,10 @@ mod tests {
         PASSWORD, alice, bearer, body_json, deps, event, get, register, request,
     };
     use crate::handlers::{me, refresh};
+    use crate::store::Store;
     use serde_json::{Value, json};
 
-    async fn delete(deps: &Deps<impl UserStore>, tokens: &Value, body: Value) -> Response {
+    async fn delete(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let req = request(
             "DELETE",
             "/auth/me",

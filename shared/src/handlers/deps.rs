@@ -12,7 +12,7 @@ use crate::jwt::TokenKeys;
 use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::password::PasswordHasher;
 use crate::reset::ResetCodes;
-use crate::store::{DynamoStore, UserStore};
+use crate::store::DynamoStore;
 use crate::throttle;
 
 /// Everything a handler needs, built once per cold start.
@@ -28,7 +28,7 @@ pub struct Deps<S> {
     pub(super) throttle_key: [u8; 32],
 }
 
-impl<S: UserStore> Deps<S> {
+impl<S> Deps<S> {
     pub fn new(config: Config, store: S) -> Self {
         Self {
             tokens: TokenKeys::new(&config),

@@ -16,19 +16,22 @@ use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::reset;
-use crate::store::{StoreError, UserStore};
+use crate::store::{Codes, Limits, StoreError, Users, keys};
 use crate::throttle::{Quota, Window};
 
 /// The one answer, whatever happened.
 pub const ACCEPTED_MESSAGE: &str =
     "If an account exists for this address, a reset code has been sent to it.";
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Codes + Limits>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(forgot_password(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn forgot_password<S: UserStore>(
+async fn forgot_password<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
@@ -64,7 +67,7 @@ async fn forgot_password<S: UserStore>(
 
 /// Throttles, then stores and mails a code if the address has an account. A mail that cannot
 /// be sent is logged, not returned (SES-02).
-async fn request_code<S: UserStore>(
+async fn request_code<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     email: &Email,
     source_ip: &str,
@@ -113,7 +116,12 @@ async fn request_code<S: UserStore>(
 
 /// Per client address (a fixed window), and per email address: one mail per interval and a
 /// few per hour. Keys name the addresses only through a keyed hash.
-fn quotas<S: UserStore>(deps: &Deps<S>, email: &Email, source_ip: &str, now: u64) -> Vec<Quota> {
+fn quotas<S: Users + Codes + Limits>(
+    deps: &Deps<S>,
+    email: &Email,
+    source_ip: &str,
+    now: u64,
+) -> Vec<Quota> {
     let config = &deps.config;
     let client = Window::at(
         now,
@@ -123,16 +131,12 @@ fn quotas<S: UserStore>(deps: &Deps<S>, email: &Email, source_ip: &str, now: u64
     let address = deps.key_part(email.as_str());
     let mut quotas = vec![
         Quota::Counter {
-            key: format!(
-                "RATE#forgot-client#{}#{}",
-                deps.key_part(source_ip),
-                client.index
-            ),
+            key: keys::rate("forgot-client", &deps.key_part(source_ip), client.index),
             limit: config.forgot_client_limit,
             resets_at: client.end,
         },
         Quota::Counter {
-            key: format!("RATE#forgot-address#{address}#{}", hour.index),
+            key: keys::rate("forgot-address", &address, hour.index),
             limit: config.forgot_address_hourly_limit,
             resets_at: hour.end,
         },
@@ -143,7 +147,7 @@ fn quotas<S: UserStore>(deps: &Deps<S>, email: &Email, source_ip: &str, now: u64
         .unsigned_abs();
     if interval > 0 {
         quotas.push(Quota::Cooldown {
-            key: format!("COOLDOWN#forgot#{address}"),
+            key: keys::cooldown("forgot", &address),
             until: now + interval,
         });
     }

@@ -11,16 +11,18 @@ use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, requ
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::LockTarget;
-use crate::store::UserStore;
+use crate::store::{Limits, LockTarget, Users, keys};
 use crate::throttle::Window;
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Limits>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(login(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::POST])?;
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
@@ -65,14 +67,14 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
             .whole_seconds()
             .unsigned_abs(),
     );
-    let client_key = format!("RATE#login#{}#{}", deps.key_part(&source_ip), window.index);
+    let client_key = keys::rate("login", &deps.key_part(&source_ip), window.index);
     // An identifier that cannot name an account takes the unknown-account path: same work,
     // same answer, and a lock of its own, so a lock says nothing about which accounts exist.
     let parsed = Identifier::parse(identifier).ok();
     let normalized = parsed
         .as_ref()
         .map_or_else(|| identifier.to_lowercase(), Identifier::key);
-    let identifier_lock = format!("LOCK#{}", deps.key_part(&normalized));
+    let identifier_lock = keys::lock(&deps.key_part(&normalized));
     let counter_keys = [client_key.clone(), identifier_lock.clone()];
     let (owner, counters) = deps
         .store
@@ -152,7 +154,7 @@ async fn login<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, 
 
 /// PW-05: a hash made with older parameters is replaced, while the password is at hand, by one
 /// at the current parameters. Best effort: a failure costs this sign-in nothing.
-async fn upgrade_hash<S: UserStore>(deps: &Deps<S>, user: &UserRecord, password: &str) {
+async fn upgrade_hash<S: Users + Limits>(deps: &Deps<S>, user: &UserRecord, password: &str) {
     if !deps.passwords.needs_rehash(&user.password_hash) {
         return;
     }
@@ -182,6 +184,7 @@ mod tests {
     use crate::handlers::testing::{
         PASSWORD, alice, body_json, config_with, deps, event, post, register, sign_in, weak_hash,
     };
+    use crate::store::Store;
     use crate::store::memory::MemoryStore;
     use serde_json::json;
     use std::sync::Arc;
@@ -333,7 +336,7 @@ mod tests {
         );
     }
 
-    async fn attempt(deps: &Deps<impl UserStore>, identifier: &str, password: &str) -> Response {
+    async fn attempt(deps: &Deps<impl Store>, identifier: &str, password: &str) -> Response {
         let body = json!({"identifier": identifier, "password": password});
         handle(deps, post("/auth/login", &body))
             .await

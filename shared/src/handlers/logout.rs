@@ -14,7 +14,7 @@ use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{TokenError, TokenUse};
-use crate::store::UserStore;
+use crate::store::Sessions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -24,12 +24,12 @@ enum Scope {
     Global,
 }
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Sessions>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
     answer(logout(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn logout<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::POST])?;
     let body = http::optional_json_body(req)?.unwrap_or_default();
     let mut errors = FieldErrors::new();
@@ -99,14 +99,15 @@ mod tests {
         alice, bearer, body_json, cookie_post, deps, event, get, post, sign_in,
     };
     use crate::handlers::{me, refresh};
+    use crate::store::Store;
     use serde_json::{Value, json};
 
-    async fn logout_with(deps: &Deps<impl UserStore>, body: Value) -> u16 {
+    async fn logout_with(deps: &Deps<impl Store>, body: Value) -> u16 {
         let response = handle(deps, post("/auth/logout", &body)).await;
         response.expect("infallible").status().as_u16()
     }
 
-    async fn refresh_status(deps: &Deps<impl UserStore>, tokens: &Value) -> u16 {
+    async fn refresh_status(deps: &Deps<impl Store>, tokens: &Value) -> u16 {
         let body = json!({"refresh_token": tokens["refresh_token"]});
         let response = refresh::handle(deps, post("/auth/refresh", &body)).await;
         response.expect("infallible").status().as_u16()

@@ -9,14 +9,14 @@ use super::{Deps, answer, authenticate, require_method};
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, Response};
-use crate::store::UserStore;
+use crate::store::Users;
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
     answer(me(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::GET, Method::HEAD])?;
     let user = authenticate(deps, req).await?;
     Ok(http::json(StatusCode::OK, &User::from(&user)))
@@ -26,7 +26,7 @@ async fn me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, Api
 mod tests {
     use super::*;
     use crate::handlers::testing::{alice, bearer, body_json, deps, event, get};
-    use crate::store::UserStore;
+    use crate::store::Sessions;
     use lambda_http::http::HeaderValue;
 
     #[tokio::test]

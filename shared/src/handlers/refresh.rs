@@ -19,14 +19,17 @@ use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
-use crate::store::{Rotation, RotationOutcome, UserStore};
+use crate::store::{Rotation, RotationOutcome, Sessions, Users};
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Sessions>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(refresh(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn refresh<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::POST])?;
     let body = http::optional_json_body(req)?.unwrap_or_default();
     let mut errors = FieldErrors::new();
@@ -51,7 +54,7 @@ async fn refresh<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response
     }
 }
 
-async fn rotate<S: UserStore>(
+async fn rotate<S: Users + Sessions>(
     deps: &Deps<S>,
     req: &Request,
     token: &str,
@@ -128,7 +131,7 @@ async fn rotate<S: UserStore>(
 
 /// A spent token may come back within the reuse interval, and only while its successor is
 /// still unspent (only the immediate predecessor of the live token qualifies, RT-04).
-async fn is_graceful_reuse<S: UserStore>(
+async fn is_graceful_reuse<S: Users + Sessions>(
     deps: &Deps<S>,
     claims: &Claims,
     winner: &Rotation,
@@ -147,13 +150,14 @@ mod tests {
     use crate::handlers::testing::{
         alice, body_json, config_with, cookie_post, deps, event, post, sign_in,
     };
+    use crate::store::Store;
     use crate::store::memory::MemoryStore;
     use base64ct::Encoding;
     use serde_json::{Value, json};
     use std::sync::Arc;
     use time::Duration;
 
-    async fn refresh_with(deps: &Deps<impl UserStore>, token: &Value) -> Response {
+    async fn refresh_with(deps: &Deps<impl Store>, token: &Value) -> Response {
         handle(
             deps,
             post("/auth/refresh", &json!({"refresh_token": token})),

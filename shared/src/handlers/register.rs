@@ -10,14 +10,14 @@ use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, requ
 use crate::domain::{Email, FullName, NewPassword, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::UserStore;
+use crate::store::Users;
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
     answer(register(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn register<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn register<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::POST])?;
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;

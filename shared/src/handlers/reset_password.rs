@@ -15,14 +15,20 @@ use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::reset::ResetCodes;
-use crate::store::{StoreError, UserStore};
+use crate::store::{Codes, StoreError, Users};
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Codes>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(reset_password(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn reset_password<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn reset_password<S: Users + Codes>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     require_method(req, &[Method::POST])?;
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();

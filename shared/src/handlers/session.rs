@@ -11,7 +11,6 @@ use crate::domain::{User, UserRecord};
 use crate::error::ApiError;
 use crate::http::{self, ACCESS_COOKIE, REFRESH_COOKIE, Response, TokenDelivery};
 use crate::jwt::Claims;
-use crate::store::UserStore;
 
 /// The token response of API.md, with the token strings left out in cookie mode.
 #[derive(Serialize)]
@@ -28,7 +27,7 @@ struct TokenBody<'a> {
 
 /// Signs a fresh session for `user` (a new `sid`: a sign-in never reuses a session, RT-10) and
 /// answers with the token response.
-pub(super) fn new_session<S: UserStore>(
+pub(super) fn new_session<S>(
     deps: &Deps<S>,
     user: &UserRecord,
     delivery: TokenDelivery,
@@ -41,7 +40,7 @@ pub(super) fn new_session<S: UserStore>(
     token_response(deps, user, access, refresh, delivery, status)
 }
 
-pub(super) fn token_response<S: UserStore>(
+pub(super) fn token_response<S>(
     deps: &Deps<S>,
     user: &UserRecord,
     access: Claims,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::Deps;
 use crate::config::Config;
 use crate::http::Response;
-use crate::store::UserStore;
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 
 pub const TEST_SECRET: &str = "test-only-secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
@@ -106,12 +106,12 @@ pub fn weak_hash(password: &str) -> String {
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Registers `alice` (alice@example.com) and returns the token response.
-pub async fn alice<S: UserStore>(deps: &Deps<S>) -> Value {
+pub async fn alice<S: Store>(deps: &Deps<S>) -> Value {
     register(deps, "alice", "alice@example.com", PASSWORD).await
 }
 
 /// Signs in through the handler and returns the token response.
-pub async fn sign_in<S: UserStore>(deps: &Deps<S>, identifier: &str) -> Value {
+pub async fn sign_in<S: Store>(deps: &Deps<S>, identifier: &str) -> Value {
     let body = serde_json::json!({"identifier": identifier, "password": PASSWORD});
     let response = super::login::handle(deps, post("/auth/login", &body))
         .await
@@ -136,7 +136,7 @@ pub fn cookie_post(path: &str, cookie: &str, origin: Option<&str>) -> Request {
 }
 
 /// Registers a user through the handler and returns the token response.
-pub async fn register<S: UserStore>(
+pub async fn register<S: Store>(
     deps: &Deps<S>,
     username: &str,
     email: &str,

@@ -12,14 +12,17 @@ use crate::domain::{Email, FullName, PasswordAttempt, User, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
-use crate::store::UserStore;
+use crate::store::{Limits, Users};
 
-pub async fn handle<S: UserStore>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
+pub async fn handle<S: Users + Limits>(
+    deps: &Deps<S>,
+    req: Request,
+) -> Result<Response, Infallible> {
     answer(update_me(deps, &req).await)
 }
 
 #[tracing::instrument(skip_all)]
-async fn update_me<S: UserStore>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     require_method(req, &[Method::PATCH, Method::PUT])?;
     let user = authenticate(deps, req).await?;
     let body = http::json_body(req)?;
@@ -93,9 +96,10 @@ mod tests {
         PASSWORD, alice, bearer, body_json, deps, event, register, request,
     };
     use crate::handlers::{login, register as registration};
+    use crate::store::Store;
     use serde_json::{Value, json};
 
-    async fn patch(deps: &Deps<impl UserStore>, tokens: &Value, body: Value) -> Response {
+    async fn patch(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let req = request(
             "PATCH",
             "/auth/me",

@@ -1,4 +1,4 @@
-//! An in-memory [`UserStore`] with the same uniqueness semantics as DynamoDB, for handler tests.
+//! An in-memory [`Store`] with the same uniqueness semantics as DynamoDB, for handler tests.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 use super::{
-    Counter, LockTarget, Rotation, RotationOutcome, StoreError, UserStore, email_key,
-    identifier_key, username_key,
+    Codes, Counter, Limits, LockTarget, Rotation, RotationOutcome, Sessions, StoreError, Users,
+    keys,
 };
 use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
 use crate::throttle::{self, Quota};
@@ -60,11 +60,11 @@ impl MemoryStore {
     }
 }
 
-impl UserStore for MemoryStore {
+impl Users for MemoryStore {
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let email = email_key(user.email.as_str());
-        let username = username_key(&user.username.key());
+        let email = keys::email(user.email.as_str());
+        let username = keys::username(&user.username.key());
         if inner.users.contains_key(&user.id) {
             return Err(StoreError::Unavailable("user id collision".into()));
         }
@@ -84,7 +84,7 @@ impl UserStore for MemoryStore {
         Ok(self
             .lock()
             .markers
-            .get(&identifier_key(identifier))
+            .get(&keys::identifier(identifier))
             .copied())
     }
 
@@ -92,6 +92,78 @@ impl UserStore for MemoryStore {
         Ok(self.lock().users.get(&id).cloned())
     }
 
+    async fn update_profile(&self, old: &UserRecord, new: &UserRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let current = inner.user(old.id)?;
+        if current.email != old.email || current.username != old.username {
+            return Err(StoreError::Conflict);
+        }
+        let (old_email, new_email) = (
+            keys::email(old.email.as_str()),
+            keys::email(new.email.as_str()),
+        );
+        let (old_name, new_name) = (
+            keys::username(&old.username.key()),
+            keys::username(&new.username.key()),
+        );
+        if old_email != new_email && inner.markers.contains_key(&new_email) {
+            return Err(StoreError::EmailTaken);
+        }
+        if old_name != new_name && inner.markers.contains_key(&new_name) {
+            return Err(StoreError::UsernameTaken);
+        }
+        for (old_key, new_key) in [(old_email, new_email), (old_name, new_name)] {
+            inner.markers.remove(&old_key);
+            inner.markers.insert(new_key, old.id);
+        }
+        let user = inner.user(old.id)?;
+        user.username = new.username.clone();
+        user.email = new.email.clone();
+        user.full_name = new.full_name.clone();
+        user.updated_at = new.updated_at;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+        password_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.token_version != seen_version {
+            return Err(StoreError::Conflict);
+        }
+        replace_password(user, password_hash, updated_at);
+        Ok(())
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user_id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.password_hash != old_hash {
+            return Err(StoreError::Conflict);
+        }
+        user.password_hash = new_hash.to_owned();
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.users.remove(&user.id).ok_or(StoreError::Conflict)?;
+        inner.markers.retain(|_, owner| *owner != user.id);
+        Ok(())
+    }
+}
+
+impl Sessions for MemoryStore {
     async fn rotate_refresh_token(
         &self,
         rotation: &Rotation,
@@ -142,52 +214,9 @@ impl UserStore for MemoryStore {
         }
         Ok(())
     }
+}
 
-    async fn update_profile(&self, old: &UserRecord, new: &UserRecord) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let current = inner.user(old.id)?;
-        if current.email != old.email || current.username != old.username {
-            return Err(StoreError::Conflict);
-        }
-        let (old_email, new_email) = (email_key(old.email.as_str()), email_key(new.email.as_str()));
-        let (old_name, new_name) = (
-            username_key(&old.username.key()),
-            username_key(&new.username.key()),
-        );
-        if old_email != new_email && inner.markers.contains_key(&new_email) {
-            return Err(StoreError::EmailTaken);
-        }
-        if old_name != new_name && inner.markers.contains_key(&new_name) {
-            return Err(StoreError::UsernameTaken);
-        }
-        for (old_key, new_key) in [(old_email, new_email), (old_name, new_name)] {
-            inner.markers.remove(&old_key);
-            inner.markers.insert(new_key, old.id);
-        }
-        let user = inner.user(old.id)?;
-        user.username = new.username.clone();
-        user.email = new.email.clone();
-        user.full_name = new.full_name.clone();
-        user.updated_at = new.updated_at;
-        Ok(())
-    }
-
-    async fn set_password(
-        &self,
-        user_id: UserId,
-        seen_version: u64,
-        password_hash: &str,
-        updated_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let user = inner.user(user_id)?;
-        if user.token_version != seen_version {
-            return Err(StoreError::Conflict);
-        }
-        replace_password(user, password_hash, updated_at);
-        Ok(())
-    }
-
+impl Codes for MemoryStore {
     async fn store_reset_code(
         &self,
         user_id: UserId,
@@ -230,21 +259,16 @@ impl UserStore for MemoryStore {
         replace_password(user, password_hash, updated_at);
         Ok(())
     }
+}
 
-    async fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        inner.users.remove(&user.id).ok_or(StoreError::Conflict)?;
-        inner.markers.retain(|_, owner| *owner != user.id);
-        Ok(())
-    }
-
+impl Limits for MemoryStore {
     async fn find_user_id_with_counters(
         &self,
         identifier: Option<&Identifier>,
         counter_keys: &[String],
     ) -> Result<(Option<UserId>, Vec<Counter>), StoreError> {
         let inner = self.lock();
-        let owner = identifier.and_then(|i| inner.markers.get(&identifier_key(i)).copied());
+        let owner = identifier.and_then(|i| inner.markers.get(&keys::identifier(i)).copied());
         let counters = counter_keys
             .iter()
             .filter_map(|k| inner.counters.get(k).cloned())
@@ -287,21 +311,6 @@ impl UserStore for MemoryStore {
             lockout.locked_until = now + secs;
         }
         Ok(*lockout)
-    }
-
-    async fn upgrade_password_hash(
-        &self,
-        user_id: UserId,
-        old_hash: &str,
-        new_hash: &str,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let user = inner.user(user_id)?;
-        if user.password_hash != old_hash {
-            return Err(StoreError::Conflict);
-        }
-        user.password_hash = new_hash.to_owned();
-        Ok(())
     }
 
     async fn clear_login_failures(&self, user_id: UserId) -> Result<(), StoreError> {

@@ -1,5 +1,7 @@
-//! Where users live. The trait is what the handlers need; `dynamo` is the real thing, `memory` a
-//! fake with the same semantics for handler tests.
+//! Where users live. Four capabilities, one trait each (`Users`, `Sessions`, `Codes`, `Limits`),
+//! combined as `Store`, so a handler names only what it uses; `dynamo` is the real thing (one
+//! file per entity), `memory` a fake with the same semantics for handler tests, `keys` every
+//! item key.
 //!
 //! The items of both tables, and the reads and writes of each flow, are described once, in
 //! `docs/storage.md`. Uniqueness is enforced by writing the user and its email and username
@@ -14,6 +16,7 @@ use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
 use crate::throttle::Quota;
 
 pub mod dynamo;
+pub mod keys;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 
@@ -64,7 +67,8 @@ pub enum RotationOutcome {
     SessionRevoked,
 }
 
-pub trait UserStore: Send + Sync {
+/// Users and their uniqueness records.
+pub trait Users: Send + Sync {
     /// Creates the user and claims its email and username, all or nothing.
     fn create_user(&self, user: &UserRecord)
     -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -80,35 +84,6 @@ pub trait UserStore: Send + Sync {
         &self,
         id: UserId,
     ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
-
-    /// Spends a refresh token and records its successor, in one atomic conditional write: of
-    /// any number of concurrent rotations of one token, exactly one is `Rotated`.
-    fn rotate_refresh_token(
-        &self,
-        rotation: &Rotation,
-    ) -> impl Future<Output = Result<RotationOutcome, StoreError>> + Send;
-
-    /// Whether a refresh token has been spent (a strongly consistent read).
-    fn is_spent(&self, jti: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Revokes one session until `expires_at` (its refresh tokens' expiry). Idempotent: the
-    /// first revocation and its reason stay.
-    fn revoke_session(
-        &self,
-        sid: &str,
-        user_id: UserId,
-        reason: &'static str,
-        revoked_at: u64,
-        expires_at: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Revokes every session and access token of a user by raising its token version, if it is
-    /// still `seen_version` (so a stale token cannot raise it again).
-    fn revoke_all_sessions(
-        &self,
-        user_id: UserId,
-        seen_version: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Changes a user's username, email and full name. When the email or username changes, the
     /// old uniqueness record is freed and the new one taken in the same transaction, so a
@@ -141,6 +116,45 @@ pub trait UserStore: Send + Sync {
         new_hash: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Deletes the user with its email and username records, in one transaction (DL-02).
+    fn delete_user(&self, user: &UserRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Refresh-token rotation and session revocation.
+pub trait Sessions: Send + Sync {
+    /// Spends a refresh token and records its successor, in one atomic conditional write: of
+    /// any number of concurrent rotations of one token, exactly one is `Rotated`.
+    fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> impl Future<Output = Result<RotationOutcome, StoreError>> + Send;
+
+    /// Whether a refresh token has been spent (a strongly consistent read).
+    fn is_spent(&self, jti: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Revokes one session until `expires_at` (its refresh tokens' expiry). Idempotent: the
+    /// first revocation and its reason stay.
+    fn revoke_session(
+        &self,
+        sid: &str,
+        user_id: UserId,
+        reason: &'static str,
+        revoked_at: u64,
+        expires_at: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes every session and access token of a user by raising its token version, if it is
+    /// still `seen_version` (so a stale token cannot raise it again).
+    fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        seen_version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Reset codes: stored hashed, tried a bounded number of times, spent once.
+pub trait Codes: Send + Sync {
     /// Stores a new reset code for an existing user, replacing any earlier one.
     fn store_reset_code(
         &self,
@@ -166,11 +180,10 @@ pub trait UserStore: Send + Sync {
         password_hash: &str,
         updated_at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
-    /// Deletes the user with its email and username records, in one transaction (DL-02).
-    fn delete_user(&self, user: &UserRecord)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
-
+/// Throttling state: failed sign-ins, counters and cooldowns.
+pub trait Limits: Send + Sync {
     /// Reads the owner of an identifier together with some counters, in one call (sign-in reads
     /// its throttling state without an extra round trip).
     fn find_user_id_with_counters(
@@ -211,6 +224,12 @@ pub trait UserStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 }
 
+/// Every capability: what a handler that needs all of them asks for, and what each store
+/// (DynamoDB, the in-memory fake) provides.
+pub trait Store: Users + Sessions + Codes + Limits {}
+
+impl<T: Users + Sessions + Codes + Limits> Store for T {}
+
 /// A counter of the tokens table, as read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -225,31 +244,4 @@ pub struct Counter {
 pub enum LockTarget {
     User(UserId),
     Identifier(String),
-}
-
-fn user_key(id: UserId) -> String {
-    format!("USER#{id}")
-}
-
-fn email_key(email: &str) -> String {
-    format!("EMAIL#{email}")
-}
-
-fn username_key(username_key: &str) -> String {
-    format!("USERNAME#{username_key}")
-}
-
-fn spent_token_key(jti: &str) -> String {
-    format!("RT#{jti}")
-}
-
-fn session_key(sid: &str) -> String {
-    format!("SESSION#{sid}")
-}
-
-fn identifier_key(identifier: &Identifier) -> String {
-    match identifier {
-        Identifier::Email(_) => email_key(&identifier.key()),
-        Identifier::Username(_) => username_key(&identifier.key()),
-    }
 }

@@ -1,0 +1,206 @@
+//! Items and attributes: the attribute names, value helpers, and the mapping between domain
+//! records and DynamoDB items. Key builders live in `store::keys`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::corrupt;
+use crate::crypto::saturating_u32;
+use crate::domain::{Email, FullName, Lockout, StoredResetCode, UserId, UserRecord, Username};
+use crate::store::{Rotation, StoreError, keys};
+
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// The cancellation code of a condition that did not hold.
+pub(super) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// Attribute names, as stored.
+pub(super) mod attr {
+    pub const PK: &str = "pk";
+    pub const TTL: &str = "ttl";
+    pub const USER_ID: &str = "user_id";
+    pub const ID: &str = "id";
+    pub const USERNAME: &str = "username";
+    pub const EMAIL: &str = "email";
+    pub const FULL_NAME: &str = "full_name";
+    pub const PASSWORD_HASH: &str = "password_hash";
+    pub const TOKEN_VERSION: &str = "token_version";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const FAILED_LOGINS: &str = "failed_logins";
+    pub const LOCKED_UNTIL: &str = "locked_until";
+    pub const RESET_CODE_HASH: &str = "reset_code_hash";
+    pub const RESET_CODE_EXPIRES_AT: &str = "reset_code_expires_at";
+    pub const RESET_CODE_ATTEMPTS: &str = "reset_code_attempts";
+    pub const SID: &str = "sid";
+    pub const SUCCESSOR_JTI: &str = "successor_jti";
+    pub const SUCCESSOR_IAT: &str = "successor_iat";
+    pub const SPENT_AT_MS: &str = "spent_at_ms";
+    pub const REASON: &str = "reason";
+    pub const REVOKED_AT: &str = "revoked_at";
+    pub const COUNT: &str = "count";
+    pub const UNTIL: &str = "until";
+}
+
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(super) fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(super) fn rfc3339(at: OffsetDateTime) -> AttributeValue {
+    s(at.format(&Rfc3339).unwrap_or_default())
+}
+
+pub(super) fn num_attr(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+pub(super) fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+pub(super) fn spent_item(rotation: &Rotation) -> Item {
+    Item::from([
+        (attr::PK.into(), s(keys::spent_token(&rotation.spent_jti))),
+        (attr::SID.into(), s(&rotation.sid)),
+        (attr::USER_ID.into(), s(rotation.user_id.to_string())),
+        (attr::SUCCESSOR_JTI.into(), s(&rotation.successor_jti)),
+        (attr::SUCCESSOR_IAT.into(), n(rotation.successor_iat)),
+        (attr::SPENT_AT_MS.into(), n(rotation.spent_at_ms)),
+        (attr::TTL.into(), n(rotation.expires_at)),
+    ])
+}
+
+/// The winning rotation of `attempt.spent_jti`, as stored.
+pub(super) fn parse_spent(item: &Item, attempt: &Rotation) -> Result<Rotation, StoreError> {
+    let text = |name| {
+        str_attr(item, name).ok_or_else(|| corrupt("a spent-token record lacks an attribute"))
+    };
+    let number =
+        |name| num_attr(item, name).ok_or_else(|| corrupt("a spent-token record lacks a number"));
+    Ok(Rotation {
+        spent_jti: attempt.spent_jti.clone(),
+        sid: text(attr::SID)?.to_owned(),
+        user_id: UserId::parse(text(attr::USER_ID)?)
+            .ok_or_else(|| corrupt("a spent-token record has a bad user"))?,
+        successor_jti: text(attr::SUCCESSOR_JTI)?.to_owned(),
+        successor_iat: number(attr::SUCCESSOR_IAT)?,
+        spent_at_ms: number(attr::SPENT_AT_MS)?,
+        expires_at: number(attr::TTL)?,
+    })
+}
+
+impl From<&UserRecord> for Item {
+    fn from(user: &UserRecord) -> Self {
+        let mut item = Item::from([
+            (attr::PK.into(), s(keys::user(user.id))),
+            (attr::ID.into(), s(user.id.to_string())),
+            (attr::USERNAME.into(), s(user.username.as_str())),
+            (attr::EMAIL.into(), s(user.email.as_str())),
+            (attr::PASSWORD_HASH.into(), s(&user.password_hash)),
+            (attr::TOKEN_VERSION.into(), n(user.token_version)),
+            (attr::CREATED_AT.into(), rfc3339(user.created_at)),
+            (attr::UPDATED_AT.into(), rfc3339(user.updated_at)),
+        ]);
+        if let Some(name) = &user.full_name {
+            item.insert(attr::FULL_NAME.into(), s(name.as_str()));
+        }
+        if user.lockout != Lockout::default() {
+            item.insert(attr::FAILED_LOGINS.into(), n(user.lockout.failures.into()));
+            item.insert(attr::LOCKED_UNTIL.into(), n(user.lockout.locked_until));
+        }
+        if let Some(code) = &user.reset_code {
+            item.insert(attr::RESET_CODE_HASH.into(), s(&code.hash));
+            item.insert(attr::RESET_CODE_EXPIRES_AT.into(), n(code.expires_at));
+            item.insert(attr::RESET_CODE_ATTEMPTS.into(), n(code.attempts.into()));
+        }
+        item
+    }
+}
+
+impl TryFrom<&Item> for UserRecord {
+    type Error = StoreError;
+
+    fn try_from(item: &Item) -> Result<Self, StoreError> {
+        let text =
+            |name| str_attr(item, name).ok_or_else(|| corrupt("a user item lacks an attribute"));
+        let time = |name| {
+            text(name).and_then(|v| {
+                OffsetDateTime::parse(v, &Rfc3339)
+                    .map_err(|_| corrupt("a user item has a bad date"))
+            })
+        };
+        let bad = |_| corrupt("a user item has an invalid value");
+        Ok(UserRecord {
+            id: UserId::parse(text(attr::ID)?)
+                .ok_or_else(|| corrupt("a user item has a bad id"))?,
+            username: Username::parse(text(attr::USERNAME)?).map_err(bad)?,
+            email: Email::parse(text(attr::EMAIL)?).map_err(bad)?,
+            full_name: str_attr(item, attr::FULL_NAME)
+                .map(FullName::parse)
+                .transpose()
+                .map_err(bad)?,
+            password_hash: text(attr::PASSWORD_HASH)?.to_owned(),
+            token_version: num_attr(item, attr::TOKEN_VERSION)
+                .ok_or_else(|| corrupt("a user item has a bad token_version"))?,
+            created_at: time(attr::CREATED_AT)?,
+            updated_at: time(attr::UPDATED_AT)?,
+            lockout: Lockout {
+                failures: num_attr(item, attr::FAILED_LOGINS).map_or(0, saturating_u32),
+                locked_until: num_attr(item, attr::LOCKED_UNTIL).unwrap_or(0),
+            },
+            reset_code: str_attr(item, attr::RESET_CODE_HASH).map(|hash| StoredResetCode {
+                hash: hash.to_owned(),
+                expires_at: num_attr(item, attr::RESET_CODE_EXPIRES_AT).unwrap_or(0),
+                attempts: num_attr(item, attr::RESET_CODE_ATTEMPTS)
+                    .map_or(u32::MAX, saturating_u32),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_items_round_trip() {
+        let mut user = UserRecord::new(
+            Username::parse("Alice").expect("valid"),
+            Email::parse("alice@example.com").expect("valid"),
+            Some(FullName::parse("Alice Liddell").expect("valid")),
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time"),
+        );
+        user.token_version = 7;
+        user.updated_at = OffsetDateTime::from_unix_timestamp(1_700_000_100).expect("time");
+        user.lockout = Lockout {
+            failures: 6,
+            locked_until: 1_700_000_002,
+        };
+        user.reset_code = Some(StoredResetCode {
+            hash: "ab12".into(),
+            expires_at: 1_700_000_600,
+            attempts: 2,
+        });
+        let item = Item::from(&user);
+        assert_eq!(
+            str_attr(&item, "pk"),
+            Some(format!("USER#{}", user.id).as_str())
+        );
+        assert_eq!(UserRecord::try_from(&item).expect("parses"), user);
+        let mut broken = item.clone();
+        broken.remove("email");
+        assert!(UserRecord::try_from(&broken).is_err());
+    }
+}

@@ -1,0 +1,54 @@
+//! Every item key, in one place: the partition keys of both tables. What each item holds is in
+//! `docs/storage.md`. Names of addresses and identifiers in throttling keys are keyed hashes
+//! (`Deps::key_part`), never the values themselves.
+
+use crate::domain::{Identifier, UserId};
+
+/// A user's item.
+pub fn user(id: UserId) -> String {
+    format!("USER#{id}")
+}
+
+/// The record that claims a (lower-cased) email.
+pub fn email(email: &str) -> String {
+    format!("EMAIL#{email}")
+}
+
+/// The record that claims a (lower-cased) username.
+pub fn username(username_key: &str) -> String {
+    format!("USERNAME#{username_key}")
+}
+
+/// The record of an email or a username, whichever the identifier is.
+pub fn identifier(identifier: &Identifier) -> String {
+    match identifier {
+        Identifier::Email(_) => email(&identifier.key()),
+        Identifier::Username(_) => username(&identifier.key()),
+    }
+}
+
+/// A spent refresh token.
+pub fn spent_token(jti: &str) -> String {
+    format!("RT#{jti}")
+}
+
+/// A revoked session.
+pub fn session(sid: &str) -> String {
+    format!("SESSION#{sid}")
+}
+
+/// Failed sign-ins of an identifier that names no account.
+pub fn lock(hashed_identifier: &str) -> String {
+    format!("LOCK#{hashed_identifier}")
+}
+
+/// A fixed-window counter: `name` (`login`, `forgot-client`, `forgot-address`), whose
+/// requests it counts (a keyed hash), and the window's index.
+pub fn rate(name: &str, hashed: &str, window: u64) -> String {
+    format!("RATE#{name}#{hashed}#{window}")
+}
+
+/// A cooldown: the next request of `name` for `hashed` waits.
+pub fn cooldown(name: &str, hashed: &str) -> String {
+    format!("COOLDOWN#{name}#{hashed}")
+}
