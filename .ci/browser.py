@@ -28,9 +28,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from stack import PASSWORD, Ports, free_port, start_stack, stop_with_ctrl_c, unique, wait_for_api  # noqa: E402
+from stack import PASSWORD, Checks, Ports, free_port, start_stack, stop_with_ctrl_c, unique, wait_for_api  # noqa: E402
 
-results = {"passed": 0, "failed": 0}
+checks = Checks()
 
 # A page on an origin that is not allowed: it tries to read and to change the signed-in
 # user's state with the browser's cookies, and reports what it could do.
@@ -63,20 +63,6 @@ window.attempt = async function (api) {
   return report;
 };
 </script>"""
-
-
-def check(name, fn):
-    try:
-        fn()
-    except AssertionError as err:
-        results["failed"] += 1
-        print(f"FAIL {name}: {err}")
-    except Exception as err:  # an unexpected error is a failure too, never a crash of the run
-        results["failed"] += 1
-        print(f"FAIL {name}: {type(err).__name__}: {err}")
-    else:
-        results["passed"] += 1
-        print(f"ok   {name}")
 
 
 def chromium(profile):
@@ -165,8 +151,7 @@ def main():
         evil.shutdown()
         shutil.rmtree(profile, ignore_errors=True)
         shutil.rmtree(evil_dir, ignore_errors=True)
-    print(f"browser: {results['passed']} passed, {results['failed']} failed")
-    sys.exit(1 if results["failed"] else 0)
+    sys.exit(checks.summary("browser"))
 
 
 def run_checks(driver, app_origin, api, ports, evil_port):
@@ -247,7 +232,7 @@ def run_checks(driver, app_origin, api, ports, evil_port):
 
     for name, fn in list(locals().items()):
         if callable(fn):
-            check(name, fn)
+            checks.run(name, fn)
 
 
 def preflight(port, origin):

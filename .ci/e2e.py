@@ -19,7 +19,7 @@ import boto3
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 from stack import (  # noqa: E402
-    PASSWORD, ROOT, Client, Ports, mails_to, port_open, start_stack, stop_with_ctrl_c, unique, wait_for_api,
+    PASSWORD, ROOT, Checks, Client, Ports, mails_to, port_open, start_stack, stop_with_ctrl_c, unique, wait_for_api,
 )
 
 SECURITY_HEADERS = {
@@ -27,22 +27,7 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
 }
 
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, fn):
-    try:
-        fn()
-    except AssertionError as err:
-        results["failed"] += 1
-        print(f"FAIL {name}: {err}")
-    except Exception as err:  # an unexpected error is a failure too, never a crash of the run
-        results["failed"] += 1
-        print(f"FAIL {name}: {type(err).__name__}: {err}")
-    else:
-        results["passed"] += 1
-        print(f"ok   {name}")
-
+checks = Checks()
 
 def assert_problem(response, status, code):
     assert response.status == status, f"expected {status}, got {response.status}: {response.raw[:300]!r}"
@@ -375,7 +360,7 @@ def run_checks(api, endpoint, dynamodb_endpoint):
 
     for name, fn in list(locals().items()):
         if callable(fn):
-            check(name, fn)
+            checks.run(name, fn)
 
 
 def main():
@@ -406,7 +391,7 @@ def main():
         leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
         assert not leftovers, f"processes left running: {leftovers}"
 
-    check("ctrl_c_stops_everything", ctrl_c_stops_everything)
+    checks.run("ctrl_c_stops_everything", ctrl_c_stops_everything)
 
     def second_start_is_clean():
         again, log = start_stack(ports, stack_env)
@@ -428,9 +413,8 @@ def main():
             stop_with_ctrl_c(again2)
             log.close()
 
-    check("second_start_is_clean", second_start_is_clean)
-    print(f"e2e: {results['passed']} passed, {results['failed']} failed")
-    sys.exit(1 if results["failed"] else 0)
+    checks.run("second_start_is_clean", second_start_is_clean)
+    sys.exit(checks.summary("e2e"))
 
 
 if __name__ == "__main__":

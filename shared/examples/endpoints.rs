@@ -99,11 +99,7 @@ async fn main() {
     ]);
     let sdk = shared::aws::sdk_config().await;
     let counter = CallCounter::default();
-    let store = DynamoStore::new(
-        counter.client(&sdk),
-        &config.users_table,
-        &config.tokens_table,
-    );
+    let store = counter.store(&sdk, &config);
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from);
     let deps = Arc::new(Deps::new(config.clone(), store).with_mailer(Arc::new(mailer)));
     let d = &*deps;

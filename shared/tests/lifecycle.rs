@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::*;
 use serde_json::json;
 use shared::clock::{Clock, ManualClock};
-use shared::handlers::testing::{bearer, body_json, get, post, request};
+use shared::handlers::testing::{bearer, body_json, get, post, request, retry_after};
 use shared::handlers::{
     Deps, delete_me, forgot_password, login, me, refresh, register, reset_password, update_me,
 };
@@ -43,14 +43,6 @@ async fn login_with(deps: &Deps<DynamoStore>, identifier: &str, password: &str) 
 fn wrong(code: &str) -> String {
     let last = if code.ends_with('0') { '1' } else { '0' };
     format!("{}{last}", &code[..code.len() - 1])
-}
-
-fn retry_after(response: &Response) -> u64 {
-    let value = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok());
-    value.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test]

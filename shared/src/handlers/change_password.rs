@@ -1,34 +1,23 @@
 //! `POST /auth/password/change`: verify the current password, store the new one, revoke every
 //! other session (PC-01, PC-02, RT-07) and answer with a token response for a fresh session.
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
-use super::{
-    Deps, answer, authenticate, authenticated_delivery, client_ip, new_session, reauthenticate,
-    require_method,
-};
+use super::{Deps, authenticate, authenticated_delivery, client_ip, new_session, reauthenticate};
 use crate::domain::{NewPassword, PasswordAttempt};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::store::{Limits, Users};
 
-pub async fn handle<S: Users + Limits>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(change_password(deps, &req).await)
-}
+endpoint!(change_password, [POST], Users + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn change_password<S: Users + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let mut user = authenticate(deps, req).await?;
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
@@ -80,7 +69,8 @@ async fn change_password<S: Users + Limits>(
 mod tests {
     use super::*;
     use crate::handlers::testing::{
-        PASSWORD, alice, bearer, body_json, deps, event, get, post, sign_in,
+        PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
+        get, post, sign_in,
     };
     use crate::handlers::{login, me, refresh};
     use crate::mail::MemoryMailer;
@@ -89,9 +79,7 @@ mod tests {
     use std::sync::Arc;
 
     async fn change(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
-        let mut req = post("/auth/password/change", &body);
-        req.headers_mut()
-            .insert("authorization", bearer(tokens).parse().expect("header"));
+        let req = authed("POST", "/auth/password/change", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
     }
 
@@ -100,11 +88,7 @@ mod tests {
         let response = handle(&deps(), event("change-password"))
             .await
             .expect("infallible");
-        assert_eq!(
-            body_json(&response)["code"],
-            "invalid_token",
-            "its placeholder is not a token"
-        );
+        assert_placeholder_token_refused(&response);
     }
 
     #[tokio::test]

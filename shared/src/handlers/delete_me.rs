@@ -2,27 +2,18 @@
 //! email and username in one transaction, which also ends every session and refuses every
 //! token (they name a user that no longer exists), and clears the cookies (DL-02).
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::Method;
 
-use super::{Deps, answer, authenticate, client_ip, reauthenticate, require_method};
+use super::{Deps, authenticate, client_ip, reauthenticate};
 use crate::domain::PasswordAttempt;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::store::{Limits, Users};
 
-pub async fn handle<S: Users + Limits>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(delete_me(deps, &req).await)
-}
+endpoint!(delete_me, [DELETE], Users + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::DELETE])?;
     let user = authenticate(deps, req).await?;
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
@@ -48,19 +39,15 @@ async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
 mod tests {
     use super::*;
     use crate::handlers::testing::{
-        PASSWORD, alice, bearer, body_json, deps, event, get, register, request,
+        PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
+        get, register,
     };
     use crate::handlers::{me, refresh};
     use crate::store::Store;
     use serde_json::{Value, json};
 
     async fn delete(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
-        let req = request(
-            "DELETE",
-            "/auth/me",
-            &[("authorization", &bearer(tokens))],
-            Some(&body),
-        );
+        let req = authed("DELETE", "/auth/me", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
     }
 
@@ -69,11 +56,7 @@ mod tests {
         let response = handle(&deps(), event("delete-me"))
             .await
             .expect("infallible");
-        assert_eq!(
-            body_json(&response)["code"],
-            "invalid_token",
-            "its placeholder is not a token"
-        );
+        assert_placeholder_token_refused(&response);
     }
 
     #[tokio::test]

@@ -4,13 +4,11 @@
 //! in the answer either. Throttled per address, whether or not it has an
 //! account, and per client address (FP-05), with 429 and `Retry-After`.
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 use serde_json::json;
 
-use super::{Deps, answer, client_ip, require_method};
+use super::{Deps, client_ip};
 use crate::domain::{Email, Identifier, StoredResetCode};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
@@ -23,19 +21,13 @@ use crate::throttle::{Quota, Window};
 pub const ACCEPTED_MESSAGE: &str =
     "If an account exists for this address, a reset code has been sent to it.";
 
-pub async fn handle<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(forgot_password(deps, &req).await)
-}
+endpoint!(forgot_password, [POST], Users + Codes + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn forgot_password<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["email"], &mut errors);

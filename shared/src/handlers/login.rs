@@ -2,28 +2,20 @@
 //!
 //! Unknown identifier, wrong password: one answer, one Argon2 verification (LG-01, LG-02).
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
-use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, require_method};
+use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
 use crate::store::{Limits, LockTarget, Users, keys};
 use crate::throttle::Window;
 
-pub async fn handle<S: Users + Limits>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(login(deps, &req).await)
-}
+endpoint!(login, [POST], Users + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
     let body = http::json_body(req)?;
@@ -182,7 +174,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::handlers::testing::{
-        PASSWORD, alice, body_json, config_with, deps, event, post, register, sign_in, weak_hash,
+        PASSWORD, alice, body_json, config_with, deps, event, post, register, retry_after, sign_in,
+        weak_hash,
     };
     use crate::store::Store;
     use crate::store::memory::MemoryStore;
@@ -341,14 +334,6 @@ mod tests {
         handle(deps, post("/auth/login", &body))
             .await
             .expect("infallible")
-    }
-
-    fn retry_after(response: &Response) -> u64 {
-        let value = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok());
-        value.and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     #[tokio::test]

@@ -2,14 +2,10 @@
 //! the user and every access token issued before (RT-06). Answers 204 and clears the cookies;
 //! only a forged or malformed token is refused (401), so logging out twice is 204.
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
-use super::{
-    Deps, answer, client_ip, presented_refresh_token, problem_clearing_cookies, require_method,
-};
+use super::{Deps, client_ip, presented_refresh_token, problem_clearing_cookies};
 use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
@@ -24,13 +20,10 @@ enum Scope {
     Global,
 }
 
-pub async fn handle<S: Sessions>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
-    answer(logout(deps, &req).await)
-}
+endpoint!(logout, [POST], Sessions);
 
 #[tracing::instrument(skip_all)]
 async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let body = http::optional_json_body(req)?.unwrap_or_default();
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["refresh_token", "scope"], &mut errors);

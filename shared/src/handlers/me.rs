@@ -1,23 +1,18 @@
 //! `GET /auth/me`: the signed-in user (one read).
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
-use super::{Deps, answer, authenticate, require_method};
+use super::{Deps, authenticate};
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, Response};
 use crate::store::Users;
 
-pub async fn handle<S: Users>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
-    answer(me(deps, &req).await)
-}
+endpoint!(me, [GET, HEAD], Users);
 
 #[tracing::instrument(skip_all)]
 async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::GET, Method::HEAD])?;
     let user = authenticate(deps, req).await?;
     Ok(http::json(StatusCode::OK, &User::from(&user)))
 }

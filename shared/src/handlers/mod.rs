@@ -9,6 +9,27 @@ use lambda_http::Request;
 use crate::error::ApiError;
 use crate::http::{self, Response};
 
+/// Declares an endpoint's `handle`: it refuses any other method than the route's (API Gateway
+/// routes by method, but a function invoked directly or through a catch-all route must not act
+/// on another verb), then runs `$inner`, and turns its outcome into the response. A handler
+/// never fails: client errors and outages alike become problem responses.
+///
+/// `endpoint!(login, [POST], Users + Limits);` is the whole entry point of `login`.
+macro_rules! endpoint {
+    ($inner:ident, [$($method:ident),+], $($bound:tt)+) => {
+        pub async fn handle<S: $($bound)+>(
+            deps: &$crate::handlers::Deps<S>,
+            req: ::lambda_http::Request,
+        ) -> Result<$crate::http::Response, ::std::convert::Infallible> {
+            let methods = [$(::lambda_http::http::Method::$method),+];
+            $crate::handlers::answer(match $crate::handlers::require_method(&req, &methods) {
+                Ok(()) => $inner(deps, &req).await,
+                Err(err) => Err(err),
+            })
+        }
+    };
+}
+
 mod auth;
 mod deps;
 mod session;

@@ -5,15 +5,13 @@
 //! same successor back; presented later, or once its successor has been spent too, it revokes
 //! its whole session and answers 401 `token_reused`.
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 use uuid::Uuid;
 
 use super::{
-    Deps, answer, check_cookie_mode_origin, client_ip, presented_refresh_token,
-    problem_clearing_cookies, require_method, token_response,
+    Deps, check_cookie_mode_origin, client_ip, presented_refresh_token, problem_clearing_cookies,
+    token_response,
 };
 use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
@@ -21,16 +19,10 @@ use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
 use crate::store::{Rotation, RotationOutcome, Sessions, Users};
 
-pub async fn handle<S: Users + Sessions>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(refresh(deps, &req).await)
-}
+endpoint!(refresh, [POST], Users + Sessions);
 
 #[tracing::instrument(skip_all)]
 async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let body = http::optional_json_body(req)?.unwrap_or_default();
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["refresh_token"], &mut errors);

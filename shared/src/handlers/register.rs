@@ -1,24 +1,19 @@
 //! `POST /auth/register`: create an account and sign it in (201 token response).
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 use time::OffsetDateTime;
 
-use super::{Deps, answer, check_cookie_mode_origin, client_ip, new_session, require_method};
+use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
 use crate::domain::{Email, FullName, NewPassword, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
 use crate::store::Users;
 
-pub async fn handle<S: Users>(deps: &Deps<S>, req: Request) -> Result<Response, Infallible> {
-    answer(register(deps, &req).await)
-}
+endpoint!(register, [POST], Users);
 
 #[tracing::instrument(skip_all)]
 async fn register<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
     let body = http::json_body(req)?;
@@ -200,7 +195,7 @@ mod tests {
     async fn wrong_method_is_405() {
         let deps = deps();
         let mut req = post("/auth/register", &json!({}));
-        *req.method_mut() = Method::GET;
+        *req.method_mut() = lambda_http::http::Method::GET;
         assert_eq!(handle(&deps, req).await.expect("ok").status(), 405);
     }
 }

@@ -4,12 +4,9 @@
 //! comparisons are ever made against one code. Success revokes every session and does not sign
 //! the user in.
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::Method;
 
-use super::{Deps, answer, client_ip, require_method};
+use super::{Deps, client_ip};
 use crate::domain::{Email, Identifier, NewPassword};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
@@ -17,19 +14,13 @@ use crate::mail::Mail;
 use crate::reset::ResetCodes;
 use crate::store::{Codes, StoreError, Users};
 
-pub async fn handle<S: Users + Codes>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(reset_password(deps, &req).await)
-}
+endpoint!(reset_password, [POST], Users + Codes);
 
 #[tracing::instrument(skip_all)]
 async fn reset_password<S: Users + Codes>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    require_method(req, &[Method::POST])?;
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["email", "code", "new_password"], &mut errors);

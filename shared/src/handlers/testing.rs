@@ -128,6 +128,29 @@ pub fn bearer(tokens: &Value) -> String {
     )
 }
 
+/// The seconds of a 429's `Retry-After` (0 when there is none).
+pub fn retry_after(response: &Response) -> u64 {
+    let value = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok());
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A request authenticated by the bearer access token of `tokens` (a token response).
+pub fn authed(method: &str, path: &str, tokens: &Value, body: Option<&Value>) -> Request {
+    request(method, path, &[("authorization", &bearer(tokens))], body)
+}
+
+/// The sample event of a protected endpoint carries a placeholder token: it is refused.
+pub fn assert_placeholder_token_refused(response: &Response) {
+    assert_eq!(
+        body_json(response)["code"],
+        "invalid_token",
+        "its placeholder is not a token"
+    );
+}
+
 /// A body-less POST as a browser sends it in cookie mode: with a cookie and an origin.
 pub fn cookie_post(path: &str, cookie: &str, origin: Option<&str>) -> Request {
     let mut headers = vec![("cookie", cookie)];

@@ -2,28 +2,20 @@
 //! needs `current_password` (RG-04) and is announced to the old address; uniqueness moves
 //! atomically with the change.
 
-use std::convert::Infallible;
-
 use lambda_http::Request;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
-use super::{Deps, answer, authenticate, reauthenticate, require_method};
+use super::{Deps, authenticate, reauthenticate};
 use crate::domain::{Email, FullName, PasswordAttempt, User, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::store::{Limits, Users};
 
-pub async fn handle<S: Users + Limits>(
-    deps: &Deps<S>,
-    req: Request,
-) -> Result<Response, Infallible> {
-    answer(update_me(deps, &req).await)
-}
+endpoint!(update_me, [PATCH, PUT], Users + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    require_method(req, &[Method::PATCH, Method::PUT])?;
     let user = authenticate(deps, req).await?;
     let body = http::json_body(req)?;
 
@@ -93,19 +85,14 @@ async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
 mod tests {
     use super::*;
     use crate::handlers::testing::{
-        PASSWORD, alice, bearer, body_json, deps, event, register, request,
+        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, register,
     };
     use crate::handlers::{login, register as registration};
     use crate::store::Store;
     use serde_json::{Value, json};
 
     async fn patch(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
-        let req = request(
-            "PATCH",
-            "/auth/me",
-            &[("authorization", &bearer(tokens))],
-            Some(&body),
-        );
+        let req = authed("PATCH", "/auth/me", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
     }
 
@@ -114,11 +101,7 @@ mod tests {
         let response = handle(&deps(), event("update-me"))
             .await
             .expect("infallible");
-        assert_eq!(
-            body_json(&response)["code"],
-            "invalid_token",
-            "its placeholder is not a token"
-        );
+        assert_placeholder_token_refused(&response);
     }
 
     #[tokio::test]

@@ -77,11 +77,7 @@ pub async fn counted_deps_with(
 ) -> (Arc<Deps<DynamoStore>>, CallCounter) {
     let sdk = shared::aws::sdk_config().await;
     let counter = CallCounter::default();
-    let store = DynamoStore::new(
-        counter.client(&sdk),
-        &config.users_table,
-        &config.tokens_table,
-    );
+    let store = counter.store(&sdk, &config);
     let mut deps = with_mailer(Deps::new(config, store), &sdk);
     if let Some(clock) = clock {
         deps = deps.with_clock(clock);

@@ -22,6 +22,11 @@ impl CallCounter {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// A store over the tables of `config` whose calls this counter counts.
+    pub fn store(&self, sdk: &aws_config::SdkConfig, config: &crate::Config) -> super::DynamoStore {
+        super::DynamoStore::new(self.client(sdk), &config.users_table, &config.tokens_table)
+    }
+
     /// A client for `sdk` whose calls this counter counts.
     pub fn client(&self, sdk: &aws_config::SdkConfig) -> Client {
         let config = aws_sdk_dynamodb::config::Builder::from(sdk)
