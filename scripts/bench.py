@@ -7,7 +7,7 @@
 - stripped release binary sizes;
 - server time per endpoint against the local DynamoDB endpoint, beside the floors measured in
   the same run (one Argon2id verification, one HS256 verification, DynamoDB round trips), and
-  DynamoDB calls per endpoint (counted by an SDK interceptor): `shared/examples/endpoints.rs`;
+  DynamoDB calls per endpoint (counted by an SDK interceptor): `shared/benches/programs/endpoint_costs.rs`;
 - the criterion benches of `shared/benches/hot.rs`.
 
 Writes target/bench/bench.md and target/bench/bench.json. Loopback only, bounded in count.
@@ -190,7 +190,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     env = dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
     run(["cargo", "build", "--release", "--workspace", "--bins"], env)
-    run(["cargo", "build", "--release", "-p", "shared", "--example", "hello", "--example", "init"], env)
+    run(["cargo", "build", "--release", "-p", "shared", "--example", "baseline_hello", "--example", "cold_start_steps"], env)
 
     endpoint, dynamodb = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_REGION="us-east-1",
@@ -220,8 +220,8 @@ def measure(env):
     report = {"machine": machine(), "functions": {}, "first_request": {}}
 
     # Cold start: every function answers its cheapest path (a method it does not serve).
-    hello = cold_start(os.path.join(RELEASE, "examples", "hello"), sample_event("me", method="OPTIONS"), env)
-    report["hello"] = {"cold_ms": summary(hello), "size_mib": os.path.getsize(os.path.join(RELEASE, "examples", "hello")) / 2**20}
+    hello = cold_start(os.path.join(RELEASE, "examples", "baseline_hello"), sample_event("me", method="OPTIONS"), env)
+    report["hello"] = {"cold_ms": summary(hello), "size_mib": os.path.getsize(os.path.join(RELEASE, "examples", "baseline_hello")) / 2**20}
     for name in FUNCTIONS:
         binary = os.path.join(RELEASE, name)
         cold = cold_start(binary, sample_event(name, method="OPTIONS"), env)
@@ -232,7 +232,7 @@ def measure(env):
         }
 
     # Where the time of a cold start goes, step by step.
-    steps = [json.loads(subprocess.run([os.path.join(RELEASE, "examples", "init")], env=env, capture_output=True,
+    steps = [json.loads(subprocess.run([os.path.join(RELEASE, "examples", "cold_start_steps")], env=env, capture_output=True,
                                        text=True, check=True).stdout) for _ in range(COLD_RUNS)]
     report["init_ms"] = {key: statistics.median(s[key] for s in steps) for key in steps[0]}
 
@@ -268,7 +268,7 @@ def measure(env):
 
     # Server time per endpoint, in process, against the same local endpoint.
     output = run(["cargo", "run", "--release", "-q", "-p", "shared", "--features", "integration",
-                  "--example", "endpoints"], env, capture_output=True, text=True).stdout
+                  "--example", "endpoint_costs"], env, capture_output=True, text=True).stdout
     report["server"] = json.loads(output.strip().splitlines()[-1])
 
     # Criterion benches of the hot pieces.

@@ -272,10 +272,6 @@ impl TokenKeys {
         }
         Ok(claims)
     }
-
-    pub fn access_ttl(&self) -> u64 {
-        self.access_ttl
-    }
 }
 
 /// Compact serialisation only: three base64url parts, bounded length (JWT-12).

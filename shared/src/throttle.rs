@@ -54,14 +54,6 @@ impl Quota {
             Self::Counter { key, .. } | Self::Cooldown { key, .. } => key,
         }
     }
-
-    /// When the item may be deleted: the end of what it limits.
-    pub fn expires_at(&self) -> u64 {
-        match self {
-            Self::Counter { resets_at, .. } => *resets_at,
-            Self::Cooldown { until, .. } => *until,
-        }
-    }
 }
 
 /// A key part that names an email address or client without storing it in the clear.

@@ -14,10 +14,6 @@ impl CallCounter {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn total(&self) -> u32 {
-        self.calls().values().sum()
-    }
-
     pub fn reset(&self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
