@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
-use time::Duration;
 
 use crate::http::SameSite;
 
@@ -18,37 +19,80 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
 }
 
+/// The whole configuration, in groups: where a new setting goes is the group it belongs to.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub users_table: String,
-    pub tokens_table: String,
-    pub jwt_secret: SecretString,
+    pub tables: Tables,
+    pub tokens: TokenSettings,
+    pub sessions: SessionSettings,
+    pub codes: CodeSettings,
+    pub cookies: CookieSettings,
+    pub limits: LimitSettings,
+    pub mail: MailSettings,
+}
+
+/// The DynamoDB tables (`USERS_TABLE`, `TOKENS_TABLE`).
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub users: String,
+    pub tokens: String,
+}
+
+/// Token signing and lifetimes.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub secret: SecretString,
     /// The secret before the last rotation: it verifies, never signs.
-    pub jwt_previous_secret: Option<SecretString>,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub session_idle_timeout: Duration,
-    pub refresh_reuse_interval: Duration,
-    pub reset_code_ttl: Duration,
-    pub reset_code_max_attempts: u32,
-    pub mail_from: Option<String>,
-    pub reset_url_template: Option<String>,
+    pub previous_secret: Option<SecretString>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+/// How long a session lives unused, and the grace for a spent refresh token.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub idle_timeout: Duration,
+    pub reuse_interval: Duration,
+}
+
+/// Mailed codes.
+#[derive(Debug, Clone)]
+pub struct CodeSettings {
+    pub reset_ttl: Duration,
+    pub reset_max_attempts: u32,
+}
+
+/// Cookie mode: which origins may use it, and the cookies' `SameSite`.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
     pub allowed_origins: BTreeSet<String>,
-    pub cookie_same_site: SameSite,
-    pub login_lockout_threshold: u32,
-    /// Failed logins one client address may make per `client_limit_window`.
+    pub same_site: SameSite,
+}
+
+/// Lockouts and rate limits.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub lockout_threshold: u32,
+    /// Failed logins one client address may make per `client_window`.
     pub login_client_limit: u32,
-    /// Forgot-password requests one client address may make per `client_limit_window`.
+    /// Forgot-password requests one client address may make per `client_window`.
     pub forgot_client_limit: u32,
-    pub client_limit_window: Duration,
+    pub client_window: Duration,
     /// At most one reset mail per address in this interval...
     pub forgot_address_interval: Duration,
     /// ...and at most this many per address and hour.
     pub forgot_address_hourly_limit: u32,
     /// Forgot-password answers take at least this long, whether or not a mail was sent.
-    pub forgot_min_response: std::time::Duration,
+    pub forgot_min_response: Duration,
+}
+
+/// Mail: the sender, and an optional link template for reset mail.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub from: Option<String>,
+    pub reset_url_template: Option<String>,
 }
 
 impl Config {
@@ -59,108 +103,98 @@ impl Config {
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
-        let seconds =
-            |name: &'static str, default: i64, min: i64| -> Result<Duration, ConfigError> {
-                match get(name) {
-                    None => Ok(Duration::seconds(default)),
-                    Some(raw) => match raw.parse::<i64>() {
-                        Ok(n) if n >= min => Ok(Duration::seconds(n)),
-                        _ => Err(ConfigError::Invalid {
-                            var: name,
-                            reason: format!("expected a whole number of seconds, at least {min}"),
-                        }),
-                    },
-                }
-            };
-        let millis =
-            |name: &'static str, default: u64| -> Result<std::time::Duration, ConfigError> {
-                let ms = match get(name) {
-                    None => default,
-                    Some(raw) => raw.parse::<u64>().map_err(|_| ConfigError::Invalid {
-                        var: name,
-                        reason: "expected a whole number of milliseconds".into(),
-                    })?,
-                };
-                Ok(std::time::Duration::from_millis(ms))
-            };
-        let count = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(raw) => {
-                    raw.parse::<u32>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or(ConfigError::Invalid {
-                            var: name,
-                            reason: "expected a positive whole number".into(),
-                        })
-                }
-            }
-        };
-
-        let jwt_secret = SecretString::from(required("JWT_SECRET")?);
-        check_secret_strength(jwt_secret.expose_secret()).map_err(|reason| {
-            ConfigError::Invalid {
-                var: "JWT_SECRET",
-                reason: reason.into(),
-            }
-        })?;
-
-        let jwt_previous_secret = get("JWT_SECRET_PREVIOUS").map(SecretString::from);
-        if let Some(previous) = &jwt_previous_secret {
-            check_secret_strength(previous.expose_secret()).map_err(|reason| {
-                ConfigError::Invalid {
-                    var: "JWT_SECRET_PREVIOUS",
-                    reason: reason.into(),
-                }
-            })?;
+        let env = Env(&lookup);
+        let cookies = CookieSettings::from_env(&env)?;
+        if cookies.same_site == SameSite::None && cookies.allowed_origins.is_empty() {
+            return Err(ConfigError::Invalid {
+                var: "COOKIE_SAMESITE",
+                reason: "None needs ALLOWED_ORIGINS, or every cross-site request would carry the cookies"
+                    .into(),
+            });
         }
+        Ok(Self {
+            tables: Tables {
+                users: env.required("USERS_TABLE")?,
+                tokens: env.required("TOKENS_TABLE")?,
+            },
+            tokens: TokenSettings::from_env(&env)?,
+            sessions: SessionSettings {
+                idle_timeout: env.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 86_400, 1)?,
+                reuse_interval: env.seconds("REFRESH_REUSE_INTERVAL_SECONDS", 10, 0)?,
+            },
+            codes: CodeSettings {
+                reset_ttl: env.seconds("RESET_CODE_TTL_SECONDS", 600, 1)?,
+                reset_max_attempts: env.count("RESET_CODE_MAX_ATTEMPTS", 5)?,
+            },
+            cookies,
+            limits: LimitSettings {
+                lockout_threshold: env.count("LOGIN_LOCKOUT_THRESHOLD", 5)?,
+                login_client_limit: env.count("LOGIN_CLIENT_LIMIT", 100)?,
+                forgot_client_limit: env.count("FORGOT_CLIENT_LIMIT", 30)?,
+                client_window: env.seconds("CLIENT_LIMIT_WINDOW_SECONDS", 300, 1)?,
+                forgot_address_interval: env.seconds("FORGOT_ADDRESS_INTERVAL_SECONDS", 60, 0)?,
+                forgot_address_hourly_limit: env.count("FORGOT_ADDRESS_HOURLY_LIMIT", 5)?,
+                forgot_min_response: env.millis("FORGOT_MIN_RESPONSE_MS", 300)?,
+            },
+            mail: MailSettings::from_env(&env)?,
+        })
+    }
 
-        let allowed_origins = get("ALLOWED_ORIGINS")
+    /// A key for one purpose, derived from `JWT_SECRET` (see [`crate::crypto::derive_key`]).
+    pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
+        crate::crypto::derive_key(self.tokens.secret.expose_secret().as_bytes(), label)
+    }
+}
+
+impl TokenSettings {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let secret = |var: &'static str, value: String| {
+            check_secret_strength(&value)
+                .map(|()| SecretString::from(value))
+                .map_err(|reason| ConfigError::Invalid {
+                    var,
+                    reason: reason.into(),
+                })
+        };
+        Ok(Self {
+            secret: secret("JWT_SECRET", env.required("JWT_SECRET")?)?,
+            previous_secret: env
+                .get("JWT_SECRET_PREVIOUS")
+                .map(|value| secret("JWT_SECRET_PREVIOUS", value))
+                .transpose()?,
+            issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "auth".into()),
+            audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "auth".into()),
+            access_ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
+            refresh_ttl: env.seconds("REFRESH_TOKEN_TTL_SECONDS", 604_800, 1)?,
+        })
+    }
+}
+
+impl CookieSettings {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let allowed_origins = env
+            .get("ALLOWED_ORIGINS")
             .map(|raw| parse_origins(&raw))
             .transpose()?
             .unwrap_or_default();
-
-        let cookie_same_site = match get("COOKIE_SAMESITE").as_deref() {
+        let same_site = match env.get("COOKIE_SAMESITE").as_deref() {
             None => SameSite::Strict,
             Some(raw) => SameSite::parse(raw).ok_or(ConfigError::Invalid {
                 var: "COOKIE_SAMESITE",
                 reason: "expected Strict, Lax or None".into(),
             })?,
         };
-
-        let config = Self {
-            users_table: required("USERS_TABLE")?,
-            tokens_table: required("TOKENS_TABLE")?,
-            jwt_secret,
-            jwt_previous_secret,
-            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "auth".into()),
-            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "auth".into()),
-            access_token_ttl: seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
-            refresh_token_ttl: seconds("REFRESH_TOKEN_TTL_SECONDS", 604_800, 1)?,
-            session_idle_timeout: seconds("SESSION_IDLE_TIMEOUT_SECONDS", 86_400, 1)?,
-            refresh_reuse_interval: seconds("REFRESH_REUSE_INTERVAL_SECONDS", 10, 0)?,
-            reset_code_ttl: seconds("RESET_CODE_TTL_SECONDS", 600, 1)?,
-            reset_code_max_attempts: count("RESET_CODE_MAX_ATTEMPTS", 5)?,
-            mail_from: get("MAIL_FROM"),
-            reset_url_template: get("RESET_URL_TEMPLATE"),
+        Ok(Self {
             allowed_origins,
-            cookie_same_site,
-            login_lockout_threshold: count("LOGIN_LOCKOUT_THRESHOLD", 5)?,
-            login_client_limit: count("LOGIN_CLIENT_LIMIT", 100)?,
-            forgot_client_limit: count("FORGOT_CLIENT_LIMIT", 30)?,
-            client_limit_window: seconds("CLIENT_LIMIT_WINDOW_SECONDS", 300, 1)?,
-            forgot_address_interval: seconds("FORGOT_ADDRESS_INTERVAL_SECONDS", 60, 0)?,
-            forgot_address_hourly_limit: count("FORGOT_ADDRESS_HOURLY_LIMIT", 5)?,
-            forgot_min_response: millis("FORGOT_MIN_RESPONSE_MS", 300)?,
-        };
-        if let Some(template) = &config.reset_url_template {
+            same_site,
+        })
+    }
+}
+
+impl MailSettings {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let reset_url_template = env.get("RESET_URL_TEMPLATE");
+        if let Some(template) = &reset_url_template {
             let local = ["http://localhost", "http://127.0.0.1"]
                 .iter()
                 .any(|p| template.starts_with(p));
@@ -171,21 +205,64 @@ impl Config {
                 });
             }
         }
-        if config.cookie_same_site == SameSite::None && config.allowed_origins.is_empty() {
-            return Err(ConfigError::Invalid {
-                var: "COOKIE_SAMESITE",
-                reason: "None needs ALLOWED_ORIGINS, or every cross-site request would carry the cookies"
-                    .into(),
-            });
-        }
-        Ok(config)
+        Ok(Self {
+            from: env.get("MAIL_FROM"),
+            reset_url_template,
+        })
     }
 }
 
-impl Config {
-    /// A key for one purpose, derived from `JWT_SECRET` (see [`crate::crypto::derive_key`]).
-    pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
-        crate::crypto::derive_key(self.jwt_secret.expose_secret().as_bytes(), label)
+/// The environment as configuration reads it: trimmed values, empty as unset, and the parsers
+/// every group shares.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn seconds(&self, name: &'static str, default: u64, min: u64) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(Duration::from_secs(default)),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n >= min => Ok(Duration::from_secs(n)),
+                _ => Err(ConfigError::Invalid {
+                    var: name,
+                    reason: format!("expected a whole number of seconds, at least {min}"),
+                }),
+            },
+        }
+    }
+
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let ms = match self.get(name) {
+            None => default,
+            Some(raw) => raw.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                var: name,
+                reason: "expected a whole number of milliseconds".into(),
+            })?,
+        };
+        Ok(Duration::from_millis(ms))
+    }
+
+    fn count(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::Invalid {
+                    var: name,
+                    reason: "expected a positive whole number".into(),
+                }),
+        }
     }
 }
 
@@ -248,20 +325,23 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let c = config(&[]).expect("valid config");
-        assert_eq!(c.access_token_ttl, Duration::seconds(600));
-        assert_eq!(c.refresh_token_ttl, Duration::seconds(604_800));
-        assert_eq!(c.session_idle_timeout, Duration::seconds(86_400));
-        assert_eq!(c.refresh_reuse_interval, Duration::seconds(10));
-        assert_eq!(c.reset_code_ttl, Duration::seconds(600));
-        assert_eq!(c.reset_code_max_attempts, 5);
-        assert_eq!(c.login_lockout_threshold, 5);
-        assert_eq!((c.login_client_limit, c.forgot_client_limit), (100, 30));
-        assert_eq!(c.client_limit_window, Duration::seconds(300));
-        assert_eq!(c.forgot_address_interval, Duration::seconds(60));
-        assert_eq!(c.forgot_address_hourly_limit, 5);
-        assert_eq!(c.cookie_same_site, SameSite::Strict);
-        assert_eq!(c.jwt_audience, "auth");
-        assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(600));
+        assert_eq!(c.tokens.refresh_ttl, Duration::from_secs(604_800));
+        assert_eq!(c.sessions.idle_timeout, Duration::from_secs(86_400));
+        assert_eq!(c.sessions.reuse_interval, Duration::from_secs(10));
+        assert_eq!(c.codes.reset_ttl, Duration::from_secs(600));
+        assert_eq!(c.codes.reset_max_attempts, 5);
+        assert_eq!(c.limits.lockout_threshold, 5);
+        assert_eq!(
+            (c.limits.login_client_limit, c.limits.forgot_client_limit),
+            (100, 30)
+        );
+        assert_eq!(c.limits.client_window, Duration::from_secs(300));
+        assert_eq!(c.limits.forgot_address_interval, Duration::from_secs(60));
+        assert_eq!(c.limits.forgot_address_hourly_limit, 5);
+        assert_eq!(c.cookies.same_site, SameSite::Strict);
+        assert_eq!(c.tokens.audience, "auth");
+        assert!(c.cookies.allowed_origins.is_empty());
     }
 
     #[test]
@@ -313,10 +393,14 @@ mod tests {
             ("COOKIE_SAMESITE", "lax"),
         ])
         .expect("valid");
-        assert_eq!(c.access_token_ttl, Duration::seconds(60));
-        assert_eq!(c.refresh_reuse_interval, Duration::ZERO);
-        assert_eq!(c.cookie_same_site, SameSite::Lax);
-        assert!(c.allowed_origins.contains("https://app.example.com"));
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(60));
+        assert_eq!(c.sessions.reuse_interval, Duration::ZERO);
+        assert_eq!(c.cookies.same_site, SameSite::Lax);
+        assert!(
+            c.cookies
+                .allowed_origins
+                .contains("https://app.example.com")
+        );
 
         assert!(config(&[("ACCESS_TOKEN_TTL_SECONDS", "0")]).is_err());
         assert!(config(&[("ACCESS_TOKEN_TTL_SECONDS", "ten")]).is_err());

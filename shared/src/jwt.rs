@@ -106,8 +106,8 @@ impl KeySet {
             validation.leeway = LEEWAY_SECS;
             validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            validation.set_issuer(&[&config.jwt_issuer]);
-            validation.set_audience(&[&config.jwt_audience]);
+            validation.set_issuer(&[&config.tokens.issuer]);
+            validation.set_audience(&[&config.tokens.audience]);
             UseKeys {
                 encoding: EncodingKey::from_secret(&key),
                 decoding: DecodingKey::from_secret(&key),
@@ -144,15 +144,16 @@ pub struct TokenKeys {
 impl TokenKeys {
     pub fn new(config: &Config) -> Self {
         Self {
-            current: KeySet::new(&config.jwt_secret, config),
+            current: KeySet::new(&config.tokens.secret, config),
             previous: config
-                .jwt_previous_secret
+                .tokens
+                .previous_secret
                 .as_ref()
                 .map(|secret| KeySet::new(secret, config)),
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            access_ttl: config.access_token_ttl.whole_seconds().unsigned_abs(),
-            refresh_ttl: config.refresh_token_ttl.whole_seconds().unsigned_abs(),
+            issuer: config.tokens.issuer.clone(),
+            audience: config.tokens.audience.clone(),
+            access_ttl: config.tokens.access_ttl.as_secs(),
+            refresh_ttl: config.tokens.refresh_ttl.as_secs(),
         }
     }
 

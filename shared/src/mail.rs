@@ -32,7 +32,7 @@ impl Mail {
     pub fn reset_code(
         to: &str,
         code: &str,
-        valid_minutes: i64,
+        valid_minutes: u64,
         link_template: Option<&str>,
     ) -> Self {
         let link = link_template.map(|t| {

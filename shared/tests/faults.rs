@@ -360,10 +360,10 @@ async fn snapshot(deps: &Deps<DynamoStore>, scope: &Scope, may_change: &[&str]) 
             || (!scope.user_id.is_empty()
                 && (attr(item, "user_id") == scope.user_id || attr(item, "id") == scope.user_id))
     };
-    let mut items: Vec<String> = scan(&deps.config.users_table)
+    let mut items: Vec<String> = scan(&deps.config.tables.users)
         .await
         .into_iter()
-        .chain(scan(&deps.config.tokens_table).await)
+        .chain(scan(&deps.config.tables.tokens).await)
         .filter(|item| belongs(item))
         .map(|mut item| {
             item.retain(|name, _| !may_change.contains(&name.as_str()));

@@ -20,7 +20,7 @@ pub(super) async fn authenticate<S: Users>(
         Some(token) => token,
         None => {
             let token = http::cookie(req, ACCESS_COOKIE).ok_or(ApiError::InvalidToken)?;
-            http::check_origin(req, &deps.config.allowed_origins, true)?;
+            http::check_origin(req, &deps.config.cookies.allowed_origins, true)?;
             token
         }
     };
@@ -74,7 +74,7 @@ pub(super) async fn reauthenticate<S: Limits>(
         }
         return Ok(());
     }
-    let threshold = deps.config.login_lockout_threshold;
+    let threshold = deps.config.limits.lockout_threshold;
     let target = crate::store::LockTarget::User(user.id);
     let lockout = deps
         .store

@@ -31,7 +31,7 @@ async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
     deps.store.delete_user(&user).await?;
     tracing::info!(event = "account_deleted", user_id = %user.id, source_ip = %client_ip(req));
     let mut response = http::no_content();
-    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
     Ok(response)
 }
 

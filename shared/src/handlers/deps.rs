@@ -88,7 +88,7 @@ impl Deps<DynamoStore> {
     /// then required.
     pub async fn from_env_with_mail() -> Result<Self, ConfigError> {
         let (deps, sdk) = Self::build().await?;
-        let Some(from) = deps.config.mail_from.clone() else {
+        let Some(from) = deps.config.mail.from.clone() else {
             tracing::error!("refusing to start: MAIL_FROM is not set");
             return Err(ConfigError::Missing("MAIL_FROM"));
         };
@@ -102,7 +102,7 @@ impl Deps<DynamoStore> {
         })?;
         let sdk = crate::aws::sdk_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = DynamoStore::new(client, &config.users_table, &config.tokens_table);
+        let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens);
         Ok((Self::new(config, store), sdk))
     }
 }

@@ -50,7 +50,7 @@ async fn forgot_password<S: Users + Codes + Limits>(
         // account would tell which have one. No code was sent; the client may ask again.
         Err(err) => tracing::error!(event = "reset_unavailable", code = err.code()),
     }
-    tokio::time::sleep_until(started + deps.config.forgot_min_response).await;
+    tokio::time::sleep_until(started + deps.config.limits.forgot_min_response).await;
     Ok(http::json(
         StatusCode::ACCEPTED,
         &json!({"message": ACCEPTED_MESSAGE}),
@@ -82,10 +82,10 @@ async fn request_code<S: Users + Codes + Limits>(
         return Ok(());
     };
     let code = deps.reset_codes.generate();
-    let ttl = deps.config.reset_code_ttl;
+    let ttl = deps.config.codes.reset_ttl;
     let stored = StoredResetCode {
         hash: deps.reset_codes.hash(user_id, reset::expose(&code)),
-        expires_at: now + ttl.whole_seconds().unsigned_abs(),
+        expires_at: now + ttl.as_secs(),
         attempts: 0,
     };
     match deps.store.store_reset_code(user_id, &stored).await {
@@ -94,11 +94,11 @@ async fn request_code<S: Users + Codes + Limits>(
         Err(StoreError::Conflict) => return Ok(()),
         Err(err) => return Err(err.into()),
     }
-    let template = deps.config.reset_url_template.as_deref();
+    let template = deps.config.mail.reset_url_template.as_deref();
     let mail = Mail::reset_code(
         email.as_str(),
         reset::expose(&code),
-        ttl.whole_minutes(),
+        ttl.as_secs() / 60,
         template,
     );
     deps.send_quietly(&mail, "reset_code").await;
@@ -115,28 +115,22 @@ fn quotas<S: Users + Codes + Limits>(
     now: u64,
 ) -> Vec<Quota> {
     let config = &deps.config;
-    let client = Window::at(
-        now,
-        config.client_limit_window.whole_seconds().unsigned_abs(),
-    );
+    let client = Window::at(now, config.limits.client_window.as_secs());
     let hour = Window::at(now, 3600);
     let address = deps.key_part(email.as_str());
     let mut quotas = vec![
         Quota::Counter {
             key: keys::rate("forgot-client", &deps.key_part(source_ip), client.index),
-            limit: config.forgot_client_limit,
+            limit: config.limits.forgot_client_limit,
             resets_at: client.end,
         },
         Quota::Counter {
             key: keys::rate("forgot-address", &address, hour.index),
-            limit: config.forgot_address_hourly_limit,
+            limit: config.limits.forgot_address_hourly_limit,
             resets_at: hour.end,
         },
     ];
-    let interval = config
-        .forgot_address_interval
-        .whole_seconds()
-        .unsigned_abs();
+    let interval = config.limits.forgot_address_interval.as_secs();
     if interval > 0 {
         quotas.push(Quota::Cooldown {
             key: keys::cooldown("forgot", &address),

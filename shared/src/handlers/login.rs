@@ -52,13 +52,7 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
 
     let now = deps.now();
     let source_ip = client_ip(req);
-    let window = Window::at(
-        now,
-        deps.config
-            .client_limit_window
-            .whole_seconds()
-            .unsigned_abs(),
-    );
+    let window = Window::at(now, deps.config.limits.client_window.as_secs());
     let client_key = keys::rate("login", &deps.key_part(&source_ip), window.index);
     // An identifier that cannot name an account takes the unknown-account path: same work,
     // same answer, and a lock of its own, so a lock says nothing about which accounts exist.
@@ -75,7 +69,9 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
     let counter = |key: &str| counters.iter().find(|c| c.key == key);
 
     // Per client address (LG-05): too many failures from one address, whatever the accounts.
-    if counter(&client_key).is_some_and(|c| c.count >= u64::from(deps.config.login_client_limit)) {
+    if counter(&client_key)
+        .is_some_and(|c| c.count >= u64::from(deps.config.limits.login_client_limit))
+    {
         tracing::warn!(event = "login_throttled", source_ip = %source_ip);
         return Err(ApiError::TooManyAttempts {
             retry_after_secs: window.end.saturating_sub(now),
@@ -124,7 +120,7 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
                 Some(user) => LockTarget::User(user.id),
                 None => LockTarget::Identifier(identifier_lock),
             };
-            let threshold = deps.config.login_lockout_threshold;
+            let threshold = deps.config.limits.lockout_threshold;
             let forget_after = now + IDENTIFIER_LOCK_MEMORY_SECS;
             let lockout = deps
                 .store

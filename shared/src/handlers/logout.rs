@@ -45,7 +45,7 @@ async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, 
     let logged_out = || {
         let mut response = http::no_content();
         if clear {
-            http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+            http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
         }
         response
     };

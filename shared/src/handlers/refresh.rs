@@ -5,6 +5,8 @@
 //! same successor back; presented later, or once its successor has been spent too, it revokes
 //! its whole session and answers 401 `token_reused`.
 
+use std::time::Duration;
+
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use uuid::Uuid;
@@ -61,11 +63,7 @@ async fn rotate<S: Users + Sessions>(
         Err(TokenError::Invalid) => return Err(ApiError::InvalidToken),
     };
     // Every rotation issues a new token, so its `iat` is the session's last use.
-    let idle_limit = deps
-        .config
-        .session_idle_timeout
-        .whole_seconds()
-        .unsigned_abs();
+    let idle_limit = deps.config.sessions.idle_timeout.as_secs();
     if now.saturating_sub(claims.iat) > idle_limit {
         tracing::info!(event = "session_idle_expired", sid = %claims.sid);
         return Err(ApiError::SessionExpired);
@@ -129,9 +127,9 @@ async fn is_graceful_reuse<S: Users + Sessions>(
     winner: &Rotation,
     now_ms: u64,
 ) -> Result<bool, ApiError> {
-    let interval_ms = deps.config.refresh_reuse_interval.whole_milliseconds();
-    let elapsed_ms = i128::from(now_ms.saturating_sub(winner.spent_at_ms));
-    let within = interval_ms > 0 && winner.sid == claims.sid && elapsed_ms < interval_ms;
+    let interval = deps.config.sessions.reuse_interval;
+    let elapsed = Duration::from_millis(now_ms.saturating_sub(winner.spent_at_ms));
+    let within = !interval.is_zero() && winner.sid == claims.sid && elapsed < interval;
     Ok(within && !deps.store.is_spent(&winner.successor_jti).await?)
 }
 

@@ -53,7 +53,7 @@ async fn reset_password<S: Users + Codes>(
     let Some(user_id) = deps.store.find_user_id(&Identifier::Email(email)).await? else {
         return Err(ApiError::InvalidCode);
     };
-    let max_attempts = deps.config.reset_code_max_attempts;
+    let max_attempts = deps.config.codes.reset_max_attempts;
     let Some(user) = deps.store.attempt_reset_code(user_id, max_attempts).await? else {
         tracing::warn!(event = "reset_code_rejected", user_id = %user_id, reason = "no code or no attempts left");
         return Err(ApiError::InvalidCode);
@@ -93,7 +93,7 @@ async fn reset_password<S: Users + Codes>(
     )
     .await;
     let mut response = http::no_content();
-    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
     Ok(response)
 }
 

@@ -64,7 +64,7 @@ pub(super) fn token_response<S>(
     };
     let mut response = http::json(status, &body);
     if !in_body {
-        let same_site = deps.config.cookie_same_site;
+        let same_site = deps.config.cookies.same_site;
         let access_age = i64::try_from(expires_in).unwrap_or(0);
         let refresh_age = i64::try_from(refresh_expires_in).unwrap_or(0);
         http::set_cookie(
@@ -95,7 +95,9 @@ pub(super) fn check_cookie_mode_origin<S>(
     delivery: TokenDelivery,
 ) -> Result<(), ApiError> {
     match delivery {
-        TokenDelivery::Cookie => http::check_origin(req, &deps.config.allowed_origins, false),
+        TokenDelivery::Cookie => {
+            http::check_origin(req, &deps.config.cookies.allowed_origins, false)
+        }
         TokenDelivery::Body => Ok(()),
     }
 }
@@ -122,7 +124,7 @@ pub(super) fn presented_refresh_token<S>(
     let Some(token) = http::cookie(req, REFRESH_COOKIE) else {
         return Ok(None);
     };
-    http::check_origin(req, &deps.config.allowed_origins, true)?;
+    http::check_origin(req, &deps.config.cookies.allowed_origins, true)?;
     Ok(Some(PresentedRefreshToken {
         token: token.to_owned(),
         from_cookie: true,
@@ -133,6 +135,6 @@ pub(super) fn presented_refresh_token<S>(
 /// has just proved dead.
 pub(super) fn problem_clearing_cookies<S>(deps: &Deps<S>, err: &ApiError) -> Response {
     let mut response = http::problem(err);
-    http::clear_token_cookies(&mut response, deps.config.cookie_same_site);
+    http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
     response
 }

@@ -89,7 +89,7 @@ pub async fn counted_deps_with(
 /// sender.
 pub fn deps_over(config: Config, sdk: &aws_config::SdkConfig) -> Deps<DynamoStore> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
-    let store = DynamoStore::new(client, &config.users_table, &config.tokens_table);
+    let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens);
     with_mailer(Deps::new(config, store), sdk)
 }
 
@@ -100,7 +100,7 @@ fn with_mailer(deps: Deps<DynamoStore>, sdk: &aws_config::SdkConfig) -> Deps<Dyn
         endpoint.starts_with("http://127.0.0.1"),
         "these tests run against the local endpoint that `make test` starts (AWS_ENDPOINT_URL={endpoint:?})"
     );
-    match deps.config.mail_from.clone() {
+    match deps.config.mail.from.clone() {
         Some(from) => {
             let ses = aws_sdk_sesv2::Client::new(sdk);
             deps.with_mailer(Arc::new(SesMailer::new(ses, from)))

@@ -20,7 +20,11 @@ impl CallCounter {
 
     /// A store over the tables of `config` whose calls this counter counts.
     pub fn store(&self, sdk: &aws_config::SdkConfig, config: &crate::Config) -> super::DynamoStore {
-        super::DynamoStore::new(self.client(sdk), &config.users_table, &config.tokens_table)
+        super::DynamoStore::new(
+            self.client(sdk),
+            &config.tables.users,
+            &config.tables.tokens,
+        )
     }
 
     /// A client for `sdk` whose calls this counter counts.
