@@ -6,10 +6,10 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_http::{Body, Request};
 use shared::domain::{Email, NewPassword, UserRecord, Username};
-use shared::handlers::testing::config;
 use shared::http::json_body;
 use shared::jwt::{TokenKeys, TokenUse};
 use shared::password::PasswordHasher;
+use shared::testing::config;
 use time::OffsetDateTime;
 
 fn user() -> UserRecord {

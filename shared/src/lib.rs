@@ -8,8 +8,6 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
-#[cfg(any(test, feature = "test-util"))]
-pub mod faults;
 pub mod handlers;
 pub mod http;
 pub mod jwt;
@@ -18,6 +16,8 @@ pub mod mail;
 pub mod password;
 pub mod reset;
 pub mod store;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod throttle;
 
 pub use clock::{Clock, SystemClock};

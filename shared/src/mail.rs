@@ -155,37 +155,6 @@ impl Mailer for SesMailer {
     }
 }
 
-/// A mailer that keeps what it is asked to send, for handler tests; it can be told to fail.
-#[cfg(any(test, feature = "test-util"))]
-#[derive(Default)]
-pub struct MemoryMailer {
-    pub sent: std::sync::Mutex<Vec<Mail>>,
-    pub fail: std::sync::atomic::AtomicBool,
-}
-
-#[cfg(any(test, feature = "test-util"))]
-impl MemoryMailer {
-    pub fn sent(&self) -> Vec<Mail> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-#[cfg(any(test, feature = "test-util"))]
-impl Mailer for MemoryMailer {
-    fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a> {
-        Box::pin(async move {
-            if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(MailError("refused".into()));
-            }
-            self.sent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(mail.clone());
-            Ok(())
-        })
-    }
-}
-
 fn escape(text: &str) -> String {
     text.chars()
         .map(|c| match c {

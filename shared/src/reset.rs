@@ -57,7 +57,7 @@ pub fn expose(code: &SecretString) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::config;
+    use crate::testing::config;
 
     #[test]
     fn codes_are_eight_digits_and_spread_evenly() {
@@ -92,7 +92,7 @@ mod tests {
             !codes.matches(bob, "12345678", &stored),
             "bound to its user"
         );
-        let other_key = crate::handlers::testing::config_with(&[(
+        let other_key = crate::testing::config_with(&[(
             "JWT_SECRET",
             "an-entirely-different-secret-of-32+bytes",
         )]);

@@ -4,10 +4,10 @@
 use lambda_http::{Body, Request};
 use proptest::prelude::*;
 use shared::domain::{Email, FullName, Identifier, NewPassword, PasswordAttempt, Username};
-use shared::handlers::testing::config;
 use shared::http::{bearer_token, cookie, json_body, optional_json_body};
 use shared::jwt::{TokenKeys, TokenUse};
 use shared::reset::ResetCodes;
+use shared::testing::config;
 
 fn request(content_type: &str, body: Vec<u8>, headers: &[(&'static str, String)]) -> Request {
     let mut req = Request::new(Body::from(body));

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shared::domain::{StoredResetCode, UserId};
-use shared::handlers::testing::{PASSWORD, bearer, body_json, config_with, get, post, request};
 use shared::handlers::{
     Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
     reset_password, update_me,
@@ -17,9 +16,10 @@ use shared::handlers::{
 use shared::http::Response;
 use shared::jwt::TokenUse;
 use shared::mail::SesMailer;
-use shared::store::dynamo::CallCounter;
-use shared::store::memory::MemoryStore;
 use shared::store::{Codes, DynamoStore, Users};
+use shared::testing::CallCounter;
+use shared::testing::MemoryStore;
+use shared::testing::{PASSWORD, bearer, body_json, config_with, get, post, request};
 use uuid::Uuid;
 
 type Dynamo = Deps<DynamoStore>;

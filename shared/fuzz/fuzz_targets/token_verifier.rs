@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use shared::domain::{Email, UserRecord, Username};
-use shared::handlers::testing::config;
+use shared::testing::config;
 use shared::jwt::{Signed, TokenKeys, TokenUse};
 
 const NOW: u64 = 1_800_000_000;

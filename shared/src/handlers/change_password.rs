@@ -68,13 +68,13 @@ async fn change_password<S: Users + Limits>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{
+    use crate::handlers::{login, me, refresh};
+    use crate::store::Store;
+    use crate::testing::MemoryMailer;
+    use crate::testing::{
         PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
         get, post, sign_in,
     };
-    use crate::handlers::{login, me, refresh};
-    use crate::mail::MemoryMailer;
-    use crate::store::Store;
     use serde_json::{Value, json};
     use std::sync::Arc;
 

@@ -38,12 +38,12 @@ async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{
+    use crate::handlers::{me, refresh};
+    use crate::store::Store;
+    use crate::testing::{
         PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
         get, register,
     };
-    use crate::handlers::{me, refresh};
-    use crate::store::Store;
     use serde_json::{Value, json};
 
     async fn delete(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
@@ -81,11 +81,7 @@ mod tests {
         .await;
         assert_eq!(me.expect("ok").status(), 401);
         let body = json!({"refresh_token": tokens["refresh_token"]});
-        let refresh = refresh::handle(
-            &deps,
-            crate::handlers::testing::post("/auth/refresh", &body),
-        )
-        .await;
+        let refresh = refresh::handle(&deps, crate::testing::post("/auth/refresh", &body)).await;
         assert_eq!(refresh.expect("ok").status(), 401);
         register(&deps, "alice", "alice@example.com", PASSWORD).await;
         // A second deletion with the old token: 401, never a 500 (DL-03).

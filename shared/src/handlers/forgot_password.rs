@@ -143,10 +143,10 @@ fn quotas<S: Users + Codes + Limits>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::handlers::testing::{alice, body_json, config_with, deps, event, post};
-    use crate::mail::MemoryMailer;
-    use crate::store::memory::MemoryStore;
+    use crate::testing::ManualClock;
+    use crate::testing::MemoryMailer;
+    use crate::testing::MemoryStore;
+    use crate::testing::{alice, body_json, config_with, deps, event, post};
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use time::Duration;

@@ -168,13 +168,13 @@ const IDENTIFIER_LOCK_MEMORY_SECS: u64 = 24 * 3600;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::handlers::testing::{
+    use crate::store::Store;
+    use crate::testing::ManualClock;
+    use crate::testing::MemoryStore;
+    use crate::testing::{
         PASSWORD, alice, body_json, config_with, deps, event, post, register, retry_after, sign_in,
         weak_hash,
     };
-    use crate::store::Store;
-    use crate::store::memory::MemoryStore;
     use serde_json::json;
     use std::sync::Arc;
     use time::Duration;

@@ -88,11 +88,9 @@ async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{
-        alice, bearer, body_json, cookie_post, deps, event, get, post, sign_in,
-    };
     use crate::handlers::{me, refresh};
     use crate::store::Store;
+    use crate::testing::{alice, bearer, body_json, cookie_post, deps, event, get, post, sign_in};
     use serde_json::{Value, json};
 
     async fn logout_with(deps: &Deps<impl Store>, body: Value) -> u16 {

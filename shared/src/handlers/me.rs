@@ -20,8 +20,8 @@ async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{alice, bearer, body_json, deps, event, get};
     use crate::store::Sessions;
+    use crate::testing::{alice, bearer, body_json, deps, event, get};
     use lambda_http::http::HeaderValue;
 
     #[tokio::test]

@@ -52,9 +52,6 @@ pub mod register;
 pub mod reset_password;
 pub mod update_me;
 
-#[cfg(any(test, feature = "test-util"))]
-pub mod testing;
-
 /// Turns a handler's outcome into the response; only outages and bugs are logged as errors.
 fn answer(outcome: Result<Response, ApiError>) -> Result<Response, Infallible> {
     Ok(match outcome {

@@ -136,12 +136,11 @@ async fn is_graceful_reuse<S: Users + Sessions>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use crate::handlers::testing::{
-        alice, body_json, config_with, cookie_post, deps, event, post, sign_in,
-    };
+    use crate::clock::Clock;
     use crate::store::Store;
-    use crate::store::memory::MemoryStore;
+    use crate::testing::ManualClock;
+    use crate::testing::MemoryStore;
+    use crate::testing::{alice, body_json, config_with, cookie_post, deps, event, post, sign_in};
     use base64ct::Encoding;
     use serde_json::{Value, json};
     use std::sync::Arc;

@@ -67,7 +67,7 @@ async fn register<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{body_json, deps, event, post};
+    use crate::testing::{body_json, deps, event, post};
     use serde_json::json;
 
     #[tokio::test]

@@ -100,14 +100,12 @@ async fn reset_password<S: Users + Codes>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
     use crate::handlers::forgot_password;
-    use crate::handlers::testing::{
-        PASSWORD, alice, bearer, body_json, config_with, event, get, post,
-    };
     use crate::handlers::{login, me};
-    use crate::mail::MemoryMailer;
-    use crate::store::memory::MemoryStore;
+    use crate::testing::ManualClock;
+    use crate::testing::MemoryMailer;
+    use crate::testing::MemoryStore;
+    use crate::testing::{PASSWORD, alice, bearer, body_json, config_with, event, get, post};
     use serde_json::{Value, json};
     use std::sync::Arc;
     use time::Duration;

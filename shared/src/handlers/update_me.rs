@@ -84,11 +84,11 @@ async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testing::{
-        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, register,
-    };
     use crate::handlers::{login, register as registration};
     use crate::store::Store;
+    use crate::testing::{
+        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, register,
+    };
     use serde_json::{Value, json};
 
     async fn patch(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
@@ -125,11 +125,8 @@ mod tests {
         register(&deps, "alice", "other@example.com", PASSWORD).await;
         let taken =
             json!({"username": "ALICIA", "email": "third@example.com", "password": PASSWORD});
-        let conflict = registration::handle(
-            &deps,
-            crate::handlers::testing::post("/auth/register", &taken),
-        )
-        .await;
+        let conflict =
+            registration::handle(&deps, crate::testing::post("/auth/register", &taken)).await;
         assert_eq!(body_json(&conflict.expect("ok"))["code"], "username_taken");
         // null clears the full name.
         let cleared = patch(&deps, &tokens, json!({"full_name": null})).await;
@@ -138,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_email_change_needs_the_current_password() {
-        let mailer = std::sync::Arc::new(crate::mail::MemoryMailer::default());
+        let mailer = std::sync::Arc::new(crate::testing::MemoryMailer::default());
         let deps = deps().with_mailer(mailer.clone());
         let tokens = alice(&deps).await;
         let missing = patch(&deps, &tokens, json!({"email": "new@example.com"})).await;
@@ -161,7 +158,7 @@ mod tests {
         assert_eq!(body_json(&ok)["email"], "new@example.com");
         let login = |identifier: &str| {
             let body = json!({"identifier": identifier, "password": PASSWORD});
-            login::handle(&deps, crate::handlers::testing::post("/auth/login", &body))
+            login::handle(&deps, crate::testing::post("/auth/login", &body))
         };
         assert_eq!(login("new@example.com").await.expect("ok").status(), 200);
         assert_eq!(login("alice@example.com").await.expect("ok").status(), 401);

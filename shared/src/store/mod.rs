@@ -17,8 +17,6 @@ use crate::throttle::Quota;
 
 pub mod dynamo;
 pub mod keys;
-#[cfg(any(test, feature = "test-util"))]
-pub mod memory;
 
 pub use dynamo::DynamoStore;
 

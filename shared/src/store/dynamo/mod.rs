@@ -24,11 +24,6 @@ mod limits;
 mod sessions;
 mod users;
 
-#[cfg(any(test, feature = "test-util"))]
-mod calls;
-#[cfg(any(test, feature = "test-util"))]
-pub use calls::CallCounter;
-
 /// Transactions that lose a race on an item (`TransactionConflict`) are tried this many times.
 const CONFLICT_ATTEMPTS: u32 = 4;
 /// A batch read that leaves keys unprocessed (throttling) is tried this many times.

@@ -4,11 +4,11 @@
 use lambda_http::{Body, Request};
 use serde_json::Value;
 
-use super::Deps;
 use crate::config::Config;
+use crate::handlers::{self, Deps};
 use crate::http::Response;
 use crate::store::Store;
-use crate::store::memory::MemoryStore;
+use crate::testing::MemoryStore;
 
 pub const TEST_SECRET: &str = "test-only-secret-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -113,7 +113,7 @@ pub async fn alice<S: Store>(deps: &Deps<S>) -> Value {
 /// Signs in through the handler and returns the token response.
 pub async fn sign_in<S: Store>(deps: &Deps<S>, identifier: &str) -> Value {
     let body = serde_json::json!({"identifier": identifier, "password": PASSWORD});
-    let response = super::login::handle(deps, post("/auth/login", &body))
+    let response = handlers::login::handle(deps, post("/auth/login", &body))
         .await
         .expect("infallible");
     assert_eq!(response.status(), 200, "{}", body_json(&response));
@@ -166,7 +166,7 @@ pub async fn register<S: Store>(
     password: &str,
 ) -> Value {
     let body = serde_json::json!({"username": username, "email": email, "password": password});
-    let response = super::register::handle(deps, post("/auth/register", &body))
+    let response = handlers::register::handle(deps, post("/auth/register", &body))
         .await
         .expect("infallible");
     assert_eq!(response.status(), 201, "{}", body_json(&response));

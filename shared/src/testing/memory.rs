@@ -5,11 +5,11 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
-use super::{
+use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::store::{
     Codes, Counter, Limits, LockTarget, Rotation, RotationOutcome, Sessions, StoreError, Users,
     keys,
 };
-use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
 use crate::throttle::{self, Quota};
 
 #[derive(Debug, Default)]

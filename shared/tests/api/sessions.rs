@@ -2,17 +2,16 @@
 //! concurrent refreshes, idle and absolute expiry, logout and global revocation, and the
 //! revocation records' TTL. Needs the environment `make test` sets.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
-use shared::clock::{Clock, ManualClock};
-use shared::handlers::testing::{body_json, config, config_with, get, post};
+use shared::clock::Clock;
 use shared::handlers::{Deps, login, logout, me, refresh};
 use shared::http::Response;
 use shared::store::DynamoStore;
+use shared::testing::ManualClock;
+use shared::testing::{body_json, config, config_with, get, post};
 use time::Duration;
 
 async fn refresh_with(deps: &Deps<DynamoStore>, token: &Value) -> Response {

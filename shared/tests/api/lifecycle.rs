@@ -2,19 +2,18 @@
 //! reset codes read from the mail the endpoint captured (never from a hook in the code),
 //! deletion, email change, lockout. Needs the environment `make test` sets.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
-use shared::clock::{Clock, ManualClock};
-use shared::handlers::testing::{bearer, body_json, get, post, request, retry_after};
+use shared::clock::Clock;
 use shared::handlers::{
     Deps, delete_me, forgot_password, login, me, refresh, register, reset_password, update_me,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
+use shared::testing::ManualClock;
+use shared::testing::{bearer, body_json, get, post, request, retry_after};
 use time::Duration;
 
 const NEW_PASSWORD: &str = "an entirely new passphrase";
@@ -279,8 +278,7 @@ async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
 async fn lockout_triggers_answers_429_with_a_sane_retry_after_and_clears() {
     let clock = Arc::new(ManualClock::new());
     let shared_clock: Arc<dyn Clock> = clock.clone();
-    let (deps, counter) =
-        counted_deps_with(shared::handlers::testing::config(), Some(shared_clock)).await;
+    let (deps, counter) = counted_deps_with(shared::testing::config(), Some(shared_clock)).await;
     let (name, _) = sign_up(&deps).await;
     for _ in 0..5 {
         assert_eq!(

@@ -1,6 +1,5 @@
 //! Helpers for the integration tests: dependencies over the local DynamoDB endpoint with a call
 //! counter, a capture of every log line, table scans.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,10 +10,10 @@ use shared::clock::Clock;
 use shared::config::Config;
 use shared::handlers::Deps;
 use shared::handlers::register;
-use shared::handlers::testing::{config, post};
 use shared::mail::SesMailer;
 use shared::store::DynamoStore;
-use shared::store::dynamo::CallCounter;
+use shared::testing::CallCounter;
+use shared::testing::{config, post};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
@@ -118,7 +117,7 @@ pub fn mail_config(vars: &[(&str, &str)]) -> Config {
         ("FORGOT_MIN_RESPONSE_MS", "0"),
     ];
     all.extend_from_slice(vars);
-    shared::handlers::testing::config_with(&all)
+    shared::testing::config_with(&all)
 }
 
 /// Every mail the local SES endpoint accepted for `to`: (subject, body).
@@ -220,7 +219,7 @@ pub async fn sign_up(deps: &Deps<DynamoStore>) -> (String, Value) {
         .await
         .expect("infallible");
     assert_eq!(response.status(), 201);
-    (name, shared::handlers::testing::body_json(&response))
+    (name, shared::testing::body_json(&response))
 }
 
 pub fn attr<'a>(item: &'a Item, name: &str) -> &'a str {

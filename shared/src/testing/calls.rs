@@ -19,8 +19,12 @@ impl CallCounter {
     }
 
     /// A store over the tables of `config` whose calls this counter counts.
-    pub fn store(&self, sdk: &aws_config::SdkConfig, config: &crate::Config) -> super::DynamoStore {
-        super::DynamoStore::new(
+    pub fn store(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        config: &crate::Config,
+    ) -> crate::store::DynamoStore {
+        crate::store::DynamoStore::new(
             self.client(sdk),
             &config.tables.users,
             &config.tables.tokens,

@@ -3,14 +3,12 @@
 //!
 //! Needs `AWS_ENDPOINT_URL`, `USERS_TABLE` and `TOKENS_TABLE`, which `make test` sets.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
-use shared::handlers::testing::{body_json, get, post};
 use shared::handlers::{login, me, register};
+use shared::testing::{body_json, get, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_registrations_of_one_email_create_exactly_one_user() {
@@ -402,7 +400,7 @@ async fn a_weaker_stored_hash_is_upgraded_at_sign_in() {
         .ok()
         .flatten()
         .expect("the user");
-    let weak = shared::handlers::testing::weak_hash(PASSWORD);
+    let weak = shared::testing::weak_hash(PASSWORD);
     deps.store
         .upgrade_password_hash(id, &current.password_hash, &weak)
         .await

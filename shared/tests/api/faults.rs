@@ -5,22 +5,20 @@
 //! works when the same request is sent again. A single failed call is absorbed by the SDK's
 //! retry. Needs the environment `make test` sets.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lambda_http::Request;
 use serde_json::{Value, json};
-use shared::faults::{Calls, Fault, Faults};
-use shared::handlers::testing::{body_json, post, request};
 use shared::handlers::{
     Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
     reset_password, update_me,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
+use shared::testing::faults::{Calls, Fault, Faults};
+use shared::testing::{body_json, post, request};
 
 const NEW_PASSWORD: &str = "an entirely new passphrase";
 
@@ -127,7 +125,7 @@ impl Endpoint {
         let (name, tokens) = sign_up(deps).await;
         let email = format!("{name}@example.com");
         let user_id = tokens["user"]["id"].as_str().unwrap_or_default().to_owned();
-        let bearer = shared::handlers::testing::bearer(&tokens);
+        let bearer = shared::testing::bearer(&tokens);
         let refresh_token = tokens["refresh_token"].clone();
         let mut scope = Scope {
             keys: vec![
