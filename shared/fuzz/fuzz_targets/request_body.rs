@@ -9,11 +9,11 @@ use lambda_http::{Body, Request};
 use libfuzzer_sys::fuzz_target;
 use shared::domain::{Email, FullName, Identifier, NewPassword, PasswordAttempt, Username};
 use shared::error::{ApiError, FieldErrors};
-use shared::testing::config_with;
 use shared::handlers::{Deps, forgot_password, refresh};
 use shared::http::{self, MAX_BODY_BYTES};
 use shared::reset::ResetCodes;
 use shared::testing::MemoryStore;
+use shared::testing::config_with;
 
 const CONTENT_TYPES: [Option<&str>; 5] = [
     Some("application/json"),

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use shared::domain::{Email, UserRecord, Username};
-use shared::testing::config;
 use shared::jwt::{Signed, TokenKeys, TokenUse};
+use shared::testing::config;
 
 const NOW: u64 = 1_800_000_000;
 
