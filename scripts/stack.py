@@ -127,3 +127,29 @@ def stop_with_ctrl_c(process):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         raise
+
+
+class Checks:
+    """Runs named checks, each a function that raises on failure, and counts them: a failure is
+    reported and counted, never the end of the run."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def run(self, name, fn):
+        try:
+            fn()
+        except AssertionError as err:
+            self.failed += 1
+            print(f"FAIL {name}: {err}")
+        except Exception as err:  # an unexpected error is a failure too, never a crash of the run
+            self.failed += 1
+            print(f"FAIL {name}: {type(err).__name__}: {err}")
+        else:
+            self.passed += 1
+            print(f"ok   {name}")
+
+    def summary(self, what):
+        """Prints the closing line, `what: N passed, N failed`; returns the exit status."""
+        print(f"{what}: {self.passed} passed, {self.failed} failed")
+        return 1 if self.failed else 0
