@@ -9,7 +9,7 @@ use shared::domain::{Email, NewPassword, UserRecord, Username};
 use shared::http::json_body;
 use shared::jwt::{TokenKeys, TokenUse};
 use shared::password::PasswordHasher;
-use shared::testing::config;
+use shared::testing::{access_keys, config};
 use time::OffsetDateTime;
 
 fn user() -> UserRecord {
@@ -29,17 +29,28 @@ fn now() -> u64 {
 }
 
 fn tokens(c: &mut Criterion) {
-    let keys = TokenKeys::new(&config());
+    let keys = TokenKeys::new(&config(), access_keys());
     let user = user();
     let token = keys
         .sign(keys.access_claims(&user, "sid", now()))
         .map(|s| s.token)
         .unwrap_or_default();
+    let refresh = keys
+        .sign(keys.refresh_claims(&user, "sid", now(), now()))
+        .map(|s| s.token)
+        .unwrap_or_default();
+    // Access tokens are RS256, refresh tokens HS256: the two side by side.
     c.bench_function("token_issue", |b| {
         b.iter(|| keys.sign(keys.access_claims(black_box(&user), "sid", now())))
     });
     c.bench_function("token_verify", |b| {
         b.iter(|| keys.verify(black_box(&token), TokenUse::Access, now()))
+    });
+    c.bench_function("refresh_token_issue", |b| {
+        b.iter(|| keys.sign(keys.refresh_claims(black_box(&user), "sid", now(), now())))
+    });
+    c.bench_function("refresh_token_verify", |b| {
+        b.iter(|| keys.verify(black_box(&refresh), TokenUse::Refresh, now()))
     });
 }
 

@@ -17,6 +17,9 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{var} is invalid: {reason}")]
     Invalid { var: &'static str, reason: String },
+    /// A secret or key document named by the configuration could not be read.
+    #[error("{what} could not be read: {reason}")]
+    Unreadable { what: &'static str, reason: String },
 }
 
 /// The whole configuration, in groups: where a new setting goes is the group it belongs to.
@@ -44,8 +47,12 @@ pub struct TokenSettings {
     pub secret: SecretString,
     /// The secret before the last rotation: it verifies, never signs.
     pub previous_secret: Option<SecretString>,
-    pub issuer: String,
+    /// `JWT_ISSUER`; when unset, the issuer named by the key document (written at deploy time,
+    /// when the API's URL is known).
+    pub issuer: Option<String>,
     pub audience: String,
+    /// The `scope` claim of access tokens (`ACCESS_TOKEN_SCOPE`).
+    pub scope: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
 }
@@ -162,8 +169,9 @@ impl TokenSettings {
                 .get("JWT_SECRET_PREVIOUS")
                 .map(|value| secret("JWT_SECRET_PREVIOUS", value))
                 .transpose()?,
-            issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "auth".into()),
+            issuer: env.get("JWT_ISSUER"),
             audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "auth".into()),
+            scope: parse_scope(env.get("ACCESS_TOKEN_SCOPE"))?,
             access_ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
             refresh_ttl: env.seconds("REFRESH_TOKEN_TTL_SECONDS", 604_800, 1)?,
         })
@@ -277,6 +285,31 @@ fn check_secret_strength(secret: &str) -> Result<(), &'static str> {
         return Err("looks like a placeholder, not random data");
     }
     Ok(())
+}
+
+/// The default `scope` of access tokens: what the example protected API requires.
+pub const DEFAULT_SCOPE: &str = "api";
+
+/// A `scope` claim (RFC 6749, section 3.3): space-separated tokens of printable ASCII other than
+/// `"` and `\`.
+fn parse_scope(raw: Option<String>) -> Result<String, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_SCOPE.to_owned());
+    };
+    let valid = raw.split(' ').all(|token| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    });
+    if valid {
+        Ok(raw)
+    } else {
+        Err(ConfigError::Invalid {
+            var: "ACCESS_TOKEN_SCOPE",
+            reason: "expected scope tokens separated by single spaces".into(),
+        })
+    }
 }
 
 fn parse_origins(raw: &str) -> Result<BTreeSet<String>, ConfigError> {

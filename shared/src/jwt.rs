@@ -1,9 +1,14 @@
 //! Access and refresh tokens (API.md, "Tokens"; checklist JWT-01..JWT-15).
 //!
-//! Both are HS256 JWTs, but each use has its own key (derived from `JWT_SECRET`), its own `typ`
-//! header and its own `token_use` claim, so neither can stand in for the other (JWT-08). The
-//! `Validation`s and keys are built once per cold start.
+//! Access tokens are RS256: any service can verify them with the public keys this service
+//! publishes (see [`crate::signing`]), and API Gateway's JWT authorizer can too. Refresh tokens
+//! stay internal: HS256 under a key derived from `JWT_SECRET` that no JWKS lists, with no
+//! `scope`, so no outside verifier ever takes one for an access token. Each use has its own
+//! algorithm, key, `typ` header and `token_use` claim (JWT-08). Keys and `Validation`s are built
+//! once per cold start.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -12,14 +17,13 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::crypto::{self, derive_key};
 use crate::domain::UserRecord;
+use crate::signing::{KeyDocument, KeyError, PublicKeys, Signer};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Tolerance for clock skew on `exp`, `nbf` and `iat` (API.md: at most 30 s).
 pub const LEEWAY_SECS: u64 = 30;
 /// Longest token accepted; anything longer is refused before decoding (JWT-12).
 pub const MAX_TOKEN_BYTES: usize = 4096;
-
-const ALGORITHM: Algorithm = Algorithm::HS256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,10 +41,10 @@ impl TokenUse {
         }
     }
 
-    fn label(self) -> &'static [u8] {
+    fn algorithm(self) -> Algorithm {
         match self {
-            Self::Access => b"jwt/access",
-            Self::Refresh => b"jwt/refresh",
+            Self::Access => Algorithm::RS256,
+            Self::Refresh => Algorithm::HS256,
         }
     }
 }
@@ -65,6 +69,15 @@ pub struct Claims {
     /// When the session began (refresh tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<u64>,
+    /// What an authorizer may require (access tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Whether the user's address is verified (access tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// How the user signed in, as RFC 8176 values (access tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 /// Why a token was refused. Callers answer 401 either way; `Expired` lets the refresh endpoint
@@ -84,94 +97,129 @@ pub struct Signed {
     pub claims: Claims,
 }
 
-struct UseKeys {
+/// The access token keys a function holds: the public keys it verifies with, and the signing
+/// key if it issues tokens. Functions that issue tokens read the private key document; the
+/// others, only the published public keys.
+pub struct AccessKeys {
+    issuer: Option<String>,
+    signer: Option<Signer>,
+    verifiers: Vec<(String, DecodingKey)>,
+}
+
+impl AccessKeys {
+    /// No access keys: for the functions that never see an access token.
+    pub fn none() -> Self {
+        Self {
+            issuer: None,
+            signer: None,
+            verifiers: Vec::new(),
+        }
+    }
+
+    /// Signs with the document's current key, verifies with every key it lists.
+    pub fn signing(document: &KeyDocument) -> Result<Self, KeyError> {
+        Ok(Self {
+            signer: Some(document.signer()?),
+            ..Self::verifying(&document.public()?)
+        })
+    }
+
+    /// Verifies with the published keys; signs nothing.
+    pub fn verifying(public: &PublicKeys) -> Self {
+        Self {
+            issuer: Some(public.issuer.clone()),
+            signer: None,
+            verifiers: public.verifiers(),
+        }
+    }
+}
+
+/// The refresh token keys derived from one secret: its key id, the keys and their validation.
+struct RefreshKeys {
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: Validation,
 }
 
-/// The keys derived from one secret: its key id and a key per token use.
-struct KeySet {
-    kid: String,
-    access: UseKeys,
-    refresh: UseKeys,
-}
-
-impl KeySet {
-    fn new(secret: &SecretString, config: &Config) -> Self {
+impl RefreshKeys {
+    fn new(secret: &SecretString) -> Self {
         let secret = secret.expose_secret().as_bytes();
-        let use_keys = |token_use: TokenUse| {
-            let key = derive_key(secret, token_use.label());
-            let mut validation = Validation::new(ALGORITHM);
-            validation.leeway = LEEWAY_SECS;
-            validation.validate_nbf = true;
-            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            validation.set_issuer(&[&config.tokens.issuer]);
-            validation.set_audience(&[&config.tokens.audience]);
-            UseKeys {
-                encoding: EncodingKey::from_secret(&key),
-                decoding: DecodingKey::from_secret(&key),
-                validation,
-            }
-        };
+        let key = derive_key(secret, b"jwt/refresh");
         Self {
             kid: crypto::hex(&derive_key(secret, b"jwt/kid")[..8]),
-            access: use_keys(TokenUse::Access),
-            refresh: use_keys(TokenUse::Refresh),
-        }
-    }
-
-    fn for_use(&self, token_use: TokenUse) -> &UseKeys {
-        match token_use {
-            TokenUse::Access => &self.access,
-            TokenUse::Refresh => &self.refresh,
+            encoding: EncodingKey::from_secret(&key),
+            decoding: DecodingKey::from_secret(&key),
         }
     }
 }
 
-/// Signing and verification keys. The current secret signs; the previous one, while set
-/// (`JWT_SECRET_PREVIOUS`), still verifies the tokens it signed, so a secret can be rotated
-/// without signing anyone out (RL-04). The `kid` header names the secret.
+/// Signing and verification of both token kinds.
+///
+/// Refresh tokens: the current `JWT_SECRET` signs; the previous one, while set
+/// (`JWT_SECRET_PREVIOUS`), still verifies the tokens it signed, so the secret can be rotated
+/// without signing anyone out (RL-04). Access tokens: see [`AccessKeys`]. The `kid` header names
+/// the key either way.
 pub struct TokenKeys {
-    current: KeySet,
-    previous: Option<KeySet>,
+    refresh: RefreshKeys,
+    previous_refresh: Option<RefreshKeys>,
+    access: AccessKeys,
     issuer: String,
     audience: String,
+    scope: String,
     access_ttl: u64,
     refresh_ttl: u64,
 }
 
 impl TokenKeys {
-    pub fn new(config: &Config) -> Self {
+    /// The issuer is `JWT_ISSUER` when set, else the one the key document names.
+    pub fn new(config: &Config, access: AccessKeys) -> Self {
+        let issuer = config
+            .tokens
+            .issuer
+            .clone()
+            .or_else(|| access.issuer.clone())
+            .unwrap_or_default();
         Self {
-            current: KeySet::new(&config.tokens.secret, config),
-            previous: config
-                .tokens
-                .previous_secret
-                .as_ref()
-                .map(|secret| KeySet::new(secret, config)),
-            issuer: config.tokens.issuer.clone(),
+            refresh: RefreshKeys::new(&config.tokens.secret),
+            previous_refresh: config.tokens.previous_secret.as_ref().map(RefreshKeys::new),
+            access,
+            issuer,
             audience: config.tokens.audience.clone(),
+            scope: config.tokens.scope.clone(),
             access_ttl: config.tokens.access_ttl.as_secs(),
             refresh_ttl: config.tokens.refresh_ttl.as_secs(),
         }
     }
 
-    /// The id of the signing secret.
-    pub fn kid(&self) -> &str {
-        &self.current.kid
+    /// The `iss` of issued tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The id of the key that signs tokens of `token_use` (`None`: this function signs none).
+    pub fn kid(&self, token_use: TokenUse) -> Option<&str> {
+        match token_use {
+            TokenUse::Access => self.access.signer.as_ref().map(Signer::kid),
+            TokenUse::Refresh => Some(&self.refresh.kid),
+        }
     }
 
     /// Claims for a new access token of `user` in session `sid`.
     pub fn access_claims(&self, user: &UserRecord, sid: &str, now: u64) -> Claims {
-        self.claims(
-            user,
-            sid,
-            TokenUse::Access,
-            now,
-            now + self.access_ttl,
-            None,
-        )
+        Claims {
+            scope: Some(self.scope.clone()),
+            // No address is verified yet: verification comes with its own endpoints.
+            email_verified: Some(false),
+            amr: Some(vec!["pwd".to_owned()]),
+            ..self.claims(
+                user,
+                sid,
+                TokenUse::Access,
+                now,
+                now + self.access_ttl,
+                None,
+            )
+        }
     }
 
     /// Claims for a refresh token. A new session starts at `now`; a rotated one keeps its
@@ -213,58 +261,99 @@ impl TokenKeys {
             token_use,
             ver: user.token_version,
             auth_time,
+            scope: None,
+            email_verified: None,
+            amr: None,
         }
     }
 
-    /// Signs `claims`. Signing is deterministic: the same claims always give the same token.
+    /// Signs `claims` with the key of its use. Signing is deterministic (RSASSA-PKCS1-v1_5 and
+    /// HMAC both are): the same claims always give the same token.
     pub fn sign(&self, claims: Claims) -> Result<Signed, TokenError> {
-        let mut header = Header::new(ALGORITHM);
-        header.typ = Some(claims.token_use.typ().to_owned());
-        header.kid = Some(self.current.kid.clone());
-        match jsonwebtoken::encode(
-            &header,
-            &claims,
-            &self.current.for_use(claims.token_use).encoding,
-        ) {
+        let token_use = claims.token_use;
+        let mut header = Header::new(token_use.algorithm());
+        header.typ = Some(token_use.typ().to_owned());
+        let signed = match token_use {
+            TokenUse::Refresh => {
+                header.kid = Some(self.refresh.kid.clone());
+                jsonwebtoken::encode(&header, &claims, &self.refresh.encoding)
+                    .map_err(|err| err.to_string())
+            }
+            TokenUse::Access => match &self.access.signer {
+                Some(signer) => {
+                    header.kid = Some(signer.kid().to_owned());
+                    sign_rs256(signer, &header, &claims)
+                }
+                None => Err("this function holds no signing key".to_owned()),
+            },
+        };
+        match signed {
             Ok(token) => Ok(Signed { token, claims }),
-            Err(err) => {
-                tracing::error!(error = %err, "token signing failed");
+            Err(error) => {
+                tracing::error!(%error, "token signing failed");
                 Err(TokenError::Invalid)
             }
         }
     }
 
     /// Verifies a token of the given use at time `now` (seconds): shape, signature, pinned
-    /// algorithm, `kid`, `typ`, `iss`, `aud`, `exp`, `nbf`, `iat` and `token_use`.
+    /// algorithm, `kid`, `typ`, `iss`, `aud`, `exp`, `nbf`, `iat`, `token_use`, and for access
+    /// tokens the configured `scope`.
     pub fn verify(&self, token: &str, token_use: TokenUse, now: u64) -> Result<Claims, TokenError> {
         if !is_compact_jws(token) {
             return Err(TokenError::Invalid);
         }
-        // The `kid` only picks one of our own key sets (JWT-04); the signature check that
-        // follows decides.
-        let kid = jsonwebtoken::decode_header(token)
-            .ok()
-            .and_then(|header| header.kid);
-        let key_set = [Some(&self.current), self.previous.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|set| Some(set.kid.as_str()) == kid.as_deref())
-            .ok_or(TokenError::Invalid)?;
-        let keys = key_set.for_use(token_use);
-        let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
-            .map_err(|err| match err.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // A token names its key only by `kid`, among our own keys (JWT-04); a header that points
+        // at keys elsewhere is refused outright.
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+        {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::Invalid)?;
+        let key = match token_use {
+            TokenUse::Access => self
+                .access
+                .verifiers
+                .iter()
+                .find(|(known, _)| known == kid)
+                .map(|(_, key)| key),
+            TokenUse::Refresh => [Some(&self.refresh), self.previous_refresh.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|keys| keys.kid == kid)
+                .map(|keys| &keys.decoding),
+        }
+        .ok_or(TokenError::Invalid)?;
+        // The algorithm comes from the use, never from the header: an HS256 token "signed" with
+        // a public key is refused here (the key's family does not match).
+        let mut validation = Validation::new(token_use.algorithm());
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|err| {
+                match err.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
             })?;
         // The signature is verified, so the header can be trusted from here on.
-        let header = data.header;
         let claims = data.claims;
-        if header.typ.as_deref() != Some(token_use.typ())
-            || header.kid.as_deref() != Some(key_set.kid.as_str())
+        if data.header.typ.as_deref() != Some(token_use.typ())
             || claims.token_use != token_use
             || claims.iat > now + LEEWAY_SECS
             || claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS)
         {
+            return Err(TokenError::Invalid);
+        }
+        if token_use == TokenUse::Access && claims.scope.as_deref() != Some(self.scope.as_str()) {
             return Err(TokenError::Invalid);
         }
         // The library checked `exp` against the wall clock; check it against ours as well.
@@ -273,6 +362,22 @@ impl TokenKeys {
         }
         Ok(claims)
     }
+}
+
+/// A compact JWS signed RS256 by `signer`.
+fn sign_rs256(signer: &Signer, header: &Header, claims: &Claims) -> Result<String, String> {
+    let signing_input = format!("{}.{}", b64_json(header)?, b64_json(claims)?);
+    let signature = signer
+        .sign(signing_input.as_bytes())
+        .map_err(|err| err.to_string())?;
+    Ok(format!("{signing_input}.{}", B64.encode(signature)))
+}
+
+/// One JWS part: base64url of the value's JSON.
+fn b64_json(value: &impl Serialize) -> Result<String, String> {
+    serde_json::to_vec(value)
+        .map(|json| B64.encode(json))
+        .map_err(|err| err.to_string())
 }
 
 /// Compact serialisation only: three base64url parts, bounded length (JWT-12).
@@ -289,29 +394,26 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, SystemClock};
     use crate::domain::{Email, Username};
+    use crate::testing::{access_keys, key_document};
     use base64ct::{Base64UrlUnpadded, Encoding};
     use serde_json::{Value, json};
     use time::OffsetDateTime;
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";
 
-    fn config(secret: &str, issuer: &str, audience: &str) -> Config {
+    fn config_with_secret(secret: &str, previous: Option<&str>) -> Config {
         Config::from_lookup(|name| match name {
             "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
             "JWT_SECRET" => Some(secret.into()),
-            "JWT_ISSUER" => Some(issuer.into()),
-            "JWT_AUDIENCE" => Some(audience.into()),
+            "JWT_SECRET_PREVIOUS" => previous.map(str::to_owned),
+            "JWT_ISSUER" => Some("https://auth.test".into()),
             _ => None,
         })
         .expect("config")
     }
 
-    fn keys_config() -> Config {
-        config(SECRET, "https://auth.test", "auth")
-    }
-
     fn keys() -> TokenKeys {
-        TokenKeys::new(&keys_config())
+        TokenKeys::new(&config_with_secret(SECRET, None), access_keys())
     }
 
     fn user() -> UserRecord {
@@ -332,16 +434,36 @@ mod tests {
         SystemClock.unix().unsigned_abs()
     }
 
-    /// Re-signs arbitrary header and claims with the access key, as a forger who knew it would.
-    fn forge(keys: &TokenKeys, header: Value, claims: Value) -> String {
-        let h = Base64UrlUnpadded::encode_string(header.to_string().as_bytes());
-        let c = Base64UrlUnpadded::encode_string(claims.to_string().as_bytes());
-        let signing_input = format!("{h}.{c}");
-        let key = keys_config().derived_key(TokenUse::Access.label());
-        let mac = crypto::hmac_sha256(&key, &[signing_input.as_bytes()]);
-        let sig = Base64UrlUnpadded::encode_string(&mac);
-        let _ = keys;
-        format!("{signing_input}.{sig}")
+    fn b64(value: &[u8]) -> String {
+        Base64UrlUnpadded::encode_string(value)
+    }
+
+    /// Signs arbitrary header and claims RS256 with the real signing key, as a forger who held
+    /// it would: what such a token gets past is up to the claim checks alone.
+    fn forge(header: Value, claims: Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signer = key_document().signer().expect("signer");
+        let signature = signer.sign(input.as_bytes()).expect("signed");
+        format!("{input}.{}", b64(&signature))
+    }
+
+    /// An HS256 token under `secret`, with `header` and `claims`.
+    fn forge_hs256(secret: &[u8], header: Value, claims: Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mac = crypto::hmac_sha256(secret, &[input.as_bytes()]);
+        format!("{input}.{}", b64(&mac))
+    }
+
+    fn kid() -> String {
+        key_document().current.kid.clone()
     }
 
     fn good_claims(keys: &TokenKeys) -> Value {
@@ -349,7 +471,7 @@ mod tests {
     }
 
     fn header(typ: &str) -> Value {
-        json!({"alg": "HS256", "typ": typ, "kid": keys().kid()})
+        json!({"alg": "RS256", "typ": typ, "kid": kid()})
     }
 
     #[test]
@@ -363,6 +485,12 @@ mod tests {
             .expect("valid");
         assert_eq!(claims, signed.claims);
         assert_eq!(claims.ver, 3);
+        assert_eq!(claims.scope.as_deref(), Some("api"));
+        assert_eq!(claims.amr, Some(vec!["pwd".to_owned()]));
+        assert_eq!(claims.email_verified, Some(false));
+        let jose = jsonwebtoken::decode_header(&signed.token).expect("header");
+        assert_eq!(jose.alg, Algorithm::RS256);
+        assert_eq!(jose.kid, Some(kid()));
         // JWT-13: exactly these claims, no personal data.
         let value = serde_json::to_value(&claims).expect("json");
         let mut names: Vec<_> = value.as_object().expect("object").keys().cloned().collect();
@@ -370,11 +498,14 @@ mod tests {
         assert_eq!(
             names,
             [
+                "amr",
                 "aud",
+                "email_verified",
                 "exp",
                 "iat",
                 "iss",
                 "jti",
+                "scope",
                 "sid",
                 "sub",
                 "token_use",
@@ -384,12 +515,67 @@ mod tests {
         // A forged token with the right key verifies, proving the forger below is faithful.
         assert!(
             keys.verify(
-                &forge(&keys, header("at+jwt"), good_claims(&keys)),
+                &forge(header("at+jwt"), good_claims(&keys)),
                 TokenUse::Access,
                 now()
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn refresh_tokens_are_hs256_without_scope_and_unknown_to_the_jwks() {
+        let keys = keys();
+        let refresh = keys
+            .sign(keys.refresh_claims(&user(), "s1", now(), now()))
+            .expect("signed");
+        let header = jsonwebtoken::decode_header(&refresh.token).expect("header");
+        assert_eq!(header.alg, Algorithm::HS256);
+        let published = key_document().public().expect("public");
+        assert!(
+            published
+                .keys
+                .iter()
+                .all(|jwk| Some(&jwk.kid) != header.kid.as_ref())
+        );
+        assert_eq!(refresh.claims.scope, None);
+        assert_eq!(refresh.claims.amr, None);
+    }
+
+    #[test]
+    fn a_verifying_function_checks_what_a_signing_one_issued() {
+        let signer = keys();
+        let token = signer
+            .sign(signer.access_claims(&user(), "s1", now()))
+            .expect("signed")
+            .token;
+        let public = key_document().public().expect("public");
+        let verifier = TokenKeys::new(
+            &config_with_secret(SECRET, None),
+            AccessKeys::verifying(&public),
+        );
+        assert!(verifier.verify(&token, TokenUse::Access, now()).is_ok());
+        assert_eq!(verifier.kid(TokenUse::Access), None);
+        assert_eq!(
+            verifier
+                .sign(verifier.access_claims(&user(), "s1", now()))
+                .map(|s| s.token),
+            Err(TokenError::Invalid),
+            "a verifying function cannot sign"
+        );
+    }
+
+    #[test]
+    fn the_issuer_comes_from_the_key_document_unless_configured() {
+        let unset = Config::from_lookup(|name| match name {
+            "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
+            "JWT_SECRET" => Some(SECRET.into()),
+            _ => None,
+        })
+        .expect("config");
+        let keys = TokenKeys::new(&unset, access_keys());
+        assert_eq!(keys.issuer(), "http://127.0.0.1:9000");
+        assert_eq!(self::keys().issuer(), "https://auth.test");
     }
 
     #[test]
@@ -409,60 +595,56 @@ mod tests {
     }
 
     #[test]
-    fn a_rotated_secret_keeps_verifying_until_it_is_dropped() {
+    fn a_rotated_secret_keeps_verifying_refresh_tokens_until_it_is_dropped() {
         // RL-04: the current secret signs, current and previous verify.
         const NEW: &str = "Zz9-the-next-secret-of-at-least-32-bytes";
         let old = keys();
         let token = old
-            .sign(old.access_claims(&user(), "s1", now()))
+            .sign(old.refresh_claims(&user(), "s1", now(), now()))
             .expect("signed")
             .token;
         let rotated = |previous: Option<&str>| {
-            Config::from_lookup(|name| match name {
-                "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
-                "JWT_SECRET" => Some(NEW.into()),
-                "JWT_SECRET_PREVIOUS" => previous.map(str::to_owned),
-                "JWT_ISSUER" => Some("https://auth.test".into()),
-                _ => None,
-            })
-            .map(|config| TokenKeys::new(&config))
-            .expect("config")
+            TokenKeys::new(&config_with_secret(NEW, previous), access_keys())
         };
         let during = rotated(Some(SECRET));
         assert!(
-            during.verify(&token, TokenUse::Access, now()).is_ok(),
+            during.verify(&token, TokenUse::Refresh, now()).is_ok(),
             "old tokens still verify"
         );
-        assert_ne!(during.kid(), old.kid());
+        assert_ne!(during.kid(TokenUse::Refresh), old.kid(TokenUse::Refresh));
         let fresh = during
-            .sign(during.access_claims(&user(), "s2", now()))
+            .sign(during.refresh_claims(&user(), "s2", now(), now()))
             .expect("signed")
             .token;
         let header = jsonwebtoken::decode_header(&fresh).expect("header");
         assert_eq!(
             header.kid.as_deref(),
-            Some(during.kid()),
+            during.kid(TokenUse::Refresh),
             "new tokens name the new secret"
         );
         assert!(
-            old.verify(&fresh, TokenUse::Access, now()).is_err(),
+            old.verify(&fresh, TokenUse::Refresh, now()).is_err(),
             "new tokens use the new key"
         );
         let after = rotated(None);
         assert_eq!(
-            after.verify(&token, TokenUse::Access, now()),
+            after.verify(&token, TokenUse::Refresh, now()),
             Err(TokenError::Invalid)
         );
-        assert!(after.verify(&fresh, TokenUse::Access, now()).is_ok());
+        assert!(after.verify(&fresh, TokenUse::Refresh, now()).is_ok());
     }
 
     #[test]
     fn signing_is_deterministic() {
         let keys = keys();
-        let claims = keys.refresh_claims(&user(), "s1", now(), now());
-        let a = keys.sign(claims.clone()).expect("signed");
-        let b = keys.sign(claims).expect("signed");
-        assert_eq!(a.token, b.token);
+        for claims in [
+            keys.refresh_claims(&user(), "s1", now(), now()),
+            keys.access_claims(&user(), "s1", now()),
+        ] {
+            let a = keys.sign(claims.clone()).expect("signed");
+            let b = keys.sign(claims).expect("signed");
+            assert_eq!(a.token, b.token);
+        }
     }
 
     #[test]
@@ -490,7 +672,7 @@ mod tests {
         // Right key, wrong typ or wrong token_use claim.
         assert!(
             keys.verify(
-                &forge(&keys, header("JWT"), good_claims(&keys)),
+                &forge(header("JWT"), good_claims(&keys)),
                 TokenUse::Access,
                 now()
             )
@@ -499,12 +681,8 @@ mod tests {
         let mut claims = good_claims(&keys);
         claims["token_use"] = json!("refresh");
         assert!(
-            keys.verify(
-                &forge(&keys, header("at+jwt"), claims),
-                TokenUse::Access,
-                now()
-            )
-            .is_err()
+            keys.verify(&forge(header("at+jwt"), claims), TokenUse::Access, now())
+                .is_err()
         );
     }
 
@@ -524,37 +702,108 @@ mod tests {
             keys.verify(&flipped, TokenUse::Access, now()),
             Err(TokenError::Invalid)
         );
-        let other = TokenKeys::new(&config(
-            "Zz9-another-secret-of-32-bytes-xYqW",
-            "https://auth.test",
-            "auth",
-        ));
+        // Another deployment's keys: its kid is unknown here.
+        let other = KeyDocument::genesis("https://auth.test", 0).expect("keys");
+        let stranger = TokenKeys::new(
+            &config_with_secret(SECRET, None),
+            AccessKeys::signing(&other).expect("keys"),
+        );
         assert_eq!(
-            other.verify(&token, TokenUse::Access, now()),
+            stranger.verify(&token, TokenUse::Access, now()),
+            Err(TokenError::Invalid)
+        );
+        let foreign = stranger
+            .sign(stranger.access_claims(&user(), "s1", now()))
+            .expect("signed")
+            .token;
+        assert_eq!(
+            keys.verify(&foreign, TokenUse::Access, now()),
             Err(TokenError::Invalid)
         );
     }
 
     #[test]
-    fn algorithm_is_pinned() {
-        // JWT-02: alg none (any case) and other algorithms are refused.
+    fn an_added_scope_breaks_the_signature_and_a_forged_one_is_refused() {
         let keys = keys();
-        let claims = Base64UrlUnpadded::encode_string(good_claims(&keys).to_string().as_bytes());
-        for alg in ["none", "noNE", "hs256", "HS384", "RS256"] {
-            let h = Base64UrlUnpadded::encode_string(
-                json!({"alg": alg, "typ": "at+jwt"}).to_string().as_bytes(),
-            );
+        let token = keys
+            .sign(keys.access_claims(&user(), "s1", now()))
+            .expect("signed")
+            .token;
+        // Rewrite the payload with one more scope, keeping the signature.
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut claims: Value =
+            serde_json::from_slice(&Base64UrlUnpadded::decode_vec(parts[1]).expect("b64"))
+                .expect("json");
+        claims["scope"] = json!("api admin");
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(claims.to_string().as_bytes()),
+            parts[2]
+        );
+        assert_eq!(
+            keys.verify(&tampered, TokenUse::Access, now()),
+            Err(TokenError::Invalid)
+        );
+        // Even correctly signed, an access token must carry exactly the configured scope.
+        for scope in [json!("api admin"), json!(null), json!(""), json!(["api"])] {
+            let mut claims = good_claims(&keys);
+            claims["scope"] = scope.clone();
             assert!(
-                keys.verify(&format!("{h}.{claims}."), TokenUse::Access, now())
+                keys.verify(&forge(header("at+jwt"), claims), TokenUse::Access, now())
                     .is_err(),
-                "{alg}"
-            );
-            assert!(
-                keys.verify(&format!("{h}.{claims}.c2ln"), TokenUse::Access, now())
-                    .is_err(),
-                "{alg}"
+                "{scope}"
             );
         }
+    }
+
+    #[test]
+    fn algorithm_is_pinned_and_confusion_is_refused() {
+        // JWT-02: alg none (any case) and other algorithms are refused.
+        let keys = keys();
+        let claims = b64(good_claims(&keys).to_string().as_bytes());
+        for alg in ["none", "noNE", "hs256", "HS384", "RS512", "PS256"] {
+            let h = b64(json!({"alg": alg, "typ": "at+jwt", "kid": kid()})
+                .to_string()
+                .as_bytes());
+            for signature in ["", "c2ln"] {
+                assert!(
+                    keys.verify(
+                        &format!("{h}.{claims}.{signature}"),
+                        TokenUse::Access,
+                        now()
+                    )
+                    .is_err(),
+                    "{alg}"
+                );
+            }
+        }
+        // Algorithm confusion: HS256 "signed" with what a verifier knows of the public key.
+        let signer = key_document().signer().expect("signer");
+        let jwk = &key_document().public().expect("public").keys[0];
+        let hs_header = json!({"alg": "HS256", "typ": "at+jwt", "kid": kid()});
+        for secret in [
+            signer.public_key_pem().into_bytes(),
+            jwk.n.clone().into_bytes(),
+            serde_json::to_vec(jwk).expect("json"),
+        ] {
+            let token = forge_hs256(&secret, hs_header.clone(), good_claims(&keys));
+            assert_eq!(
+                keys.verify(&token, TokenUse::Access, now()),
+                Err(TokenError::Invalid)
+            );
+        }
+        // And an RS256 token is never a refresh token, whatever it claims.
+        let mut claims = good_claims(&keys);
+        claims["token_use"] = json!("refresh");
+        let rs_refresh = forge(
+            json!({"alg": "RS256", "typ": "rt+jwt", "kid": kid()}),
+            claims,
+        );
+        assert_eq!(
+            keys.verify(&rs_refresh, TokenUse::Refresh, now()),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -564,11 +813,7 @@ mod tests {
         let with = |edit: &dyn Fn(&mut Value)| {
             let mut claims = good_claims(&keys);
             edit(&mut claims);
-            keys.verify(
-                &forge(&keys, header("at+jwt"), claims),
-                TokenUse::Access,
-                now(),
-            )
+            keys.verify(&forge(header("at+jwt"), claims), TokenUse::Access, now())
         };
         assert!(with(&|_| {}).is_ok());
         assert!(with(&|c| c["iss"] = json!("https://evil.test")).is_err());
@@ -616,15 +861,30 @@ mod tests {
     fn header_key_pointers_and_odd_shapes_are_refused() {
         // JWT-04, JWT-12
         let keys = keys();
-        for kid in ["../../x", "' OR 1=1", ""] {
-            let h = json!({"alg": "HS256", "typ": "at+jwt", "kid": kid});
+        for kid in [json!("../../x"), json!("' OR 1=1"), json!(""), json!(null)] {
+            let h = json!({"alg": "RS256", "typ": "at+jwt", "kid": kid});
             assert!(
-                keys.verify(
-                    &forge(&keys, h, good_claims(&keys)),
-                    TokenUse::Access,
-                    now()
-                )
-                .is_err()
+                keys.verify(&forge(h, good_claims(&keys)), TokenUse::Access, now())
+                    .is_err()
+            );
+        }
+        // Keys named anywhere but by our kid: refused even when the signature is ours.
+        for (name, value) in [
+            ("jku", json!("https://evil.test/jwks.json")),
+            ("x5u", json!("https://evil.test/cert.pem")),
+            ("x5c", json!(["MIIB"])),
+            (
+                "jwk",
+                serde_json::to_value(&key_document().public().expect("public").keys[0])
+                    .expect("jwk"),
+            ),
+        ] {
+            let mut h = header("at+jwt");
+            h[name] = value;
+            assert_eq!(
+                keys.verify(&forge(h, good_claims(&keys)), TokenUse::Access, now()),
+                Err(TokenError::Invalid),
+                "{name}"
             );
         }
         for odd in [

@@ -15,6 +15,8 @@ pub mod logging;
 pub mod mail;
 pub mod password;
 pub mod reset;
+pub mod rotation;
+pub mod signing;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -84,14 +84,14 @@ proptest! {
 
     #[test]
     fn token_verification_takes_any_string(token in any::<String>()) {
-        let keys = TokenKeys::new(&config());
+        let keys = TokenKeys::new(&config(), shared::testing::access_keys());
         prop_assert!(keys.verify(&token, TokenUse::Access, now()).is_err());
         prop_assert!(keys.verify(&token, TokenUse::Refresh, now()).is_err());
     }
 
     #[test]
     fn a_token_altered_in_any_byte_never_verifies(position in any::<prop::sample::Index>(), replacement in any::<u8>()) {
-        let keys = TokenKeys::new(&config());
+        let keys = TokenKeys::new(&config(), shared::testing::access_keys());
         let user = shared::domain::UserRecord::new(
             Username::parse("alice").map_err(TestCaseError::fail)?,
             Email::parse("alice@example.com").map_err(TestCaseError::fail)?,

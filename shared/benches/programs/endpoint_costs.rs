@@ -101,7 +101,10 @@ async fn main() {
     let counter = CallCounter::default();
     let store = counter.store(&sdk, &config);
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from);
-    let deps = Arc::new(Deps::new(config.clone(), store).with_mailer(Arc::new(mailer)));
+    let deps = Arc::new(
+        Deps::new(config.clone(), store, shared::testing::access_keys())
+            .with_mailer(Arc::new(mailer)),
+    );
     let d = &*deps;
     let runs = 15;
 
@@ -282,7 +285,7 @@ async fn main() {
     );
 
     // GET /auth/me without the network: its CPU time beside one HS256 verification.
-    let memory = Deps::new(config, MemoryStore::new());
+    let memory = Deps::new(config, MemoryStore::new(), shared::testing::access_keys());
     let local = body_json(
         &register::handle(
             &memory,

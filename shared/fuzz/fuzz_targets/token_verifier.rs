@@ -20,7 +20,7 @@ struct Genuine {
 fn genuine() -> &'static Genuine {
     static GENUINE: OnceLock<Genuine> = OnceLock::new();
     GENUINE.get_or_init(|| {
-        let keys = TokenKeys::new(&config());
+        let keys = TokenKeys::new(&config(), shared::testing::access_keys());
         let created = time::OffsetDateTime::from_unix_timestamp(NOW as i64).expect("a time");
         let user = UserRecord::new(
             Username::parse("fuzz").expect("valid"),

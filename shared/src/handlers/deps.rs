@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 
+use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
-use crate::jwt::TokenKeys;
+use crate::jwt::{AccessKeys, TokenKeys};
 use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::password::PasswordHasher;
 use crate::reset::ResetCodes;
-use crate::store::DynamoStore;
+use crate::signing::KeyDocument;
+use crate::store::{DynamoStore, Published};
 use crate::throttle;
 
 /// Everything a handler needs, built once per cold start.
@@ -28,10 +30,21 @@ pub struct Deps<S> {
     pub(super) throttle_key: [u8; 32],
 }
 
+/// The access token keys a function needs (see [`AccessKeys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysNeeded {
+    /// It never sees an access token (forgot and reset password).
+    None,
+    /// It verifies access tokens: the published public keys.
+    Verify,
+    /// It issues tokens: the private key document (`SIGNING_KEYS_SECRET_ID`).
+    Sign,
+}
+
 impl<S> Deps<S> {
-    pub fn new(config: Config, store: S) -> Self {
+    pub fn new(config: Config, store: S, access: AccessKeys) -> Self {
         Self {
-            tokens: TokenKeys::new(&config),
+            tokens: TokenKeys::new(&config, access),
             reset_codes: ResetCodes::new(&config),
             throttle_key: config.derived_key(b"throttle"),
             passwords: PasswordHasher::new(),
@@ -78,16 +91,17 @@ impl<S> Deps<S> {
 }
 
 impl Deps<DynamoStore> {
-    /// Reads the configuration and builds the AWS clients (endpoint, region and credentials come
-    /// from the usual AWS environment, `AWS_ENDPOINT_URL` included).
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self::build().await?.0)
+    /// Reads the configuration, its secrets and the access token keys the function needs, and
+    /// builds the AWS clients (endpoint, region and credentials come from the usual AWS
+    /// environment, `AWS_ENDPOINT_URL` included).
+    pub async fn from_env(keys: KeysNeeded) -> Result<Self, ConfigError> {
+        Ok(Self::build(keys).await?.0)
     }
 
     /// Like [`Deps::from_env`], with a mailer for the functions that send mail: `MAIL_FROM` is
     /// then required.
-    pub async fn from_env_with_mail() -> Result<Self, ConfigError> {
-        let (deps, sdk) = Self::build().await?;
+    pub async fn from_env_with_mail(keys: KeysNeeded) -> Result<Self, ConfigError> {
+        let (deps, sdk) = Self::build(keys).await?;
         let Some(from) = deps.config.mail.from.clone() else {
             tracing::error!("refusing to start: MAIL_FROM is not set");
             return Err(ConfigError::Missing("MAIL_FROM"));
@@ -96,15 +110,70 @@ impl Deps<DynamoStore> {
         Ok(deps.with_mailer(Arc::new(mailer)))
     }
 
-    async fn build() -> Result<(Self, aws_config::SdkConfig), ConfigError> {
-        let config = Config::from_env().inspect_err(|err| {
+    async fn build(keys: KeysNeeded) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
+        let sdk = crate::aws::sdk_config().await;
+        // Deployed, both secrets come from Secrets Manager, read side by side.
+        let (jwt_secret, key_document) = tokio::join!(
+            read_secret(&sdk, "JWT_SECRET_ID", "the JWT secret", true),
+            read_secret(
+                &sdk,
+                "SIGNING_KEYS_SECRET_ID",
+                "the signing keys",
+                keys == KeysNeeded::Sign
+            ),
+        );
+        let jwt_secret = jwt_secret?;
+        let config = Config::from_lookup(|name| match (name, &jwt_secret) {
+            ("JWT_SECRET", Some(secret)) => Some(secret.expose_secret().to_owned()),
+            _ => std::env::var(name).ok(),
+        })
+        .inspect_err(|err| {
             tracing::error!(error = %err, "refusing to start: invalid configuration");
         })?;
-        let sdk = crate::aws::sdk_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens);
-        Ok((Self::new(config, store), sdk))
+        let access = match keys {
+            KeysNeeded::None => AccessKeys::none(),
+            KeysNeeded::Sign => {
+                let document =
+                    key_document?.ok_or(ConfigError::Missing("SIGNING_KEYS_SECRET_ID"))?;
+                KeyDocument::parse(document.expose_secret())
+                    .and_then(|document| AccessKeys::signing(&document))
+                    .map_err(|err| unreadable("the signing keys", err.to_string()))?
+            }
+            KeysNeeded::Verify => match store.published_keys().await {
+                Ok(Some(public)) => AccessKeys::verifying(&public),
+                Ok(None) => return Err(unreadable("the public keys", "none published yet".into())),
+                Err(err) => return Err(unreadable("the public keys", err.to_string())),
+            },
+        };
+        Ok((Self::new(config, store, access), sdk))
     }
+}
+
+/// The secret named by the variable `id_var`, when it is set (and `wanted`).
+async fn read_secret(
+    sdk: &aws_config::SdkConfig,
+    id_var: &'static str,
+    what: &'static str,
+    wanted: bool,
+) -> Result<Option<SecretString>, ConfigError> {
+    let Some(id) = std::env::var(id_var)
+        .ok()
+        .filter(|id| wanted && !id.is_empty())
+    else {
+        return Ok(None);
+    };
+    crate::aws::secret_string(sdk, &id)
+        .await
+        .map(Some)
+        .map_err(|reason| unreadable(what, reason))
+}
+
+fn unreadable(what: &'static str, reason: String) -> ConfigError {
+    let err = ConfigError::Unreadable { what, reason };
+    tracing::error!(error = %err, "refusing to start");
+    err
 }
 
 /// The mailer of functions that send no mail.

@@ -146,6 +146,7 @@ mod tests {
     use crate::testing::ManualClock;
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;
+    use crate::testing::access_keys;
     use crate::testing::{alice, body_json, config_with, deps, event, post};
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -158,7 +159,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let mut all = vec![("FORGOT_MIN_RESPONSE_MS", "0")];
         all.extend_from_slice(vars);
-        let deps = Deps::new(config_with(&all), MemoryStore::new())
+        let deps = Deps::new(config_with(&all), MemoryStore::new(), access_keys())
             .with_mailer(mailer.clone())
             .with_clock(clock.clone());
         (deps, mailer, clock)

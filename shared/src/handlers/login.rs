@@ -171,6 +171,7 @@ mod tests {
     use crate::store::Store;
     use crate::testing::ManualClock;
     use crate::testing::MemoryStore;
+    use crate::testing::access_keys;
     use crate::testing::{
         PASSWORD, alice, body_json, config_with, deps, event, post, register, retry_after, sign_in,
         weak_hash,
@@ -403,6 +404,7 @@ mod tests {
         let deps = Deps::new(
             config_with(&[("LOGIN_CLIENT_LIMIT", "3")]),
             MemoryStore::new(),
+            access_keys(),
         );
         alice(&deps).await;
         for i in 0..3 {

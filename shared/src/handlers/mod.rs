@@ -35,7 +35,7 @@ mod deps;
 mod session;
 
 use auth::{authenticate, authenticated_delivery, reauthenticate};
-pub use deps::Deps;
+pub use deps::{Deps, KeysNeeded};
 use session::{
     check_cookie_mode_origin, new_session, presented_refresh_token, problem_clearing_cookies,
     token_response,
@@ -51,6 +51,7 @@ pub mod refresh;
 pub mod register;
 pub mod reset_password;
 pub mod update_me;
+pub mod well_known;
 
 /// Turns a handler's outcome into the response; only outages and bugs are logged as errors.
 fn answer(outcome: Result<Response, ApiError>) -> Result<Response, Infallible> {

@@ -140,6 +140,7 @@ mod tests {
     use crate::store::Store;
     use crate::testing::ManualClock;
     use crate::testing::MemoryStore;
+    use crate::testing::access_keys;
     use crate::testing::{alice, body_json, config_with, cookie_post, deps, event, post, sign_in};
     use base64ct::Encoding;
     use serde_json::{Value, json};
@@ -204,7 +205,7 @@ mod tests {
             (1900 - into_second) % 1000,
         )));
         let config = config_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "2")]);
-        let deps = Deps::new(config, MemoryStore::new()).with_clock(clock.clone());
+        let deps = Deps::new(config, MemoryStore::new(), access_keys()).with_clock(clock.clone());
         let first = alice(&deps).await;
         let r1 = &first["refresh_token"];
         let winner = body_json(&refresh_with(&deps, r1).await);

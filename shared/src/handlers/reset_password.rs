@@ -105,6 +105,7 @@ mod tests {
     use crate::testing::ManualClock;
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;
+    use crate::testing::access_keys;
     use crate::testing::{PASSWORD, alice, bearer, body_json, config_with, event, get, post};
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -126,7 +127,7 @@ mod tests {
             ("FORGOT_MIN_RESPONSE_MS", "0"),
             ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
         ]);
-        let deps = Deps::new(config, MemoryStore::new())
+        let deps = Deps::new(config, MemoryStore::new(), access_keys())
             .with_mailer(mailer.clone())
             .with_clock(clock.clone());
         let tokens = alice(&deps).await;

@@ -27,6 +27,9 @@ pub fn identifier(identifier: &Identifier) -> String {
     }
 }
 
+/// The published public keys and issuer (in the users table).
+pub const PUBLISHED_KEYS: &str = "KEYS#public";
+
 /// A spent refresh token.
 pub fn spent_token(jti: &str) -> String {
     format!("RT#{jti}")

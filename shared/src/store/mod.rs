@@ -1,7 +1,7 @@
-//! Where users live. Four capabilities, one trait each (`Users`, `Sessions`, `Codes`, `Limits`),
-//! combined as `Store`, so a handler names only what it uses; `dynamo` is the real thing (one
-//! file per entity), `memory` a fake with the same semantics for handler tests, `keys` every
-//! item key.
+//! Where users live. Five capabilities, one trait each (`Users`, `Sessions`, `Codes`, `Limits`,
+//! `Published`), combined as `Store`, so a handler names only what it uses; `dynamo` is the real
+//! thing (one file per entity), `memory` a fake with the same semantics for handler tests, `keys`
+//! every item key.
 //!
 //! The items of both tables, and the reads and writes of each flow, are described once, in
 //! `docs/storage.md`. Uniqueness is enforced by writing the user and its email and username
@@ -13,6 +13,7 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::signing::PublicKeys;
 use crate::throttle::Quota;
 
 pub mod dynamo;
@@ -224,9 +225,21 @@ pub trait Limits: Send + Sync {
 
 /// Every capability: what a handler that needs all of them asks for, and what each store
 /// (DynamoDB, the in-memory fake) provides.
-pub trait Store: Users + Sessions + Codes + Limits {}
+/// What the service publishes: the public keys of its access tokens, with the issuer. Only the
+/// key rotation writes them.
+pub trait Published: Send + Sync {
+    fn published_keys(&self)
+    -> impl Future<Output = Result<Option<PublicKeys>, StoreError>> + Send;
 
-impl<T: Users + Sessions + Codes + Limits> Store for T {}
+    fn publish_keys(
+        &self,
+        keys: &PublicKeys,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+pub trait Store: Users + Sessions + Codes + Limits + Published {}
+
+impl<T: Users + Sessions + Codes + Limits + Published> Store for T {}
 
 /// A counter of the tokens table, as read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

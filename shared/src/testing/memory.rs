@@ -6,9 +6,10 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::signing::PublicKeys;
 use crate::store::{
-    Codes, Counter, Limits, LockTarget, Rotation, RotationOutcome, Sessions, StoreError, Users,
-    keys,
+    Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome, Sessions, StoreError,
+    Users, keys,
 };
 use crate::throttle::{self, Quota};
 
@@ -30,6 +31,7 @@ struct Inner {
     counters: HashMap<String, Counter>,
     /// Cooldowns by key -> until.
     cooldowns: HashMap<String, u64>,
+    published: Option<PublicKeys>,
 }
 
 impl Inner {
@@ -57,6 +59,17 @@ impl MemoryStore {
     /// How many users are stored (for assertions).
     pub fn user_count(&self) -> usize {
         self.lock().users.len()
+    }
+}
+
+impl Published for MemoryStore {
+    async fn published_keys(&self) -> Result<Option<PublicKeys>, StoreError> {
+        Ok(self.lock().published.clone())
+    }
+
+    async fn publish_keys(&self, keys: &PublicKeys) -> Result<(), StoreError> {
+        self.lock().published = Some(keys.clone());
+        Ok(())
     }
 }
 

@@ -4,9 +4,13 @@
 use lambda_http::{Body, Request};
 use serde_json::Value;
 
+use std::sync::OnceLock;
+
 use crate::config::Config;
 use crate::handlers::{self, Deps};
 use crate::http::Response;
+use crate::jwt::AccessKeys;
+use crate::signing::KeyDocument;
 use crate::store::Store;
 use crate::testing::MemoryStore;
 
@@ -36,7 +40,18 @@ pub fn config_with(vars: &[(&str, &str)]) -> Config {
 }
 
 pub fn deps() -> Deps<MemoryStore> {
-    Deps::new(config(), MemoryStore::new())
+    Deps::new(config(), MemoryStore::new(), access_keys())
+}
+
+/// A throwaway key document, made once per test process (an RSA key takes a while to make).
+pub fn key_document() -> &'static KeyDocument {
+    static DOCUMENT: OnceLock<KeyDocument> = OnceLock::new();
+    DOCUMENT.get_or_init(|| KeyDocument::genesis("http://127.0.0.1:9000", 0).expect("test keys"))
+}
+
+/// Access token keys that sign and verify, over [`key_document`].
+pub fn access_keys() -> AccessKeys {
+    AccessKeys::signing(key_document()).expect("test keys")
 }
 
 /// The sample event `events/<name>.json`, as Lambda would deliver it.

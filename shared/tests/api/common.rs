@@ -13,7 +13,7 @@ use shared::handlers::register;
 use shared::mail::SesMailer;
 use shared::store::DynamoStore;
 use shared::testing::CallCounter;
-use shared::testing::{config, post};
+use shared::testing::{access_keys, config, post};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
@@ -77,7 +77,7 @@ pub async fn counted_deps_with(
     let sdk = shared::aws::sdk_config().await;
     let counter = CallCounter::default();
     let store = counter.store(&sdk, &config);
-    let mut deps = with_mailer(Deps::new(config, store), &sdk);
+    let mut deps = with_mailer(Deps::new(config, store, access_keys()), &sdk);
     if let Some(clock) = clock {
         deps = deps.with_clock(clock);
     }
@@ -89,7 +89,7 @@ pub async fn counted_deps_with(
 pub fn deps_over(config: Config, sdk: &aws_config::SdkConfig) -> Deps<DynamoStore> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
     let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens);
-    with_mailer(Deps::new(config, store), sdk)
+    with_mailer(Deps::new(config, store, access_keys()), sdk)
 }
 
 fn with_mailer(deps: Deps<DynamoStore>, sdk: &aws_config::SdkConfig) -> Deps<DynamoStore> {

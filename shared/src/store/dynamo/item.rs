@@ -43,6 +43,7 @@ pub(super) mod attr {
     pub const REVOKED_AT: &str = "revoked_at";
     pub const COUNT: &str = "count";
     pub const UNTIL: &str = "until";
+    pub const DOCUMENT: &str = "document";
 }
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
