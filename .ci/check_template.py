@@ -51,7 +51,7 @@ def main():
         if os.path.exists(sample):
             with open(sample) as f:
                 route_key = json.load(f).get("routeKey")
-            check(f"events/{binary}.json is an event of one of its routes", route_key in routes, route_key)
+            check(f"events/{binary}.json is an event of one of its routes", route_key in routes or not routes, route_key)
         statements = [s for p in function["Properties"].get("Policies", []) for s in p.get("Statement", [])]
         policy_names = [p for p in function["Properties"].get("Policies", []) if isinstance(p, dict) and "Statement" not in p]
         check(f"{logical_id} uses no managed policy templates", not policy_names, policy_names)
@@ -97,7 +97,14 @@ def main():
     check("logs are JSON", globals_["LoggingConfig"]["LogFormat"] == "JSON")
     check("CodeUri is the workspace root", globals_["CodeUri"] == ".")
     env = globals_["Environment"]["Variables"]
-    check("the JWT secret is resolved from Secrets Manager", "resolve:secretsmanager" in json.dumps(env["JWT_SECRET"]))
+    check("no secret value in any environment", "JWT_SECRET" not in env and "resolve:secretsmanager" not in json.dumps(template))
+    check("the functions read the JWT secret by its ARN", env.get("JWT_SECRET_ID") == {"Ref": "JwtSecret"})
+    readers = {f["Metadata"]["BuildProperties"]["Binary"]: {json.dumps(s["Resource"]) for p in f["Properties"].get("Policies", []) for s in p.get("Statement", []) if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])}
+               for f in functions.values()}
+    signers = {name for name, arns in readers.items() if '{"Ref": "SigningKeys"}' in arns}
+    check("only the token issuers (and the rotation) read the signing keys", signers == {"register", "login", "refresh", "change-password", "rotate-keys"}, signers)
+    for name in ("discovery", "jwks"):
+        check(f"{name} reads no secret", not readers[name], readers[name])
     tokens = resources["TokensTable"]["Properties"]
     check("the tokens table expires items by TTL (DB-02)", tokens["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True})
     users = resources["UsersTable"]

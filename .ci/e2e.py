@@ -145,6 +145,74 @@ def run_checks(api, endpoint, dynamodb_endpoint):
             assert_problem(response, 401, "invalid_token")
             assert (response.header("www-authenticate") or "").startswith("Bearer"), headers
 
+    def an_outside_verifier_takes_access_tokens_the_way_api_gateway_does():
+        # PyJWT, written by nobody here, follows discovery to the JWKS and applies the JWT
+        # authorizer's rules: kid known, RS256, iss exact, aud listed, exp/nbf, scope present.
+        import jwt as pyjwt
+
+        discovery = api.call("GET", "/.well-known/openid-configuration")
+        assert discovery.status == 200, discovery.raw
+        assert discovery.header("cache-control").startswith("public, max-age="), discovery.headers
+        issuer = discovery.json["issuer"]
+        assert issuer == api.base, (issuer, api.base)
+        assert discovery.json["id_token_signing_alg_values_supported"] == ["RS256"]
+        jwks = api.call("GET", "/.well-known/jwks.json")
+        assert jwks.status == 200 and jwks.header("cache-control").startswith("public, max-age=")
+        for key in jwks.json["keys"]:
+            assert set(key) == {"kty", "kid", "use", "alg", "n", "e"}, key
+            assert (key["kty"], key["use"], key["alg"]) == ("RSA", "sig", "RS256"), key
+        _, _, created = register(api)
+        tokens = created.json
+        client = pyjwt.PyJWKClient(discovery.json["jwks_uri"])
+        key = client.get_signing_key_from_jwt(tokens["access_token"])
+        claims = pyjwt.decode(
+            tokens["access_token"], key.key, algorithms=["RS256"], issuer=issuer, audience="auth",
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
+        assert "api" in claims["scope"].split(), claims
+        assert claims["amr"] == ["pwd"] and claims["email_verified"] is False, claims
+        assert claims["sub"] == tokens["user"]["id"]
+        # A refresh token: no key of the JWKS verifies it, and it carries no scope.
+        try:
+            client.get_signing_key_from_jwt(tokens["refresh_token"])
+            raise AssertionError("a refresh token found a key in the JWKS")
+        except pyjwt.PyJWKClientError:
+            pass
+        assert "scope" not in pyjwt.decode(tokens["refresh_token"], options={"verify_signature": False})
+
+    def forged_access_tokens_are_refused():
+        import base64
+        import hashlib
+        import hmac
+
+        import jwt as pyjwt
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        def b64(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        _, _, created = register(api)
+        access = created.json["access_token"]
+        header = pyjwt.get_unverified_header(access)
+        claims = pyjwt.decode(access, options={"verify_signature": False})
+        jwk = next(k for k in api.call("GET", "/.well-known/jwks.json").json["keys"] if k["kid"] == header["kid"])
+        pem = pyjwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk)).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        # Algorithm confusion: HS256 keyed with the public key's PEM.
+        signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'at+jwt', 'kid': header['kid']}).encode())}.{b64(json.dumps(claims).encode())}"
+        confused = f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
+        attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        unknown_kid = pyjwt.encode(claims, attacker, algorithm="RS256", headers={"kid": "attacker", "typ": "at+jwt"})
+        with_jku = pyjwt.encode(claims, attacker, algorithm="RS256",
+                                headers={"kid": header["kid"], "typ": "at+jwt", "jku": "https://evil.example/jwks.json"})
+        parts = access.split(".")
+        more_scope = ".".join([parts[0], b64(json.dumps(dict(claims, scope=claims["scope"] + " admin")).encode()), parts[2]])
+        assert api.call("GET", "/auth/me", headers={"authorization": f"Bearer {access}"}).status == 200
+        for name, token in (("confusion", confused), ("unknown kid", unknown_kid), ("jku", with_jku), ("added scope", more_scope)):
+            response = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {token}"})
+            assert response.status == 401 and response.json["code"] == "invalid_token", (name, response.status, response.raw)
+
     def cookie_mode():
         origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
         username, email, created = register(api, headers=origin)
@@ -314,6 +382,9 @@ def run_checks(api, endpoint, dynamodb_endpoint):
         port = api.base.rsplit(":", 1)[1]
         for event in sorted(os.listdir(os.path.join(ROOT, "events"))):
             function = event.removesuffix(".json")
+            with open(os.path.join(ROOT, "events", event)) as f:
+                if "routeKey" not in json.load(f):
+                    continue  # not an HTTP event: rotate-keys is invoked by Secrets Manager
             result = subprocess.run(
                 ["cargo", "lambda", "invoke", function, "--data-file", f"events/{event}", "-A", "127.0.0.1", "-P", port],
                 cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -322,7 +393,8 @@ def run_checks(api, endpoint, dynamodb_endpoint):
             assert result.returncode == 0, f"{function}: {result.stderr[-500:]}"
             answer = json.loads(result.stdout)
             assert 200 <= answer["statusCode"] < 500, f"{function}: {answer}"
-            assert answer["headers"]["cache-control"] == "no-store", function
+            expected = "public, max-age=300" if function in ("discovery", "jwks") else "no-store"
+            assert answer["headers"]["cache-control"] == expected, function
 
     def schemathesis_finds_no_server_error_and_no_contract_breach():
         # An outside fuzzer drives every operation of openapi.yaml with data the document allows

@@ -24,15 +24,17 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// The current value of a Secrets Manager secret (`AWSCURRENT`), read once per cold start. The
-/// error names the failure, never the value.
+/// The value of a Secrets Manager secret at `stage` (`AWSCURRENT`, or `AWSPREVIOUS` during a
+/// rotation), read once per cold start. The error names the failure, never the value.
 pub async fn secret_string(
     sdk: &aws_config::SdkConfig,
     secret_id: &str,
+    stage: &str,
 ) -> Result<secrecy::SecretString, String> {
     let output = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
         .secret_id(secret_id)
+        .version_stage(stage)
         .send()
         .await
         .map_err(|err| aws_sdk_secretsmanager::error::DisplayErrorContext(&err).to_string())?;

@@ -81,7 +81,7 @@ pub trait SecretVersions: Send + Sync {
         value: &str,
     ) -> impl Future<Output = Result<(), RotationError>> + Send;
 
-    /// Moves `AWSCURRENT` from `from` to `to`.
+    /// Moves `AWSCURRENT` from `from` to `to`, which is then no longer `AWSPENDING`.
     fn make_current(
         &self,
         secret_id: &str,
@@ -294,6 +294,15 @@ impl SecretVersions for SecretsManager {
             .version_stage(CURRENT)
             .move_to_version_id(to)
             .set_remove_from_version_id(from.map(str::to_owned))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        // The finished version is no longer pending.
+        self.0
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(PENDING)
+            .remove_from_version_id(to)
             .send()
             .await
             .map_err(unavailable)?;

@@ -112,20 +112,36 @@ impl Deps<DynamoStore> {
 
     async fn build(keys: KeysNeeded) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
         let sdk = crate::aws::sdk_config().await;
-        // Deployed, both secrets come from Secrets Manager, read side by side.
-        let (jwt_secret, key_document) = tokio::join!(
-            read_secret(&sdk, "JWT_SECRET_ID", "the JWT secret", true),
+        // Deployed, the secrets come from Secrets Manager, read side by side. While the JWT
+        // secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its previous value verifies too.
+        let accept_previous = std::env::var("JWT_SECRET_ACCEPT_PREVIOUS").as_deref() == Ok("true");
+        let (jwt_secret, previous_secret, key_document) = tokio::join!(
+            read_secret(&sdk, "JWT_SECRET_ID", CURRENT, "the JWT secret", true),
+            read_secret(
+                &sdk,
+                "JWT_SECRET_ID",
+                PREVIOUS,
+                "the previous JWT secret",
+                accept_previous
+            ),
             read_secret(
                 &sdk,
                 "SIGNING_KEYS_SECRET_ID",
+                CURRENT,
                 "the signing keys",
                 keys == KeysNeeded::Sign
             ),
         );
-        let jwt_secret = jwt_secret?;
-        let config = Config::from_lookup(|name| match (name, &jwt_secret) {
-            ("JWT_SECRET", Some(secret)) => Some(secret.expose_secret().to_owned()),
-            _ => std::env::var(name).ok(),
+        let (jwt_secret, previous_secret) = (jwt_secret?, previous_secret?);
+        let config = Config::from_lookup(|name| {
+            let from_secret = match name {
+                "JWT_SECRET" => jwt_secret.as_ref(),
+                "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
+                _ => None,
+            };
+            from_secret
+                .map(|secret| secret.expose_secret().to_owned())
+                .or_else(|| std::env::var(name).ok())
         })
         .inspect_err(|err| {
             tracing::error!(error = %err, "refusing to start: invalid configuration");
@@ -151,10 +167,15 @@ impl Deps<DynamoStore> {
     }
 }
 
-/// The secret named by the variable `id_var`, when it is set (and `wanted`).
+const CURRENT: &str = "AWSCURRENT";
+const PREVIOUS: &str = "AWSPREVIOUS";
+
+/// The secret named by the variable `id_var` at `stage`, when the variable is set (and the
+/// secret `wanted`).
 async fn read_secret(
     sdk: &aws_config::SdkConfig,
     id_var: &'static str,
+    stage: &str,
     what: &'static str,
     wanted: bool,
 ) -> Result<Option<SecretString>, ConfigError> {
@@ -164,7 +185,7 @@ async fn read_secret(
     else {
         return Ok(None);
     };
-    crate::aws::secret_string(sdk, &id)
+    crate::aws::secret_string(sdk, &id, stage)
         .await
         .map(Some)
         .map_err(|reason| unreadable(what, reason))
