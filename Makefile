@@ -4,12 +4,16 @@
 
 TOOLS := .venv/.installed
 
-.PHONY: dev test build smoke bench load fuzz tools clean
+.PHONY: dev rotate-keys test build smoke bench load fuzz tools clean
 
 # The local stack: API on http://127.0.0.1:9000 (http://localhost:9000 for browser apps), the
 # example app on http://localhost:3000, mail at http://127.0.0.1:4566/local/inbox.
 dev: $(TOOLS)
 	@bash scripts/dev
+
+# Rotates the signing keys of the running `make dev` stack, as Secrets Manager's schedule does.
+rotate-keys: $(TOOLS)
+	@.venv/bin/python scripts/local_aws.py rotate --stack .dev/$${API_PORT:-9000}/rotation
 
 test: $(TOOLS)
 	@bash .ci/test

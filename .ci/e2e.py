@@ -486,7 +486,85 @@ def main():
             log.close()
 
     checks.run("second_start_is_clean", second_start_is_clean)
+    checks.run("signing_keys_rotate_end_to_end", signing_keys_rotate_end_to_end)
     sys.exit(checks.summary("e2e"))
+
+
+def signing_keys_rotate_end_to_end():
+    """Rotation through the real rotation function and the local Secrets Manager, on a stack of
+    its own with short timings: a key is listed 3 s before it may sign (2 hours deployed), access
+    tokens live 5 s, and the JWKS is re-read every second."""
+    import jwt as pyjwt
+
+    ports = Ports()
+    base = f"http://127.0.0.1:{ports.api}"
+    env = {"ACCESS_TOKEN_TTL_SECONDS": "5", "KEY_LISTED_BEFORE_SIGNING_SECONDS": "3",
+           "PUBLIC_KEYS_MAX_AGE_SECONDS": "1", "USERS_TABLE": "rotation-users"}
+    process, log = start_stack(ports, env)
+    api = Client(base)
+
+    def rotate():
+        return subprocess.run(
+            [os.path.join(ROOT, ".venv", "bin", "python"), "scripts/local_aws.py", "rotate",
+             "--stack", os.path.join(ROOT, ".dev", str(ports.api), "rotation")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    def kids():
+        time.sleep(1.1)  # the JWKS function's copy is at most a second old
+        return [key["kid"] for key in api.call("GET", "/.well-known/jwks.json").json["keys"]]
+
+    def kid_of(token):
+        return pyjwt.get_unverified_header(token)["kid"]
+
+    def me(token):
+        return api.call("GET", "/auth/me", headers={"authorization": f"Bearer {token}"}).status
+
+    try:
+        wait_for_api(base, process)
+        first, second = kids()
+        _, _, created = register(api, username="rotating", email="rotating@example.com")
+        old_token = created.json["access_token"]
+        assert kid_of(old_token) == first
+
+        time.sleep(3)
+        rotated = rotate()
+        assert rotated.returncode == 0, rotated.stderr
+        promoted_at = time.monotonic()
+        listed = kids()
+        assert listed[:2] == [first, second] and len(listed) == 3, listed
+        third = listed[2]
+        # A function started after the rotation signs with the promoted key, listed for 3 s.
+        login = api.call("POST", "/auth/login", {"identifier": "rotating", "password": PASSWORD})
+        assert login.status == 200, login.raw
+        assert kid_of(login.json["access_token"]) == second
+        # The old key's token still verifies, here and for an outside verifier.
+        assert me(old_token) == 200
+        outside = pyjwt.PyJWKClient(f"{base}/.well-known/jwks.json")
+        pyjwt.decode(old_token, outside.get_signing_key_from_jwt(old_token).key, algorithms=["RS256"],
+                     audience="auth", options={"verify_exp": False})
+        # The new next key has just been listed: it may not sign yet.
+        refused = rotate()
+        assert refused.returncode != 0 and "listed" in refused.stderr, refused.stderr
+        # Once the new next key has been listed long enough, the old key must still stay while
+        # its tokens can live (5 s and 30 s of leeway after it stopped signing).
+        time.sleep(3)
+        refused = rotate()
+        assert refused.returncode != 0 and "previous key" in refused.stderr, refused.stderr
+        time.sleep(max(0.0, promoted_at + 36 - time.monotonic()))
+        assert me(old_token) == 401  # expired by now
+        rotated = rotate()
+        assert rotated.returncode == 0, rotated.stderr
+        listed = kids()
+        assert listed[:2] == [second, third] and first not in listed, listed
+        try:
+            pyjwt.PyJWKClient(f"{base}/.well-known/jwks.json").get_signing_key_from_jwt(old_token)
+            raise AssertionError("the retired key is still listed")
+        except pyjwt.PyJWKClientError:
+            pass
+    finally:
+        if process.poll() is None:
+            stop_with_ctrl_c(process)
+        log.close()
 
 
 if __name__ == "__main__":

