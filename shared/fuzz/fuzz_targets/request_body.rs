@@ -45,7 +45,7 @@ fn deps() -> &'static Deps<MemoryStore> {
             ("FORGOT_ADDRESS_HOURLY_LIMIT", "1000000"),
             ("FORGOT_CLIENT_LIMIT", "1000000"),
         ]);
-        Deps::new(config, MemoryStore::new(), access_keys())
+        Deps::new(config, MemoryStore::new(), shared::testing::access_keys())
     })
 }
 
