@@ -34,7 +34,8 @@ def main():
         ["set -euo pipefail", 'curl() { command curl --fail-with-body --max-time 300 "$@"; echo; }']
         + [f"echo '--- block {n}'\n{block}" for n, block in enumerate(found, 1)]
     )
-    result = subprocess.run(["bash", "-c", script], cwd=os.path.join(ROOT, ".dev"))
+    # From the project root, as a person who just ran `make dev` in it.
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT)
     status = "passed" if result.returncode == 0 else "failed"
     print(f"walkthrough: {len(found)} blocks {status}")
     print(f"walkthrough: {1 if status == 'passed' else 0} passed, {0 if status == 'passed' else 1} failed")

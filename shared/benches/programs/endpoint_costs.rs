@@ -1,5 +1,6 @@
 //! Per-endpoint server time and DynamoDB calls, against the local DynamoDB endpoint, beside the
-//! floors measured in the same run: one Argon2id verification, one HS256 verification, one
+//! floors measured in the same run: one Argon2id verification, one access token (RS256)
+//! verification, one
 //! DynamoDB round trip. Run by `make bench` (which starts the endpoint); prints JSON.
 
 use std::collections::BTreeMap;
@@ -122,11 +123,11 @@ async fn main() {
     let now = time::OffsetDateTime::now_utc()
         .unix_timestamp()
         .unsigned_abs();
-    let mut hs256 = Vec::new();
+    let mut access_verify = Vec::new();
     for _ in 0..2000 {
         let start = Instant::now();
         let _ = std::hint::black_box(d.tokens.verify(&access, TokenUse::Access, now));
-        hs256.push(start.elapsed());
+        access_verify.push(start.elapsed());
     }
     let mut round_trips = Vec::new();
     for _ in 0..50 {
@@ -284,7 +285,7 @@ async fn main() {
         .await,
     );
 
-    // GET /auth/me without the network: its CPU time beside one HS256 verification.
+    // GET /auth/me without the network: its CPU time beside one access token verification.
     let memory = Deps::new(config, MemoryStore::new(), shared::testing::access_keys());
     let local = body_json(
         &register::handle(
@@ -308,7 +309,7 @@ async fn main() {
     let report = json!({
         "floors": {
             "argon2id_verify_ms": median(argon),
-            "hs256_verify_ms": median(hs256),
+            "access_verify_ms": median(access_verify),
             "dynamodb_round_trip_ms": median(round_trips),
         },
         "me_in_memory_ms": median(me_cpu),

@@ -112,10 +112,20 @@ impl Deps<DynamoStore> {
 
     async fn build(keys: KeysNeeded) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
         let sdk = crate::aws::sdk_config().await;
-        // Deployed, the secrets come from Secrets Manager, read side by side. While the JWT
-        // secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its previous value verifies too.
-        let accept_previous = std::env::var("JWT_SECRET_ACCEPT_PREVIOUS").as_deref() == Ok("true");
-        let (jwt_secret, previous_secret, key_document) = tokio::join!(
+        let env = |name: &str| std::env::var(name).unwrap_or_default();
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let store = DynamoStore::new(client, env("USERS_TABLE"), env("TOKENS_TABLE"));
+        // Deployed, the secrets come from Secrets Manager; they and the published keys are read
+        // side by side. While the JWT secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its
+        // previous value verifies too.
+        let accept_previous = env("JWT_SECRET_ACCEPT_PREVIOUS") == "true";
+        let published = async {
+            match keys {
+                KeysNeeded::Verify => Some(store.published_keys().await),
+                _ => None,
+            }
+        };
+        let (jwt_secret, previous_secret, key_document, published) = tokio::join!(
             read_secret(&sdk, "JWT_SECRET_ID", CURRENT, "the JWT secret", true),
             read_secret(
                 &sdk,
@@ -131,6 +141,7 @@ impl Deps<DynamoStore> {
                 "the signing keys",
                 keys == KeysNeeded::Sign
             ),
+            published,
         );
         let (jwt_secret, previous_secret) = (jwt_secret?, previous_secret?);
         let config = Config::from_lookup(|name| {
@@ -146,22 +157,22 @@ impl Deps<DynamoStore> {
         .inspect_err(|err| {
             tracing::error!(error = %err, "refusing to start: invalid configuration");
         })?;
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens);
-        let access = match keys {
-            KeysNeeded::None => AccessKeys::none(),
-            KeysNeeded::Sign => {
+        let access = match (keys, published) {
+            (KeysNeeded::Sign, _) => {
                 let document =
                     key_document?.ok_or(ConfigError::Missing("SIGNING_KEYS_SECRET_ID"))?;
                 KeyDocument::parse(document.expose_secret())
                     .and_then(|document| AccessKeys::signing(&document))
                     .map_err(|err| unreadable("the signing keys", err.to_string()))?
             }
-            KeysNeeded::Verify => match store.published_keys().await {
-                Ok(Some(public)) => AccessKeys::verifying(&public),
-                Ok(None) => return Err(unreadable("the public keys", "none published yet".into())),
-                Err(err) => return Err(unreadable("the public keys", err.to_string())),
-            },
+            (KeysNeeded::Verify, Some(Ok(Some(public)))) => AccessKeys::verifying(&public),
+            (KeysNeeded::Verify, Some(Err(err))) => {
+                return Err(unreadable("the public keys", err.to_string()));
+            }
+            (KeysNeeded::Verify, _) => {
+                return Err(unreadable("the public keys", "none published yet".into()));
+            }
+            (KeysNeeded::None, _) => AccessKeys::none(),
         };
         Ok((Self::new(config, store, access), sdk))
     }
