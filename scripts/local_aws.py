@@ -305,7 +305,8 @@ def table_env_vars(template):
     tables = {
         name: res
         for name, res in template["Resources"].items()
-        if res["Type"] == "AWS::DynamoDB::Table"
+        # (Fn::ForEach entries are lists: none of them makes a table.)
+        if isinstance(res, dict) and res["Type"] == "AWS::DynamoDB::Table"
     }
     mapping = {}
     for var, value in variables.items():

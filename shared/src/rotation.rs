@@ -323,6 +323,11 @@ mod tests {
     }
 
     impl FakeSecret {
+        /// The current key document.
+        fn document(&self) -> KeyDocument {
+            KeyDocument::parse(&self.current().expect("current")).expect("keys")
+        }
+
         fn current(&self) -> Option<String> {
             let versions = self.versions.lock().expect("lock");
             versions
@@ -444,10 +449,16 @@ mod tests {
         }
     }
 
-    fn kids(store: &MemoryStore) -> Vec<String> {
-        let public = futures_now(store.published_keys())
+    async fn published(store: &MemoryStore) -> crate::signing::PublicKeys {
+        store
+            .published_keys()
+            .await
             .expect("read")
-            .expect("published");
+            .expect("published")
+    }
+
+    fn kids(store: &MemoryStore) -> Vec<String> {
+        let public = futures_now(published(store));
         public.keys.into_iter().map(|key| key.kid).collect()
     }
 
@@ -466,13 +477,9 @@ mod tests {
             .rotate(&store, &settings(), "v1", 1_000)
             .await
             .expect("rotated");
-        let document = KeyDocument::parse(&secret.current().expect("current")).expect("keys");
+        let document = secret.document();
         assert_eq!(document.issuer, "https://auth.test");
-        let public = store
-            .published_keys()
-            .await
-            .expect("read")
-            .expect("published");
+        let public = published(&store).await;
         assert_eq!(public, document.public().expect("public"));
         assert_eq!(public.keys.len(), 2);
     }
@@ -485,25 +492,21 @@ mod tests {
             .rotate(&store, &settings(), "v1", 0)
             .await
             .expect("genesis");
-        let first = KeyDocument::parse(&secret.current().expect("current")).expect("keys");
+        let first = secret.document();
 
         // Too early: the next key has been listed for less than two hours.
         let early = secret.rotate(&store, &settings(), "v2", 7_199).await;
         assert!(matches!(early, Err(RotationError::Refused(_))), "{early:?}");
-        let unchanged = KeyDocument::parse(&secret.current().expect("current")).expect("keys");
+        let unchanged = secret.document();
         assert_eq!(unchanged, first);
 
         secret
             .rotate(&store, &settings(), "v3", 7_200)
             .await
             .expect("rotated");
-        let second = KeyDocument::parse(&secret.current().expect("current")).expect("keys");
+        let second = secret.document();
         assert_eq!(second.signer().expect("signer").kid(), first.next.kid);
-        let public = store
-            .published_keys()
-            .await
-            .expect("read")
-            .expect("published");
+        let public = published(&store).await;
         let listed: Vec<_> = public.keys.into_iter().map(|key| key.kid).collect();
         assert_eq!(
             listed,
