@@ -163,6 +163,8 @@ pub struct TokenKeys {
     refresh: RefreshKeys,
     previous_refresh: Option<RefreshKeys>,
     access: AccessKeys,
+    access_validation: Validation,
+    refresh_validation: Validation,
     issuer: String,
     audience: String,
     scope: String,
@@ -179,7 +181,10 @@ impl TokenKeys {
             .clone()
             .or_else(|| access.issuer.clone())
             .unwrap_or_default();
+        let audience = &config.tokens.audience;
         Self {
+            access_validation: validation(TokenUse::Access, &issuer, audience),
+            refresh_validation: validation(TokenUse::Refresh, &issuer, audience),
             refresh: RefreshKeys::new(&config.tokens.secret),
             previous_refresh: config.tokens.previous_secret.as_ref().map(RefreshKeys::new),
             access,
@@ -329,16 +334,12 @@ impl TokenKeys {
                 .map(|keys| &keys.decoding),
         }
         .ok_or(TokenError::Invalid)?;
-        // The algorithm comes from the use, never from the header: an HS256 token "signed" with
-        // a public key is refused here (the key's family does not match).
-        let mut validation = Validation::new(token_use.algorithm());
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        let validation = match token_use {
+            TokenUse::Access => &self.access_validation,
+            TokenUse::Refresh => &self.refresh_validation,
+        };
         let data =
-            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|err| {
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|err| {
                 match err.kind() {
                     ErrorKind::ExpiredSignature => TokenError::Expired,
                     _ => TokenError::Invalid,
@@ -362,6 +363,19 @@ impl TokenKeys {
         }
         Ok(claims)
     }
+}
+
+/// The checks of one token use, built once per instance. The algorithm comes from the use, never
+/// from the header: an HS256 token "signed" with a public key is refused (the key's family does
+/// not match).
+fn validation(token_use: TokenUse, issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(token_use.algorithm());
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation
 }
 
 /// A compact JWS signed RS256 by `signer`.

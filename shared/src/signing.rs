@@ -65,6 +65,10 @@ pub struct StoredKey {
     pub kid: String,
     /// When it was made, and so first listed (seconds since the epoch).
     pub created_at: u64,
+    /// The public half, as the JWK's base64url modulus and exponent: publishing the keys needs
+    /// no private key parsed.
+    n: String,
+    e: String,
     /// The private key: PKCS#8 DER, base64url.
     pkcs8: String,
 }
@@ -83,9 +87,12 @@ impl StoredKey {
     pub fn generate(now: u64) -> Result<Self, KeyError> {
         let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation)?;
         let pkcs8 = pair.as_der().map_err(|_| KeyError::Generation)?;
+        let (n, e) = public_jwk_parts(&pair);
         Ok(Self {
-            kid: thumbprint(&public_jwk_parts(&pair)),
+            kid: thumbprint(&n, &e),
             created_at: now,
+            n,
+            e,
             pkcs8: B64.encode(pkcs8.as_ref()),
         })
     }
@@ -101,9 +108,8 @@ impl StoredKey {
         Ok(pair)
     }
 
-    fn public(&self) -> Result<Jwk, KeyError> {
-        let (n, e) = public_jwk_parts(&self.key_pair()?);
-        Ok(Jwk::rs256(self.kid.clone(), n, e))
+    fn public(&self) -> Jwk {
+        Jwk::rs256(self.kid.clone(), self.n.clone(), self.e.clone())
     }
 }
 
@@ -165,11 +171,19 @@ impl KeyDocument {
         }))
     }
 
-    /// Parses and checks a stored document.
+    /// Parses and checks a stored document: each key id names its public half, and the
+    /// current key, the one that signs, is a usable private key. (The others are parsed when
+    /// they come to sign; a rotation's test step does that before the switch.)
     pub fn parse(json: &str) -> Result<Self, KeyError> {
         let document: Self =
             serde_json::from_str(json).map_err(|_| KeyError::Malformed("not a key document"))?;
-        document.public()?;
+        if document
+            .keys()
+            .any(|key| key.kid != thumbprint(&key.n, &key.e))
+        {
+            return Err(KeyError::Malformed("a key id does not name its key"));
+        }
+        document.signer()?;
         Ok(document)
     }
 
@@ -185,10 +199,7 @@ impl KeyDocument {
     pub fn public(&self) -> Result<PublicKeys, KeyError> {
         Ok(PublicKeys {
             issuer: self.issuer.clone(),
-            keys: self
-                .keys()
-                .map(StoredKey::public)
-                .collect::<Result<_, _>>()?,
+            keys: self.keys().map(StoredKey::public).collect(),
         })
     }
 
@@ -312,7 +323,7 @@ fn public_jwk_parts(pair: &RsaKeyPair) -> (String, String) {
 
 /// The RFC 7638 JWK thumbprint of an RSA public key: the key id, so a `kid` names exactly one
 /// key.
-fn thumbprint((n, e): &(String, String)) -> String {
+fn thumbprint(n: &str, e: &str) -> String {
     let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
     B64.encode(Sha256::digest(canonical.as_bytes()))
 }
@@ -365,7 +376,7 @@ mod tests {
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".to_owned();
         let e = "AQAB".to_owned();
         assert_eq!(
-            thumbprint(&(n, e)),
+            thumbprint(&n, &e),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
     }
