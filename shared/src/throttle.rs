@@ -5,6 +5,14 @@
 /// The longest an account stays locked.
 pub const MAX_LOCK_SECS: u64 = 900;
 
+/// How long failures against an identifier that names no account, or of a session
+/// re-authenticating, are remembered.
+pub const FAILURE_MEMORY_SECS: u64 = 24 * 3600;
+
+/// How long a client address the owner used (a right password, a reset) keeps a lock of its
+/// own, apart from the account's.
+pub const TRUSTED_CLIENT_SECS: u64 = 30 * 24 * 3600;
+
 /// How long an account is locked after its `failures`-th consecutive failed sign-in: nothing
 /// below the threshold, then 1 s, doubling with each further failure, capped at 15 minutes.
 pub fn lock_secs(failures: u32, threshold: u32) -> Option<u64> {

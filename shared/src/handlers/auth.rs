@@ -3,11 +3,12 @@
 use lambda_http::Request;
 
 use super::Deps;
-use crate::domain::{PasswordAttempt, UserRecord};
+use crate::domain::{Lockout, PasswordAttempt, UserRecord};
 use crate::error::ApiError;
 use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
 use crate::jwt::TokenUse;
-use crate::store::{Limits, Users};
+use crate::store::{Attempt, Limits, LockTarget, Users, keys};
+use crate::throttle;
 
 /// The user behind a request's access token (bearer header first, then the access cookie).
 /// Refuses tokens older than the user's last revocation point and tokens of deleted users
@@ -15,7 +16,7 @@ use crate::store::{Limits, Users};
 pub(super) async fn authenticate<S: Users>(
     deps: &Deps<S>,
     req: &Request,
-) -> Result<UserRecord, ApiError> {
+) -> Result<Caller, ApiError> {
     let token = match http::bearer_token(req) {
         Some(token) => token,
         None => {
@@ -37,7 +38,16 @@ pub(super) async fn authenticate<S: Users>(
     if claims.ver < user.token_version {
         return Err(ApiError::InvalidToken);
     }
-    Ok(user)
+    Ok(Caller {
+        user,
+        sid: claims.sid,
+    })
+}
+
+/// A request's user, and the session its access token belongs to.
+pub(super) struct Caller {
+    pub user: UserRecord,
+    pub sid: String,
 }
 
 /// How to deliver tokens to an authenticated request: as cookies when it authenticated with
@@ -51,35 +61,43 @@ pub(super) fn authenticated_delivery(req: &Request) -> TokenDelivery {
 }
 
 /// Re-authentication of a signed-in user by password (email change, password change, account
-/// deletion). It shares the sign-in lockout: a stolen access token cannot be used to guess the
-/// password faster than the sign-in form allows.
+/// deletion). Each session has a lock of its own, reserved before the check like sign-in's: a
+/// stolen access token cannot guess the password faster than the sign-in form allows, and no
+/// one else's failures (the account's lock) keep the owner from changing a password.
 pub(super) async fn reauthenticate<S: Limits>(
     deps: &Deps<S>,
-    user: &UserRecord,
+    caller: &Caller,
     attempt: &PasswordAttempt,
 ) -> Result<(), ApiError> {
     let now = deps.now();
-    if user.lockout.locked_until > now {
-        return Err(ApiError::TooManyAttempts {
-            retry_after_secs: user.lockout.locked_until - now,
-        });
-    }
+    let target = LockTarget::Counter {
+        key: keys::reauth_lock(&caller.sid),
+        expires_at: now + throttle::FAILURE_MEMORY_SECS,
+    };
+    let threshold = deps.config.limits.lockout_threshold;
+    // Nothing read beforehand: a reservation that meets earlier failures retries on what it met.
+    let seen = Lockout::default();
+    let lockout = match deps
+        .store
+        .reserve_attempt(&target, seen, threshold, now)
+        .await?
+    {
+        Attempt::Admitted { lockout } => lockout,
+        Attempt::Locked { until } => {
+            return Err(ApiError::TooManyAttempts {
+                retry_after_secs: until.saturating_sub(now).max(1),
+            });
+        }
+    };
+    let user = &caller.user;
     if deps
         .passwords
         .verify(attempt.expose(), Some(&user.password_hash))
         .await
     {
-        if user.lockout.failures > 0 {
-            deps.store.clear_login_failures(user.id).await?;
-        }
+        deps.store.clear_attempts(&target).await?;
         return Ok(());
     }
-    let threshold = deps.config.limits.lockout_threshold;
-    let target = crate::store::LockTarget::User(user.id);
-    let lockout = deps
-        .store
-        .record_login_failure(&target, threshold, now, now)
-        .await?;
     tracing::warn!(event = "reauthentication_failed", user_id = %user.id, failures = lockout.failures);
     Err(ApiError::InvalidCredentials)
 }

@@ -18,7 +18,8 @@ async fn change_password<S: Users + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let mut user = authenticate(deps, req).await?;
+    let caller = authenticate(deps, req).await?;
+    let mut user = caller.user.clone();
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["current_password", "new_password"], &mut errors);
@@ -46,7 +47,7 @@ async fn change_password<S: Users + Limits>(
     let (Some(current), Some(new), true) = (current, new, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    reauthenticate(deps, &user, &current).await?;
+    reauthenticate(deps, &caller, &current).await?;
 
     let password_hash = deps.passwords.hash(new.expose()).await?;
     let now = deps.now_datetime()?;
@@ -73,7 +74,7 @@ mod tests {
     use crate::testing::MemoryMailer;
     use crate::testing::{
         PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
-        get, post, sign_in,
+        from_ip, get, post, retry_after, sign_in,
     };
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -132,6 +133,36 @@ mod tests {
         assert_eq!(
             (sent[0].to.as_str(), sent[0].subject.as_str()),
             ("alice@example.com", "Your password was changed")
+        );
+    }
+
+    #[tokio::test]
+    async fn each_session_has_its_own_lock_and_others_failures_do_not_block_it() {
+        // A stolen access token guesses no faster than the sign-in form allows; a third party
+        // locking the account does not keep its owner from changing the password.
+        let deps = deps();
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
+        for _ in 0..5 {
+            let body = json!({"identifier": "alice", "password": "wrong password"});
+            let req = from_ip(post("/auth/login", &body), "198.51.100.7");
+            assert_eq!(login::handle(&deps, req).await.expect("ok").status(), 401);
+        }
+        let wrong =
+            json!({"current_password": "wrong one", "new_password": "a brand new passphrase"});
+        for _ in 0..5 {
+            assert_eq!(change(&deps, &a, wrong.clone()).await.status(), 401);
+        }
+        let before = deps.passwords.verification_count();
+        let right = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+        let locked = change(&deps, &a, right.clone()).await;
+        assert_eq!(locked.status(), 429);
+        assert_eq!(retry_after(&locked), 1);
+        assert_eq!(deps.passwords.verification_count(), before, "not checked");
+        assert_eq!(
+            change(&deps, &b, right).await.status(),
+            200,
+            "another session"
         );
     }
 

@@ -14,7 +14,8 @@ endpoint!(delete_me, [DELETE], Users + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    let user = authenticate(deps, req).await?;
+    let caller = authenticate(deps, req).await?;
+    let user = &caller.user;
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["password"], &mut errors);
@@ -27,8 +28,8 @@ async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
     let (Some(password), true) = (password, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    reauthenticate(deps, &user, &password).await?;
-    deps.store.delete_user(&user).await?;
+    reauthenticate(deps, &caller, &password).await?;
+    deps.store.delete_user(user).await?;
     tracing::info!(event = "account_deleted", user_id = %user.id, source_ip = %client_ip(req));
     let mut response = http::no_content();
     http::clear_token_cookies(&mut response, deps.config.cookies.same_site);

@@ -9,8 +9,8 @@ use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::{Limits, LockTarget, Users, keys};
-use crate::throttle::Window;
+use crate::store::{Attempt, Limits, LockTarget, Users, keys};
+use crate::throttle::{self, Quota, Window};
 
 endpoint!(login, [POST], Users + Limits);
 
@@ -52,8 +52,13 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
 
     let now = deps.now();
     let source_ip = client_ip(req);
+    let client = deps.key_part(&source_ip);
     let window = Window::at(now, deps.config.limits.client_window.as_secs());
-    let client_key = keys::rate("login", &deps.key_part(&source_ip), window.index);
+    let client_quota = Quota::Counter {
+        key: keys::rate("login", &client, window.index),
+        limit: deps.config.limits.login_client_limit,
+        resets_at: window.end,
+    };
     // An identifier that cannot name an account takes the unknown-account path: same work,
     // same answer, and a lock of its own, so a lock says nothing about which accounts exist.
     let parsed = Identifier::parse(identifier).ok();
@@ -61,43 +66,65 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
         .as_ref()
         .map_or_else(|| identifier.to_lowercase(), Identifier::key);
     let identifier_lock = keys::lock(&deps.key_part(&normalized));
-    let counter_keys = [client_key.clone(), identifier_lock.clone()];
-    let (owner, counters) = deps
-        .store
-        .find_user_id_with_counters(parsed.as_ref(), &counter_keys)
-        .await?;
-    let counter = |key: &str| counters.iter().find(|c| c.key == key);
 
-    // Per client address (LG-05): too many failures from one address, whatever the accounts.
-    if counter(&client_key)
-        .is_some_and(|c| c.count >= u64::from(deps.config.limits.login_client_limit))
-    {
+    // Per client address (LG-05): each password check takes one unit of the address's budget
+    // before it is made, atomically (a right password gives it back), so racing requests
+    // cannot overdraw it.
+    let (exhausted, (owner, counters)) = tokio::try_join!(
+        deps.store.consume(std::slice::from_ref(&client_quota), now),
+        deps.store
+            .find_user_id_with_counters(parsed.as_ref(), std::slice::from_ref(&identifier_lock)),
+    )?;
+    if let Some(retry_after_secs) = exhausted {
         tracing::warn!(event = "login_throttled", source_ip = %source_ip);
-        return Err(ApiError::TooManyAttempts {
-            retry_after_secs: window.end.saturating_sub(now),
-        });
+        return Err(ApiError::TooManyAttempts { retry_after_secs });
     }
-    let user = match owner {
-        Some(id) => deps.store.get_user(id).await?,
-        None => None,
+    let (user, trusted) = match owner {
+        Some(id) => {
+            let trust_key = keys::trusted_client(id, &client);
+            let (user, (_, trust)) = tokio::try_join!(
+                deps.store.get_user(id),
+                deps.store
+                    .find_user_id_with_counters(None, std::slice::from_ref(&trust_key)),
+            )?;
+            (user, trust.into_iter().next())
+        }
+        None => (None, None),
     };
-    // Per account (LG-04): while locked, the password is not even checked, so the answer
-    // cannot tell whether it was right.
-    let lockout = match &user {
-        Some(user) => user.lockout,
-        None => counter(&identifier_lock)
-            .map(|c| Lockout {
-                failures: crate::crypto::saturating_u32(c.count),
-                locked_until: c.locked_until,
-            })
-            .unwrap_or_default(),
+
+    // Per account (LG-04): the check is reserved before it is made, so of any number of
+    // racing wrong passwords at most the threshold are checked; while locked, the password is
+    // not even checked, so the answer cannot tell whether it was right. An address the owner
+    // has used answers to a lock of its own: no one else's failures keep the owner out.
+    let (target, seen) = match (&user, trusted) {
+        (Some(user), Some(trust)) => (
+            LockTarget::Trusted(keys::trusted_client(user.id, &client)),
+            Lockout::from(&trust),
+        ),
+        (Some(user), None) => (LockTarget::User(user.id), user.lockout),
+        (None, _) => {
+            let seen = counters.first().map(Lockout::from).unwrap_or_default();
+            let target = LockTarget::Counter {
+                key: identifier_lock,
+                expires_at: now + throttle::FAILURE_MEMORY_SECS,
+            };
+            (target, seen)
+        }
     };
-    if lockout.locked_until > now {
-        tracing::warn!(event = "login_locked", source_ip = %source_ip);
-        return Err(ApiError::TooManyAttempts {
-            retry_after_secs: lockout.locked_until - now,
-        });
-    }
+    let threshold = deps.config.limits.lockout_threshold;
+    let lockout = match deps
+        .store
+        .reserve_attempt(&target, seen, threshold, now)
+        .await?
+    {
+        Attempt::Admitted { lockout } => lockout,
+        Attempt::Locked { until } => {
+            tracing::warn!(event = "login_locked", source_ip = %source_ip);
+            return Err(ApiError::TooManyAttempts {
+                retry_after_secs: until.saturating_sub(now).max(1),
+            });
+        }
+    };
 
     let verified = deps
         .passwords
@@ -108,25 +135,28 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
         .await;
     match user {
         Some(user) if verified => {
-            if user.lockout.failures > 0 {
-                deps.store.clear_login_failures(user.id).await?;
-            }
+            // A success forgets the account's failures, trusts this address (and clears its
+            // own), and gives back the unit of the address's budget.
+            let account = LockTarget::User(user.id);
+            let clear_account = async {
+                if target == account || user.lockout.failures > 0 {
+                    deps.store.clear_attempts(&account).await
+                } else {
+                    Ok(())
+                }
+            };
+            let trust_key = keys::trusted_client(user.id, &client);
+            tokio::try_join!(
+                clear_account,
+                deps.store
+                    .trust_client(&trust_key, now + throttle::TRUSTED_CLIENT_SECS),
+                deps.store.refund(client_quota.key()),
+            )?;
             upgrade_hash(deps, &user, password.expose()).await;
             tracing::info!(event = "login_succeeded", user_id = %user.id, source_ip = %source_ip);
             new_session(deps, &user, delivery, StatusCode::OK)
         }
         user => {
-            let target = match &user {
-                Some(user) => LockTarget::User(user.id),
-                None => LockTarget::Identifier(identifier_lock),
-            };
-            let threshold = deps.config.limits.lockout_threshold;
-            let forget_after = now + IDENTIFIER_LOCK_MEMORY_SECS;
-            let lockout = deps
-                .store
-                .record_login_failure(&target, threshold, now, forget_after)
-                .await?;
-            deps.store.increment(&client_key, window.end).await?;
             let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();
             if lockout.locked_until > now {
                 // The failure that locks is reported as the lock.
@@ -162,9 +192,6 @@ async fn upgrade_hash<S: Users + Limits>(deps: &Deps<S>, user: &UserRecord, pass
     }
 }
 
-/// How long failures against an identifier that names no account are remembered.
-const IDENTIFIER_LOCK_MEMORY_SECS: u64 = 24 * 3600;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,8 +200,8 @@ mod tests {
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
     use crate::testing::{
-        PASSWORD, alice, body_json, config_with, deps, event, post, register, retry_after, sign_in,
-        weak_hash,
+        PASSWORD, alice, body_json, config_with, deps, event, from_ip, post, register, retry_after,
+        sign_in, weak_hash,
     };
     use serde_json::json;
     use std::sync::Arc;
@@ -382,6 +409,25 @@ mod tests {
             200,
             "one failure locks nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn an_address_the_owner_signed_in_from_has_a_lock_of_its_own() {
+        let deps = deps();
+        alice(&deps).await;
+        let (owner, attacker) = ("203.0.113.9", "198.51.100.7");
+        let from = |ip: &'static str, password: &'static str| {
+            let body = json!({"identifier": "alice", "password": password});
+            handle(&deps, from_ip(post("/auth/login", &body), ip))
+        };
+        assert_eq!(from(owner, PASSWORD).await.expect("ok").status(), 200);
+        for _ in 0..5 {
+            let failed = from(attacker, "wrong password").await.expect("ok");
+            assert_eq!(failed.status(), 401);
+        }
+        let locked = from(attacker, PASSWORD).await.expect("ok");
+        assert_eq!(locked.status(), 429, "locked for every other address");
+        assert_eq!(from(owner, PASSWORD).await.expect("ok").status(), 200);
     }
 
     #[tokio::test]

@@ -13,8 +13,8 @@ endpoint!(me, [GET, HEAD], Users);
 
 #[tracing::instrument(skip_all)]
 async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    let user = authenticate(deps, req).await?;
-    Ok(http::json(StatusCode::OK, &User::from(&user)))
+    let caller = authenticate(deps, req).await?;
+    Ok(http::json(StatusCode::OK, &User::from(&caller.user)))
 }
 
 #[cfg(test)]

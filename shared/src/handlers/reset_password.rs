@@ -1,8 +1,9 @@
 //! `POST /auth/password/reset`: email, code and a new password. A wrong, expired, used or
 //! exhausted code, or an address without an account, all answer 400 `invalid_code` (FP-07).
 //! Every attempt is counted before the comparison, so at most `RESET_CODE_MAX_ATTEMPTS`
-//! comparisons are ever made against one code. Success revokes every session and does not sign
-//! the user in.
+//! comparisons are ever made against one code. Success revokes every session, clears the
+//! account's sign-in lock and trusts the client's address (see `login`), and does not sign the
+//! user in.
 
 use lambda_http::Request;
 
@@ -12,12 +13,13 @@ use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::reset::ResetCodes;
-use crate::store::{Codes, StoreError, Users};
+use crate::store::{Codes, Limits, StoreError, Users, keys};
+use crate::throttle;
 
-endpoint!(reset_password, [POST], Users + Codes);
+endpoint!(reset_password, [POST], Users + Codes + Limits);
 
 #[tracing::instrument(skip_all)]
-async fn reset_password<S: Users + Codes>(
+async fn reset_password<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
@@ -76,6 +78,14 @@ async fn reset_password<S: Users + Codes>(
         ));
     }
     let password_hash = deps.passwords.hash(new_password.expose()).await?;
+    // The address that proved control of the mailbox is trusted from now on: its sign-ins
+    // answer to a lock of their own, so no third party's failures keep the owner out (the reset
+    // also clears the account's lock). Before the reset itself: whoever holds the right code
+    // controls the mailbox, whether or not the reset then commits.
+    let trust_key = keys::trusted_client(user_id, &deps.key_part(&source_ip));
+    deps.store
+        .trust_client(&trust_key, now + throttle::TRUSTED_CLIENT_SECS)
+        .await?;
     match deps
         .store
         .reset_password(user_id, &stored.hash, &password_hash, deps.now_datetime()?)
@@ -106,7 +116,9 @@ mod tests {
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
-    use crate::testing::{PASSWORD, alice, bearer, body_json, config_with, event, get, post};
+    use crate::testing::{
+        PASSWORD, alice, bearer, body_json, config_with, event, from_ip, get, post,
+    };
     use serde_json::{Value, json};
     use std::sync::Arc;
     use time::Duration;
@@ -171,6 +183,16 @@ mod tests {
                 .expect("infallible")
         }
 
+        async fn login_from(&self, ip: &str, password: &str) -> u16 {
+            let body = json!({"identifier": "alice", "password": password});
+            let req = from_ip(post("/auth/login", &body), ip);
+            login::handle(&self.deps, req)
+                .await
+                .expect("ok")
+                .status()
+                .as_u16()
+        }
+
         async fn login_status(&self, password: &str) -> u16 {
             let body = json!({"identifier": "alice", "password": password});
             login::handle(&self.deps, post("/auth/login", &body))
@@ -184,6 +206,43 @@ mod tests {
     fn wrong(code: &str) -> String {
         let last = if code.ends_with('0') { '1' } else { '0' };
         format!("{}{last}", &code[..7])
+    }
+
+    #[tokio::test]
+    async fn no_third_party_keeps_the_owner_out() {
+        // API.md: whoever controls the mailbox can always get back in, however many wrong
+        // passwords others send. A reset clears the lock, and from the address that reset,
+        // sign-in answers to a lock of its own that no one else's failures reach.
+        let f = fixture().await;
+        let (attacker, owner) = ("198.51.100.7", "203.0.113.9");
+        for _ in 0..5 {
+            assert_eq!(f.login_from(attacker, "wrong password").await, 401);
+        }
+        assert_eq!(f.login_from(owner, PASSWORD).await, 429, "locked for all");
+        // The attacker keeps it locked with one failure at each expiry.
+        f.clock.advance(Duration::seconds(1));
+        assert_eq!(f.login_from(attacker, "wrong password").await, 401);
+        assert_eq!(f.login_from(owner, PASSWORD).await, 429);
+
+        let code = f.code().await;
+        let body =
+            json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
+        let reset = handle(&f.deps, from_ip(post("/auth/password/reset", &body), owner));
+        assert_eq!(reset.await.expect("ok").status(), 204);
+        // The attacker locks the account again at once...
+        for _ in 0..5 {
+            assert_eq!(f.login_from(attacker, "wrong password").await, 401);
+        }
+        assert_eq!(f.login_from(attacker, NEW_PASSWORD).await, 429);
+        assert_eq!(f.login_from("192.0.2.1", NEW_PASSWORD).await, 429);
+        // ...and the owner signs in anyway, from the address that reset.
+        assert_eq!(f.login_from(owner, NEW_PASSWORD).await, 200);
+        assert_eq!(f.login_from(owner, NEW_PASSWORD).await, 200);
+        // That address's own lock still stops guessing from it.
+        for _ in 0..5 {
+            assert_eq!(f.login_from(owner, "wrong password").await, 401);
+        }
+        assert_eq!(f.login_from(owner, NEW_PASSWORD).await, 429);
     }
 
     #[tokio::test]

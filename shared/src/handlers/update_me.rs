@@ -16,7 +16,8 @@ endpoint!(update_me, [PATCH, PUT], Users + Limits);
 
 #[tracing::instrument(skip_all)]
 async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    let user = authenticate(deps, req).await?;
+    let caller = authenticate(deps, req).await?;
+    let user = &caller.user;
     let body = http::json_body(req)?;
 
     let mut errors = FieldErrors::new();
@@ -66,13 +67,13 @@ async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
         let Some(current_password) = current_password else {
             return Err(ApiError::ReauthenticationRequired);
         };
-        reauthenticate(deps, &user, &current_password).await?;
+        reauthenticate(deps, &caller, &current_password).await?;
     }
-    if updated == user {
-        return Ok(http::json(StatusCode::OK, &User::from(&user)));
+    if updated == *user {
+        return Ok(http::json(StatusCode::OK, &User::from(user)));
     }
     updated.updated_at = deps.now_datetime()?;
-    deps.store.update_profile(&user, &updated).await?;
+    deps.store.update_profile(user, &updated).await?;
     tracing::info!(event = "profile_updated", user_id = %user.id, email_changed = email_changes);
     if email_changes {
         let notice = Mail::email_changed(user.email.as_str(), updated.email.as_str());

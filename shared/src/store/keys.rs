@@ -45,6 +45,16 @@ pub fn lock(hashed_identifier: &str) -> String {
     format!("LOCK#{hashed_identifier}")
 }
 
+/// Failed re-authentications (password change, email change, deletion) of one session.
+pub fn reauth_lock(sid: &str) -> String {
+    format!("LOCK#session#{sid}")
+}
+
+/// A client address (a keyed hash) that the user's owner has used, with its own failures.
+pub fn trusted_client(user: UserId, hashed_client: &str) -> String {
+    format!("TRUST#{user}#{hashed_client}")
+}
+
 /// A fixed-window counter: `name` (`login`, `forgot-client`, `forgot-address`), whose
 /// requests it counts (a keyed hash), and the window's index.
 pub fn rate(name: &str, hashed: &str, window: u64) -> String {

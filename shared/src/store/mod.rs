@@ -191,21 +191,38 @@ pub trait Limits: Send + Sync {
         counter_keys: &[String],
     ) -> impl Future<Output = Result<(Option<UserId>, Vec<Counter>), StoreError>> + Send;
 
-    /// Counts a failed sign-in against an account or an unknown identifier, locking it once
-    /// `threshold` is reached (see `throttle::lock_secs`); returns the new state.
-    fn record_login_failure(
+    /// Reserves one password check against `target` before the check is made: counts it as a
+    /// failure, and sets the lock when the count reaches `threshold` (see
+    /// `throttle::lock_secs`), in one conditional write, unless `target` is locked at `now`.
+    /// `seen` is the state as last read (the write is conditioned on it, and retried on what a
+    /// concurrent writer left), so of any number of racing attempts at most `threshold` are
+    /// admitted before the lock, and an attempt refused during a lock extends nothing.
+    fn reserve_attempt(
         &self,
         target: &LockTarget,
+        seen: Lockout,
         threshold: u32,
         now: u64,
-        expires_at: u64,
-    ) -> impl Future<Output = Result<Lockout, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Attempt, StoreError>> + Send;
 
-    /// Forgets an account's failed sign-ins after a success.
-    fn clear_login_failures(
+    /// Forgets the failures (and the lock) of `target` after a right password.
+    fn clear_attempts(
         &self,
-        user_id: UserId,
+        target: &LockTarget,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks a client address as one the account's owner has used (a right password, or a reset
+    /// through the mailbox) until `until`, with no failures: from there, sign-in answers to a
+    /// lock of its own instead of the account's (see `keys::trusted_client`).
+    fn trust_client(
+        &self,
+        key: &str,
+        until: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives back one unit of a counter that `consume` took (a sign-in that turned out right is
+    /// not a failure).
+    fn refund(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds one to a counter that expires at `expires_at`.
     fn increment(
@@ -249,10 +266,35 @@ pub struct Counter {
     pub locked_until: u64,
 }
 
-/// Whose failed sign-ins are counted: an account, or an identifier that names none (so that
-/// locking reveals nothing about which accounts exist).
+impl From<&Counter> for Lockout {
+    fn from(counter: &Counter) -> Self {
+        Self {
+            failures: crate::crypto::saturating_u32(counter.count),
+            locked_until: counter.locked_until,
+        }
+    }
+}
+
+/// Whose password checks are counted and locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockTarget {
+    /// An account, against every client that is not trusted by it.
     User(UserId),
-    Identifier(String),
+    /// A counter of the tokens table that lives until `expires_at`, created on first use: an
+    /// identifier that names no account (so that a lock reveals nothing about which accounts
+    /// exist), or a session re-authenticating.
+    Counter { key: String, expires_at: u64 },
+    /// A client address the account's owner has used (`Limits::trust_client`): its own lock,
+    /// so no one else's failures keep the owner out. Only counted while the trust lasts.
+    Trusted(String),
+}
+
+/// What a reservation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted: the password may be checked. `lockout` is the state after counting (locked when
+    /// this attempt reached the threshold: it is still checked, and a right password clears it).
+    Admitted { lockout: Lockout },
+    /// Locked until then: nothing was counted, and the password must not be checked.
+    Locked { until: u64 },
 }

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::store::{
-    Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome, Sessions, StoreError,
-    Users, keys,
+    Attempt, Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome, Sessions,
+    StoreError, Users, keys,
 };
 use crate::throttle::{self, Quota};
 
@@ -37,6 +37,42 @@ struct Inner {
 impl Inner {
     fn user(&mut self, id: UserId) -> Result<&mut UserRecord, StoreError> {
         self.users.get_mut(&id).ok_or(StoreError::Conflict)
+    }
+
+    /// A lock target's state; `None` when a target that must exist (an account, a trust) does
+    /// not.
+    fn lockout(&self, target: &LockTarget) -> Option<Lockout> {
+        let counter = |key: &str| {
+            self.counters.get(key).map(|c| Lockout {
+                failures: crate::crypto::saturating_u32(c.count),
+                locked_until: c.locked_until,
+            })
+        };
+        match target {
+            LockTarget::User(id) => self.users.get(id).map(|u| u.lockout),
+            LockTarget::Counter { key, .. } => Some(counter(key).unwrap_or_default()),
+            LockTarget::Trusted(key) => counter(key),
+        }
+    }
+
+    fn set_lockout(&mut self, target: &LockTarget, lockout: Lockout) {
+        match target {
+            LockTarget::User(id) => {
+                if let Some(user) = self.users.get_mut(id) {
+                    user.lockout = lockout;
+                }
+            }
+            LockTarget::Counter { key, .. } | LockTarget::Trusted(key) => {
+                self.counters.insert(
+                    key.clone(),
+                    Counter {
+                        key: key.clone(),
+                        count: lockout.failures.into(),
+                        locked_until: lockout.locked_until,
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -289,45 +325,53 @@ impl Limits for MemoryStore {
         Ok((owner, counters))
     }
 
-    async fn record_login_failure(
+    async fn reserve_attempt(
         &self,
         target: &LockTarget,
+        _seen: Lockout,
         threshold: u32,
         now: u64,
-        _expires_at: u64,
-    ) -> Result<Lockout, StoreError> {
+    ) -> Result<Attempt, StoreError> {
         let mut inner = self.lock();
-        let lockout = match target {
-            LockTarget::User(id) => &mut inner.user(*id)?.lockout,
-            LockTarget::Identifier(key) => {
-                let counter = inner
-                    .counters
-                    .entry(key.clone())
-                    .or_insert_with(|| Counter {
-                        key: key.clone(),
-                        ..Counter::default()
-                    });
-                counter.count += 1;
-                if let Some(secs) =
-                    throttle::lock_secs(crate::crypto::saturating_u32(counter.count), threshold)
-                {
-                    counter.locked_until = now + secs;
-                }
-                return Ok(Lockout {
-                    failures: crate::crypto::saturating_u32(counter.count),
-                    locked_until: counter.locked_until,
-                });
-            }
+        let Some(mut lockout) = inner.lockout(target) else {
+            return Ok(Attempt::Locked { until: now + 1 });
         };
-        lockout.failures += 1;
+        if lockout.locked_until > now {
+            return Ok(Attempt::Locked {
+                until: lockout.locked_until,
+            });
+        }
+        lockout.failures = lockout.failures.saturating_add(1);
         if let Some(secs) = throttle::lock_secs(lockout.failures, threshold) {
             lockout.locked_until = now + secs;
         }
-        Ok(*lockout)
+        inner.set_lockout(target, lockout);
+        Ok(Attempt::Admitted { lockout })
     }
 
-    async fn clear_login_failures(&self, user_id: UserId) -> Result<(), StoreError> {
-        self.lock().user(user_id)?.lockout = Lockout::default();
+    async fn clear_attempts(&self, target: &LockTarget) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.lockout(target).is_some() {
+            inner.set_lockout(target, Lockout::default());
+        }
+        Ok(())
+    }
+
+    async fn trust_client(&self, key: &str, _until: u64) -> Result<(), StoreError> {
+        self.lock().counters.insert(
+            key.to_owned(),
+            Counter {
+                key: key.to_owned(),
+                ..Counter::default()
+            },
+        );
+        Ok(())
+    }
+
+    async fn refund(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(counter) = self.lock().counters.get_mut(key) {
+            counter.count = counter.count.saturating_sub(1);
+        }
         Ok(())
     }
 

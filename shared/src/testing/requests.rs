@@ -102,6 +102,16 @@ pub fn get(path: &str, headers: &[(&str, &str)]) -> Request {
     request("GET", path, headers, None)
 }
 
+/// The request as if API Gateway had seen it come from the client address `ip`.
+pub fn from_ip(mut req: Request, ip: &str) -> Request {
+    use lambda_http::request::RequestContext;
+    match req.extensions_mut().get_mut::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip = Some(ip.into()),
+        _ => panic!("the sample events are HTTP API events"),
+    }
+    req
+}
+
 pub fn body_json(response: &Response) -> Value {
     serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null)
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crate::common::*;
 use serde_json::json;
-use shared::handlers::{login, me, register};
-use shared::testing::{body_json, get, post};
+use shared::handlers::{Deps, login, me, register};
+use shared::store::DynamoStore;
+use shared::testing::{body_json, from_ip, get, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_registrations_of_one_email_create_exactly_one_user() {
@@ -344,8 +345,9 @@ async fn no_password_hash_or_token_reaches_an_error_body_or_a_log_line() {
 
 #[tokio::test]
 async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
-    // Counted by an SDK interceptor: register is one transaction, a clean login two reads,
-    // GET /auth/me one read.
+    // Counted by an SDK interceptor: register is one transaction; a clean login is four round
+    // trips (the address's budget with the identifier lookup, the user with the address's trust,
+    // the reservation, then clearing, trusting and refunding at once); GET /auth/me one read.
     let (deps, counter) = counted_deps().await;
     let name = unique("budget");
     let body = register_body(&name, &format!("{name}@example.com"));
@@ -367,7 +369,13 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
     assert_eq!(signed_in.status(), 200);
     assert_eq!(
         counter.calls(),
-        [("BatchGetItem".to_owned(), 1), ("GetItem".to_owned(), 1)].into()
+        [
+            ("TransactWriteItems".to_owned(), 1),
+            ("BatchGetItem".to_owned(), 2),
+            ("GetItem".to_owned(), 1),
+            ("UpdateItem".to_owned(), 4),
+        ]
+        .into()
     );
 
     counter.reset();
@@ -430,4 +438,57 @@ async fn a_weaker_stored_hash_is_upgraded_at_sign_in() {
         .upgrade_password_hash(id, &weak, &current.password_hash)
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+}
+
+/// `n` simultaneous sign-ins with a wrong password for `identifier`: the answers, and how many
+/// passwords were checked.
+async fn racing_wrong_passwords(
+    deps: &Arc<Deps<DynamoStore>>,
+    identifier: &str,
+    n: usize,
+) -> (Vec<u16>, u64) {
+    let before = deps.passwords.verification_count();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let deps = Arc::clone(deps);
+            let body = json!({"identifier": identifier, "password": "wrong password"});
+            // An address of its own, so the per-address limit of other tests plays no part.
+            let req = from_ip(post("/auth/login", &body), "198.51.100.20");
+            tokio::spawn(async move { login::handle(&deps, req).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        let response = task.await.expect("task").expect("infallible");
+        statuses.push(response.status().as_u16());
+    }
+    statuses.sort_unstable();
+    (statuses, deps.passwords.verification_count() - before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_twenty_racing_wrong_passwords_at_most_the_threshold_are_checked() {
+    // LG-04 under concurrency (API.md): each check is reserved, conditionally, before Argon2
+    // runs; the rest answer 429 without a check.
+    let deps = deps().await;
+    let (name, _) = sign_up(&deps).await;
+    let (statuses, checked) = racing_wrong_passwords(&deps, &name, 20).await;
+    assert_eq!(checked, 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15);
+    let user = scan_users()
+        .await
+        .into_iter()
+        .find(|i| attr(i, "username") == name)
+        .expect("the user");
+    assert_eq!(
+        number(&user, "failed_logins"),
+        5,
+        "refused attempts count nothing"
+    );
+
+    // An identifier that names no account locks the same way.
+    let (statuses, _) = racing_wrong_passwords(&deps, &unique("ghost"), 20).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15);
 }

@@ -1,10 +1,13 @@
-//! Throttling state: failed sign-ins per account and per unknown identifier, fixed-window
-//! counters and cooldowns, read together with the sign-in lookup and consumed atomically.
+//! Throttling state: password checks per account, trusted client, unknown identifier and
+//! session, fixed-window counters and cooldowns, read together with the sign-in lookup and
+//! consumed atomically.
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 
 use super::item::{CONDITION_FAILED, Item, attr, n, num_attr, s, str_attr};
@@ -13,8 +16,23 @@ use super::{
 };
 use crate::crypto::saturating_u32;
 use crate::domain::{Identifier, Lockout, UserId};
-use crate::store::{Counter, Limits, LockTarget, StoreError, keys};
+use crate::store::{Attempt, Counter, Limits, LockTarget, StoreError, keys};
 use crate::throttle::{self, Quota};
+
+/// How many times a reservation re-reads what racing writers left before it gives up.
+const RESERVE_ATTEMPTS: u32 = 12;
+
+impl DynamoStore {
+    /// Where a lock target's failures live: table, key, and the name of the count attribute.
+    fn lock_item<'a>(&'a self, target: &'a LockTarget) -> (&'a str, String, &'static str) {
+        match target {
+            LockTarget::User(id) => (&self.users_table, keys::user(*id), attr::FAILED_LOGINS),
+            LockTarget::Counter { key, .. } | LockTarget::Trusted(key) => {
+                (&self.tokens_table, key.clone(), attr::COUNT)
+            }
+        }
+    }
+}
 
 impl Limits for DynamoStore {
     async fn find_user_id_with_counters(
@@ -80,66 +98,144 @@ impl Limits for DynamoStore {
         Ok((owner, counters))
     }
 
-    async fn record_login_failure(
+    async fn reserve_attempt(
         &self,
         target: &LockTarget,
+        seen: Lockout,
         threshold: u32,
         now: u64,
-        expires_at: u64,
-    ) -> Result<Lockout, StoreError> {
-        let (table, key, attribute) = match target {
-            LockTarget::User(id) => (&self.users_table, keys::user(*id), "failed_logins"),
-            LockTarget::Identifier(key) => (&self.tokens_table, key.clone(), "count"),
-        };
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(table)
-            .key(attr::PK, s(&key))
-            .expression_attribute_names("#n", attribute)
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew);
-        update = match target {
-            LockTarget::User(_) => update
-                .update_expression("ADD #n :one")
-                .condition_expression("attribute_exists(pk)"),
-            LockTarget::Identifier(_) => update
-                .update_expression("ADD #n :one SET #ttl = :ttl")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":ttl", n(expires_at)),
-        };
-        let item = update_outcome(update.send().await)?;
-        let failures = num_attr(&item, attribute).map_or(0, saturating_u32);
-        let mut lockout = Lockout {
-            failures,
-            locked_until: num_attr(&item, attr::LOCKED_UNTIL).unwrap_or(0),
-        };
-        if let Some(secs) = throttle::lock_secs(failures, threshold) {
-            lockout.locked_until = now + secs;
-            let result = self
+    ) -> Result<Attempt, StoreError> {
+        let (table, key, count) = self.lock_item(target);
+        let mut state = seen;
+        for _ in 0..RESERVE_ATTEMPTS {
+            if state.locked_until > now {
+                return Ok(Attempt::Locked {
+                    until: state.locked_until,
+                });
+            }
+            let failures = state.failures.saturating_add(1);
+            let lock = throttle::lock_secs(failures, threshold).map(|secs| now + secs);
+            // Counted only if nobody counted since `state` was read, and only while unlocked.
+            let mut condition = String::from(if state.failures == 0 {
+                "(attribute_not_exists(#count) OR #count = :seen)"
+            } else {
+                "#count = :seen"
+            });
+            condition.push_str(" AND (attribute_not_exists(#until) OR #until <= :now)");
+            let mut set = String::from("SET #count = :count");
+            let mut update = self
                 .client
                 .update_item()
                 .table_name(table)
                 .key(attr::PK, s(&key))
-                .update_expression("SET locked_until = :until")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":until", n(lockout.locked_until))
+                .expression_attribute_names("#count", count)
+                .expression_attribute_names("#until", attr::LOCKED_UNTIL)
+                .expression_attribute_values(":count", n(failures.into()))
+                .expression_attribute_values(":seen", n(state.failures.into()))
+                .expression_attribute_values(":now", n(now))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            if let Some(until) = lock {
+                set.push_str(", #until = :until");
+                update = update.expression_attribute_values(":until", n(until));
+            }
+            match target {
+                LockTarget::User(_) | LockTarget::Trusted(_) => {
+                    condition.insert_str(0, "attribute_exists(pk) AND ");
+                }
+                LockTarget::Counter { expires_at, .. } => {
+                    set.push_str(", #ttl = :ttl");
+                    update = update
+                        .expression_attribute_names("#ttl", attr::TTL)
+                        .expression_attribute_values(":ttl", n(*expires_at));
+                }
+            }
+            let result = update
+                .update_expression(set)
+                .condition_expression(condition)
                 .send()
                 .await;
-            update_outcome(result)?;
+            let current = match result {
+                Ok(_) => {
+                    return Ok(Attempt::Admitted {
+                        lockout: Lockout {
+                            failures,
+                            locked_until: lock.unwrap_or(state.locked_until),
+                        },
+                    });
+                }
+                Err(err) => match err.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    other => return Err(unavailable(other)),
+                },
+            };
+            state = match (current, target) {
+                (Some(item), _) => Lockout {
+                    failures: num_attr(&item, count).map_or(0, saturating_u32),
+                    locked_until: num_attr(&item, attr::LOCKED_UNTIL).unwrap_or(0),
+                },
+                (None, LockTarget::Counter { .. }) => Lockout::default(),
+                // The account or the trust went away meanwhile: the next request reads afresh.
+                (None, _) => return Ok(Attempt::Locked { until: now + 1 }),
+            };
         }
-        Ok(lockout)
+        // Still racing after every retry: a flood; the client may come back in a second.
+        Ok(Attempt::Locked { until: now + 1 })
     }
 
-    async fn clear_login_failures(&self, user_id: UserId) -> Result<(), StoreError> {
-        self.update_user(
-            user_id,
-            "REMOVE failed_logins, locked_until",
-            "attribute_exists(pk)",
-            &[],
-        )
-        .await
-        .map(drop)
+    async fn clear_attempts(&self, target: &LockTarget) -> Result<(), StoreError> {
+        let (table, key, count) = self.lock_item(target);
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(attr::PK, s(key))
+            .update_expression("REMOVE #count, #until")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#count", count)
+            .expression_attribute_names("#until", attr::LOCKED_UNTIL)
+            .send()
+            .await;
+        match update_outcome(result) {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn trust_client(&self, key: &str, until: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tokens_table)
+            .key(attr::PK, s(key))
+            .update_expression("SET #ttl = :until REMOVE #count, #until")
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_names("#count", attr::COUNT)
+            .expression_attribute_names("#until", attr::LOCKED_UNTIL)
+            .expression_attribute_values(":until", n(until))
+            .send()
+            .await;
+        update_outcome(result).map(drop)
+    }
+
+    async fn refund(&self, key: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tokens_table)
+            .key(attr::PK, s(key))
+            .update_expression("ADD #count :minus_one")
+            .condition_expression("#count > :zero")
+            .expression_attribute_names("#count", attr::COUNT)
+            .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match update_outcome(result) {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     async fn increment(&self, key: &str, expires_at: u64) -> Result<(), StoreError> {
