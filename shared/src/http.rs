@@ -174,16 +174,25 @@ impl TokenDelivery {
 }
 
 /// The value of one cookie of the request.
-pub fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.headers()
+///
+/// A request that carries the cookie twice is refused (`invalid_token`): a sibling subdomain can
+/// plant a cookie of the same name with a longer path, which the browser sends first, so there
+/// is no telling which one is ours (cookie tossing).
+pub fn cookie<'r>(req: &'r Request, name: &str) -> Result<Option<&'r str>, ApiError> {
+    let mut values = req
+        .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-        .filter(|v| !v.is_empty())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(first.filter(|v| !v.is_empty()))
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -502,10 +511,33 @@ mod tests {
             .header("x-token-delivery", "Cookie")
             .body(Body::Empty)
             .expect("request");
-        assert_eq!(cookie(&req, ACCESS_COOKIE), Some("tok"));
-        assert_eq!(cookie(&req, "x"), None);
+        assert_eq!(cookie(&req, ACCESS_COOKIE).ok(), Some(Some("tok")));
+        assert_eq!(cookie(&req, "x").ok(), Some(None));
         assert_eq!(bearer_token(&req), Some("abc"));
         assert_eq!(TokenDelivery::of(&req), TokenDelivery::Cookie);
+    }
+
+    #[test]
+    fn a_cookie_sent_twice_is_refused() {
+        // Cookie tossing: a sibling subdomain plants its own cookie of the same name, with a
+        // longer path so the browser sends it first. Twice, in one header or in two, is refused.
+        for headers in [
+            &["__Secure-refresh_token=planted; __Secure-refresh_token=ours"][..],
+            &[
+                "__Secure-refresh_token=planted",
+                "__Secure-refresh_token=ours",
+            ][..],
+        ] {
+            let mut builder = http::Request::builder();
+            for header in headers {
+                builder = builder.header("cookie", *header);
+            }
+            let req = builder.body(Body::Empty).expect("request");
+            assert!(matches!(
+                cookie(&req, REFRESH_COOKIE),
+                Err(ApiError::InvalidToken)
+            ));
+        }
     }
 
     #[test]

@@ -80,6 +80,14 @@ pub struct Claims {
     pub amr: Option<Vec<String>>,
 }
 
+impl Claims {
+    /// The last second a verifier still accepts the token (its `exp` plus the leeway): records
+    /// about it (spent, revoked) must live until then.
+    pub fn verifiable_until(&self) -> u64 {
+        self.exp + LEEWAY_SECS
+    }
+}
+
 /// Why a token was refused. Callers answer 401 either way; `Expired` lets the refresh endpoint
 /// say `session_expired`. Only a correctly signed token can be `Expired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -20,7 +20,7 @@ pub(super) async fn authenticate<S: Users>(
     let token = match http::bearer_token(req) {
         Some(token) => token,
         None => {
-            let token = http::cookie(req, ACCESS_COOKIE).ok_or(ApiError::InvalidToken)?;
+            let token = http::cookie(req, ACCESS_COOKIE)?.ok_or(ApiError::InvalidToken)?;
             http::check_origin(req, &deps.config.cookies.allowed_origins, true)?;
             token
         }
@@ -53,7 +53,8 @@ pub(super) struct Caller {
 /// How to deliver tokens to an authenticated request: as cookies when it authenticated with
 /// the access cookie (a browser), else as it asks.
 pub(super) fn authenticated_delivery(req: &Request) -> TokenDelivery {
-    if http::bearer_token(req).is_none() && http::cookie(req, ACCESS_COOKIE).is_some() {
+    if http::bearer_token(req).is_none() && matches!(http::cookie(req, ACCESS_COOKIE), Ok(Some(_)))
+    {
         TokenDelivery::Cookie
     } else {
         TokenDelivery::of(req)

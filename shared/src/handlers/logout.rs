@@ -1,16 +1,21 @@
 //! `POST /auth/logout`: end the presented session, or with `"scope": "global"` every session of
 //! the user and every access token issued before (RT-06). Answers 204 and clears the cookies;
-//! only a forged or malformed token is refused (401), so logging out twice is 204.
+//! a session logout refuses only a forged or malformed token (401), so logging out twice is 204.
+//! A global logout needs a live token (API.md): a refresh token that is unspent and whose
+//! session stands, or a valid access token; anything else is 401 `invalid_token`.
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{Deps, client_ip, presented_refresh_token, problem_clearing_cookies};
+use super::{
+    Deps, PresentedRefreshToken, authenticate, client_ip, presented_refresh_token,
+    problem_clearing_cookies,
+};
 use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{TokenError, TokenUse};
-use crate::store::Sessions;
+use crate::store::{Sessions, Users};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -20,10 +25,10 @@ enum Scope {
     Global,
 }
 
-endpoint!(logout, [POST], Sessions);
+endpoint!(logout, [POST], Sessions + Users);
 
 #[tracing::instrument(skip_all)]
-async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     let body = http::optional_json_body(req)?.unwrap_or_default();
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["refresh_token", "scope"], &mut errors);
@@ -49,6 +54,20 @@ async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, 
         }
         response
     };
+    let refused = |err: ApiError| {
+        if clear {
+            Ok(problem_clearing_cookies(deps, &err))
+        } else {
+            Err(err)
+        }
+    };
+    if scope == Scope::Global {
+        return match global_logout(deps, req, presented.as_ref()).await {
+            Ok(()) => Ok(logged_out()),
+            Err(err @ ApiError::InvalidToken) => refused(err),
+            Err(err) => Err(err),
+        };
+    }
     let Some(presented) = presented else {
         // Nothing to revoke: a browser whose cookies a first logout already cleared.
         return Ok(logged_out());
@@ -59,30 +78,58 @@ async fn logout<S: Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, 
         Ok(claims) => claims,
         // An expired session has nothing left to revoke.
         Err(TokenError::Expired) => return Ok(logged_out()),
-        Err(TokenError::Invalid) if clear => {
-            return Ok(problem_clearing_cookies(deps, &ApiError::InvalidToken));
-        }
-        Err(TokenError::Invalid) => return Err(ApiError::InvalidToken),
+        Err(TokenError::Invalid) => return refused(ApiError::InvalidToken),
     };
     let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
-    match scope {
-        Scope::Session => {
-            deps.store
-                .revoke_session(&claims.sid, user_id, "logout", now, claims.exp)
-                .await?;
-        }
-        Scope::Global => deps.store.revoke_all_sessions(user_id, claims.ver).await?,
-    }
-    tracing::info!(
-        event = "logout",
-        scope = if scope == Scope::Global { "global" } else { "session" },
-        user_id = %user_id,
-        sid = %claims.sid,
-        source_ip = %client_ip(req)
-    );
+    deps.store
+        .revoke_session(
+            &claims.sid,
+            user_id,
+            "logout",
+            now,
+            claims.verifiable_until(),
+        )
+        .await?;
+    tracing::info!(event = "logout", scope = "session", user_id = %user_id, sid = %claims.sid, source_ip = %client_ip(req));
     let response = logged_out();
     debug_assert_eq!(response.status(), StatusCode::NO_CONTENT);
     Ok(response)
+}
+
+/// Ends every session of the user, for a live token only: a refresh token that is unspent and
+/// whose session stands, or else a valid access token. A token a logout, a rotation or a
+/// revocation already ended cannot end the sessions that followed it.
+async fn global_logout<S: Sessions + Users>(
+    deps: &Deps<S>,
+    req: &Request,
+    presented: Option<&PresentedRefreshToken>,
+) -> Result<(), ApiError> {
+    let (user_id, version, sid) = match presented {
+        Some(presented) => {
+            let claims = deps
+                .tokens
+                .verify(&presented.token, TokenUse::Refresh, deps.now())
+                .map_err(|_| ApiError::InvalidToken)?;
+            let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
+            let (live, user) = tokio::try_join!(
+                deps.store.is_live(&claims.jti, &claims.sid),
+                deps.store.get_user(user_id),
+            )?;
+            let current = user.is_some_and(|user| claims.ver >= user.token_version);
+            if !live || !current {
+                tracing::warn!(event = "global_logout_refused", user_id = %user_id, sid = %claims.sid, source_ip = %client_ip(req));
+                return Err(ApiError::InvalidToken);
+            }
+            (user_id, claims.ver, claims.sid)
+        }
+        None => {
+            let caller = authenticate(deps, req).await?;
+            (caller.user.id, caller.user.token_version, caller.sid)
+        }
+    };
+    deps.store.revoke_all_sessions(user_id, version).await?;
+    tracing::info!(event = "logout", scope = "global", user_id = %user_id, sid = %sid, source_ip = %client_ip(req));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -90,7 +137,9 @@ mod tests {
     use super::*;
     use crate::handlers::{me, refresh};
     use crate::store::Store;
-    use crate::testing::{alice, bearer, body_json, cookie_post, deps, event, get, post, sign_in};
+    use crate::testing::{
+        alice, authed, bearer, body_json, cookie_post, deps, event, get, post, sign_in,
+    };
     use serde_json::{Value, json};
 
     async fn logout_with(deps: &Deps<impl Store>, body: Value) -> u16 {
@@ -139,7 +188,82 @@ mod tests {
             let req = get("/auth/me", &[("authorization", &bearer(tokens))]);
             assert_eq!(me::handle(&deps, req).await.expect("ok").status(), 401);
         }
-        assert_eq!(logout_with(&deps, global).await, 204, "twice is still 204");
+        assert_eq!(
+            logout_with(&deps, global).await,
+            401,
+            "no longer a live token"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spent_or_revoked_token_cannot_end_the_other_sessions() {
+        // API.md: global logout needs a live token of the user.
+        let deps = deps();
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
+        let c = sign_in(&deps, "alice").await;
+        let a_token = json!({"refresh_token": a["refresh_token"]});
+        assert_eq!(logout_with(&deps, a_token).await, 204);
+        let refreshed = refresh::handle(
+            &deps,
+            post(
+                "/auth/refresh",
+                &json!({"refresh_token": b["refresh_token"]}),
+            ),
+        );
+        assert_eq!(
+            refreshed.await.expect("ok").status(),
+            200,
+            "b's token spent"
+        );
+        for dead in [&a, &b] {
+            let global = json!({"refresh_token": dead["refresh_token"], "scope": "global"});
+            let response = handle(&deps, post("/auth/logout", &global)).await;
+            let response = response.expect("infallible");
+            assert_eq!(response.status(), 401);
+            assert_eq!(body_json(&response)["code"], "invalid_token");
+        }
+        assert_eq!(refresh_status(&deps, &c).await, 200, "c lives on");
+        let me = me::handle(&deps, get("/auth/me", &[("authorization", &bearer(&c))]));
+        assert_eq!(me.await.expect("ok").status(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_valid_access_token_alone_can_end_every_session() {
+        let deps = deps();
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
+        let req = authed(
+            "POST",
+            "/auth/logout",
+            &a,
+            Some(&json!({"scope": "global"})),
+        );
+        assert_eq!(handle(&deps, req).await.expect("ok").status(), 204);
+        assert_eq!(refresh_status(&deps, &b).await, 401);
+        let again = authed(
+            "POST",
+            "/auth/logout",
+            &a,
+            Some(&json!({"scope": "global"})),
+        );
+        assert_eq!(handle(&deps, again).await.expect("ok").status(), 401);
+        let nothing = handle(&deps, post("/auth/logout", &json!({"scope": "global"})));
+        assert_eq!(nothing.await.expect("ok").status(), 401, "no token at all");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_cookie_sent_twice_is_refused() {
+        let deps = deps();
+        let tokens = alice(&deps).await;
+        let refresh_token = tokens["refresh_token"].as_str().unwrap_or_default();
+        let cookie =
+            format!("__Secure-refresh_token=planted; __Secure-refresh_token={refresh_token}");
+        let req = cookie_post("/auth/logout", &cookie, Some("http://localhost:3000"));
+        let response = handle(&deps, req).await.expect("ok");
+        assert_eq!(response.status(), 401);
+        assert_eq!(body_json(&response)["code"], "invalid_token");
+        assert_eq!(refresh_status(&deps, &tokens).await, 200, "nothing revoked");
     }
 
     #[tokio::test]

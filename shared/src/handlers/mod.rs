@@ -37,8 +37,8 @@ mod session;
 use auth::{authenticate, authenticated_delivery, reauthenticate};
 pub use deps::{Deps, KeysNeeded};
 use session::{
-    check_cookie_mode_origin, new_session, presented_refresh_token, problem_clearing_cookies,
-    token_response,
+    PresentedRefreshToken, check_cookie_mode_origin, new_session, presented_refresh_token,
+    problem_clearing_cookies, token_response,
 };
 
 pub mod change_password;

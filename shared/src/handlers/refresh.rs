@@ -85,7 +85,7 @@ async fn rotate<S: Users + Sessions>(
         successor_jti: Uuid::new_v4().to_string(),
         successor_iat: now,
         spent_at_ms: now_ms,
-        expires_at: claims.exp,
+        expires_at: claims.verifiable_until(),
     };
     let successor = match deps.store.rotate_refresh_token(&rotation).await? {
         RotationOutcome::Rotated => rotation,
@@ -97,7 +97,13 @@ async fn rotate<S: Users + Sessions>(
             if session_revoked || !is_graceful_reuse(deps, &claims, &winner, now_ms).await? {
                 if !session_revoked {
                     deps.store
-                        .revoke_session(&claims.sid, user_id, "token_reused", now, claims.exp)
+                        .revoke_session(
+                            &claims.sid,
+                            user_id,
+                            "token_reused",
+                            now,
+                            claims.verifiable_until(),
+                        )
                         .await?;
                 }
                 tracing::warn!(

@@ -121,7 +121,7 @@ pub(super) fn presented_refresh_token<S>(
             from_cookie: false,
         }));
     }
-    let Some(token) = http::cookie(req, REFRESH_COOKIE) else {
+    let Some(token) = http::cookie(req, REFRESH_COOKIE)? else {
         return Ok(None);
     };
     http::check_origin(req, &deps.config.cookies.allowed_origins, true)?;

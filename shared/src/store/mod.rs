@@ -48,7 +48,8 @@ pub struct Rotation {
     /// When the token was spent (epoch milliseconds: the reuse interval is measured exactly,
     /// not in whole seconds that could cut it short by up to a second).
     pub spent_at_ms: u64,
-    /// The spent token's expiry: the record must outlive it.
+    /// When the record may go: the spent token is refused by every verifier by then (its
+    /// `exp` plus the leeway).
     pub expires_at: u64,
 }
 
@@ -131,6 +132,14 @@ pub trait Sessions: Send + Sync {
 
     /// Whether a refresh token has been spent (a strongly consistent read).
     fn is_spent(&self, jti: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether a refresh token is neither spent nor of a revoked session (strongly consistent
+    /// reads).
+    fn is_live(
+        &self,
+        jti: &str,
+        sid: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Revokes one session until `expires_at` (its refresh tokens' expiry). Idempotent: the
     /// first revocation and its reason stay.

@@ -68,6 +68,14 @@ impl Sessions for DynamoStore {
             .is_some())
     }
 
+    async fn is_live(&self, jti: &str, sid: &str) -> Result<bool, StoreError> {
+        let (spent, revoked) = tokio::try_join!(
+            self.get_in(&self.tokens_table, keys::spent_token(jti)),
+            self.get_in(&self.tokens_table, keys::session(sid)),
+        )?;
+        Ok(spent.is_none() && revoked.is_none())
+    }
+
     async fn revoke_session(
         &self,
         sid: &str,
