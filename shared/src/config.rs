@@ -84,6 +84,9 @@ pub struct LimitSettings {
     pub lockout_threshold: u32,
     /// Failed logins one client address may make per `client_window`.
     pub login_client_limit: u32,
+    /// Answers that reveal something (registration conflicts, wrong codes) one client address
+    /// may get per `client_window`, for each kind.
+    pub probe_client_limit: u32,
     /// Forgot-password requests one client address may make per `client_window`.
     pub forgot_client_limit: u32,
     pub client_window: Duration,
@@ -138,6 +141,7 @@ impl Config {
                 lockout_threshold: env.count("LOGIN_LOCKOUT_THRESHOLD", 5)?,
                 login_client_limit: env.count("LOGIN_CLIENT_LIMIT", 100)?,
                 forgot_client_limit: env.count("FORGOT_CLIENT_LIMIT", 30)?,
+                probe_client_limit: env.count("PROBE_CLIENT_LIMIT", 20)?,
                 client_window: env.seconds("CLIENT_LIMIT_WINDOW_SECONDS", 300, 1)?,
                 forgot_address_interval: env.seconds("FORGOT_ADDRESS_INTERVAL_SECONDS", 60, 0)?,
                 forgot_address_hourly_limit: env.count("FORGOT_ADDRESS_HOURLY_LIMIT", 5)?,

@@ -274,14 +274,12 @@ pub struct Lockout {
 pub struct StoredResetCode {
     pub hash: String,
     pub expires_at: u64,
-    pub attempts: u32,
 }
 
 impl fmt::Debug for StoredResetCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredResetCode")
             .field("expires_at", &self.expires_at)
-            .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
 }

@@ -26,6 +26,7 @@ const MAX_P_COST: u32 = 4;
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
     verifications: Arc<AtomicU64>,
+    hashes: Arc<AtomicU64>,
 }
 
 impl Default for PasswordHasher {
@@ -41,11 +42,13 @@ impl PasswordHasher {
         Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             verifications: Arc::default(),
+            hashes: Arc::default(),
         }
     }
 
     /// Hashes a new password into a PHC string with a fresh random salt (PW-02).
     pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
+        self.hashes.fetch_add(1, Ordering::Relaxed);
         let argon2 = self.argon2.clone();
         let password = SecretString::from(password);
         tokio::task::spawn_blocking(move || {
@@ -106,6 +109,11 @@ impl PasswordHasher {
     /// How many verifications this hasher has run (for tests of the timing-equalisation rule).
     pub fn verification_count(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// How many new hashes this hasher has made (for tests of what a throttled request costs).
+    pub fn hash_count(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
     }
 }
 

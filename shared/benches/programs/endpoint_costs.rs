@@ -255,7 +255,7 @@ async fn main() {
     results.insert("reset-password", endpoint("reset-password", &counter, runs, || async {
         let t = sign_up(d).await;
         let id = UserId::parse(t["user"]["id"].as_str().unwrap_or_default()).unwrap_or_default();
-        let code = StoredResetCode { hash: d.reset_codes.hash(id, "12345678"), expires_at: now + 600, attempts: 0 };
+        let code = StoredResetCode { hash: d.reset_codes.hash(id, "12345678"), expires_at: now + 600 };
         let _ = d.store.store_reset_code(id, &code).await;
         t
     }, |t| async move {

@@ -14,8 +14,8 @@ use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::password::PasswordHasher;
 use crate::reset::ResetCodes;
 use crate::signing::KeyDocument;
-use crate::store::{DynamoStore, Published};
-use crate::throttle;
+use crate::store::{DynamoStore, Limits, Published, keys};
+use crate::throttle::{self, Quota};
 
 /// Everything a handler needs, built once per cold start.
 pub struct Deps<S> {
@@ -80,6 +80,46 @@ impl<S> Deps<S> {
     /// A counter name for `value` (an address, an identifier) that does not reveal it.
     pub(super) fn key_part(&self, value: &str) -> String {
         throttle::key_part(&self.throttle_key, value)
+    }
+
+    /// Takes one unit of the client address's budget for answers of `kind` that reveal
+    /// something (registration conflicts, wrong codes), atomically and before the work that
+    /// would reveal it: 429 once spent (API.md: 20 per 5 minutes by default).
+    pub(super) async fn take_probe(
+        &self,
+        kind: &'static str,
+        source_ip: &str,
+    ) -> Result<Quota, ApiError>
+    where
+        S: Limits,
+    {
+        let now = self.now();
+        let window = throttle::Window::at(now, self.config.limits.client_window.as_secs());
+        let quota = Quota::Counter {
+            key: keys::rate(kind, &self.key_part(source_ip), window.index),
+            limit: self.config.limits.probe_client_limit,
+            resets_at: window.end,
+        };
+        if let Some(retry_after_secs) = self
+            .store
+            .consume(std::slice::from_ref(&quota), now)
+            .await?
+        {
+            tracing::warn!(event = "probe_throttled", kind, source_ip = %source_ip);
+            return Err(ApiError::TooManyAttempts { retry_after_secs });
+        }
+        Ok(quota)
+    }
+
+    /// Gives back a unit `take_probe` took, for a request that revealed nothing. Best effort:
+    /// the request has succeeded, and a unit not given back only tightens the budget.
+    pub(super) async fn refund_probe(&self, probe: &Quota)
+    where
+        S: Limits,
+    {
+        if let Err(err) = self.store.refund(probe.key()).await {
+            tracing::warn!(event = "refund_failed", error = %err);
+        }
     }
 
     /// Sends a mail; a failure is logged and otherwise ignored (SES-02).

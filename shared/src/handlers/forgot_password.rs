@@ -86,7 +86,6 @@ async fn request_code<S: Users + Codes + Limits>(
     let stored = StoredResetCode {
         hash: deps.reset_codes.hash(user_id, reset::expose(&code)),
         expires_at: now + ttl.as_secs(),
-        attempts: 0,
     };
     match deps.store.store_reset_code(user_id, &stored).await {
         Ok(()) => {}

@@ -8,12 +8,12 @@ use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
 use crate::domain::{Email, FullName, NewPassword, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::Users;
+use crate::store::{Limits, Users};
 
-endpoint!(register, [POST], Users);
+endpoint!(register, [POST], Users + Limits);
 
 #[tracing::instrument(skip_all)]
-async fn register<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
     let body = http::json_body(req)?;
@@ -57,18 +57,60 @@ async fn register<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, A
 
     let now =
         OffsetDateTime::from_unix_timestamp(deps.clock.unix()).map_err(|_| ApiError::Internal)?;
+    // A 409 tells whether an address or a username is taken: each client address gets a
+    // bounded number of them, taken before the Argon2 hash (so a probe costs no hashing once
+    // the budget is spent) and given back when the account is created.
+    let source_ip = client_ip(req);
+    let probe = deps.take_probe("register-conflict", &source_ip).await?;
     let password_hash = deps.passwords.hash(password.expose()).await?;
     let user = UserRecord::new(username, email, full_name, password_hash, now);
     deps.store.create_user(&user).await?;
-    tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %client_ip(req));
+    deps.refund_probe(&probe).await;
+    tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %source_ip);
     new_session(deps, &user, delivery, StatusCode::CREATED)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{body_json, deps, event, post};
+    use crate::testing::{body_json, deps, event, from_ip, post};
     use serde_json::json;
+
+    #[tokio::test]
+    async fn conflicts_are_limited_per_client_address_before_any_hashing() {
+        // API.md: at most 20 answers of 409 per client address per 5 minutes, then 429, and
+        // the 429 costs no Argon2 hash.
+        let deps = deps();
+        let body = |name: &str| json!({"username": name, "email": "alice@example.com", "password": "a long passphrase here"});
+        assert_eq!(
+            handle(&deps, post("/auth/register", &body("alice")))
+                .await
+                .expect("ok")
+                .status(),
+            201
+        );
+        for i in 0..20 {
+            let taken = handle(&deps, post("/auth/register", &body(&format!("bob{i}"))));
+            assert_eq!(taken.await.expect("ok").status(), 409);
+        }
+        let hashes = deps.passwords.hash_count();
+        let limited = handle(&deps, post("/auth/register", &body("carol")))
+            .await
+            .expect("ok");
+        assert_eq!(limited.status(), 429);
+        assert_eq!(body_json(&limited)["code"], "too_many_attempts");
+        assert_eq!(deps.passwords.hash_count(), hashes, "no hash once limited");
+        // Successes give their unit back: they reveal nothing.
+        let elsewhere = |name: &str, email: &str| {
+            let body =
+                json!({"username": name, "email": email, "password": "a long passphrase here"});
+            handle(&deps, from_ip(post("/auth/register", &body), "203.0.113.9"))
+        };
+        for i in 0..25 {
+            let created = elsewhere(&format!("dave{i}"), &format!("dave{i}@example.com"));
+            assert_eq!(created.await.expect("ok").status(), 201);
+        }
+    }
 
     #[tokio::test]
     async fn registers_and_signs_in_from_the_sample_event() {

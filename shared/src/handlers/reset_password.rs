@@ -1,20 +1,21 @@
 //! `POST /auth/password/reset`: email, code and a new password. A wrong, expired, used or
 //! exhausted code, or an address without an account, all answer 400 `invalid_code` (FP-07).
 //! Every attempt is counted before the comparison, so at most `RESET_CODE_MAX_ATTEMPTS`
-//! comparisons are ever made against one code. Success revokes every session, clears the
+//! comparisons are ever made against one code from one client address, and each address gets
+//! a bounded number of wrong codes in all (`PROBE_CLIENT_LIMIT`). Success revokes every session, clears the
 //! account's sign-in lock and trusts the client's address (see `login`), and does not sign the
 //! user in.
 
 use lambda_http::Request;
 
 use super::{Deps, client_ip};
-use crate::domain::{Email, Identifier, NewPassword};
+use crate::domain::{Email, Identifier, NewPassword, UserId};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::reset::ResetCodes;
 use crate::store::{Codes, Limits, StoreError, Users, keys};
-use crate::throttle;
+use crate::throttle::{self, Quota};
 
 endpoint!(reset_password, [POST], Users + Codes + Limits);
 
@@ -52,22 +53,49 @@ async fn reset_password<S: Users + Codes + Limits>(
 
     let now = deps.now();
     let source_ip = client_ip(req);
-    let Some(user_id) = deps.store.find_user_id(&Identifier::Email(email)).await? else {
+    let client = deps.key_part(&source_ip);
+    // Wrong codes are limited per client address (API.md), taken before the comparison.
+    let probe = deps.take_probe("wrong-code", &source_ip).await?;
+    // The same reads and writes whether or not the address has an account: its id, a user
+    // item (a decoy when there is none), and one try counted against the code, or against
+    // the address when there is no code.
+    let owner = deps
+        .store
+        .find_user_id(&Identifier::Email(email.clone()))
+        .await?;
+    let user = deps
+        .store
+        .get_user(owner.unwrap_or_else(UserId::new))
+        .await?
+        .filter(|_| owner.is_some());
+    let stored = user.as_ref().and_then(|u| u.reset_code.clone());
+    let named = stored
+        .as_ref()
+        .map_or_else(|| email.as_str().to_owned(), |code| code.hash.clone());
+    // A code's tries are counted per client: five wrong tries end the code for that client
+    // only, so no one else can spend the tries of the owner (who has the mail).
+    let tries = Quota::Counter {
+        key: keys::code_tries(&deps.key_part(&named), &client),
+        limit: deps.config.codes.reset_max_attempts,
+        resets_at: stored
+            .as_ref()
+            .map_or(now + 1, |code| code.expires_at.max(now + 1)),
+    };
+    let out_of_tries = deps
+        .store
+        .consume(std::slice::from_ref(&tries), now)
+        .await?;
+    let (Some(user), Some(stored), None) = (user, stored, out_of_tries) else {
+        tracing::warn!(event = "reset_code_rejected", user_id = ?owner.map(|id| id.to_string()), reason = "no code or no tries left", source_ip = %source_ip);
         return Err(ApiError::InvalidCode);
     };
-    let max_attempts = deps.config.codes.reset_max_attempts;
-    let Some(user) = deps.store.attempt_reset_code(user_id, max_attempts).await? else {
-        tracing::warn!(event = "reset_code_rejected", user_id = %user_id, reason = "no code or no attempts left");
-        return Err(ApiError::InvalidCode);
-    };
-    let Some(stored) = user.reset_code.as_ref() else {
-        return Err(ApiError::InvalidCode);
-    };
+    let user_id = user.id;
     // Expiry is checked here, not left to DynamoDB's TTL, which deletes late (FP-03).
     if stored.expires_at <= now || !deps.reset_codes.matches(user_id, code, &stored.hash) {
-        tracing::warn!(event = "reset_code_rejected", user_id = %user_id, attempts = stored.attempts);
+        tracing::warn!(event = "reset_code_rejected", user_id = %user_id, source_ip = %source_ip);
         return Err(ApiError::InvalidCode);
     }
+    deps.refund_probe(&probe).await;
     if new_password
         .expose()
         .eq_ignore_ascii_case(user.username.as_str())
@@ -117,7 +145,7 @@ mod tests {
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
     use crate::testing::{
-        PASSWORD, alice, bearer, body_json, config_with, event, from_ip, get, post,
+        PASSWORD, alice, bearer, body_json, config_with, event, from_ip, get, post, retry_after,
     };
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -307,6 +335,54 @@ mod tests {
             f.login_status(PASSWORD).await,
             200,
             "no change without a valid code"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_third_party_cannot_spend_the_owner_s_tries() {
+        // A code's tries count per client address: five wrong codes from elsewhere end the
+        // code for that address only, and the owner's right code still works.
+        let f = fixture().await;
+        let code = f.code().await;
+        let reset_from = |ip: &'static str, code: String| {
+            let body =
+                json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
+            handle(&f.deps, from_ip(post("/auth/password/reset", &body), ip))
+        };
+        for _ in 0..5 {
+            let wrong = reset_from("198.51.100.7", wrong(&code)).await.expect("ok");
+            assert_eq!(body_json(&wrong)["code"], "invalid_code");
+        }
+        let burned = reset_from("198.51.100.7", code.clone()).await.expect("ok");
+        assert_eq!(
+            body_json(&burned)["code"],
+            "invalid_code",
+            "for that address"
+        );
+        let owner = reset_from("203.0.113.9", code).await.expect("ok");
+        assert_eq!(owner.status(), 204);
+        assert_eq!(f.login_status(NEW_PASSWORD).await, 200);
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_are_limited_per_client_address() {
+        // API.md: at most 20 wrong codes per client address per 5 minutes, then 429, whatever
+        // the addresses tried.
+        let f = fixture().await;
+        let code = f.code().await;
+        for i in 0..20 {
+            let body = json!({"email": format!("user{i}@example.com"), "code": "12345678", "new_password": NEW_PASSWORD});
+            let response = handle(&f.deps, post("/auth/password/reset", &body)).await;
+            assert_eq!(body_json(&response.expect("ok"))["code"], "invalid_code");
+        }
+        let limited = f.reset(&code, NEW_PASSWORD).await;
+        assert_eq!(limited.status(), 429);
+        assert!((1..=300).contains(&retry_after(&limited)));
+        f.clock.advance(Duration::seconds(300));
+        assert_eq!(
+            f.reset(&code, NEW_PASSWORD).await.status(),
+            204,
+            "next window"
         );
     }
 

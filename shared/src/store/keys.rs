@@ -61,6 +61,11 @@ pub fn rate(name: &str, hashed: &str, window: u64) -> String {
     format!("RATE#{name}#{hashed}#{window}")
 }
 
+/// Tries of one code (a keyed hash of what names it) from one client address (a keyed hash).
+pub fn code_tries(hashed_code: &str, hashed_client: &str) -> String {
+    format!("TRIES#{hashed_code}#{hashed_client}")
+}
+
 /// A cooldown: the next request of `name` for `hashed` waits.
 pub fn cooldown(name: &str, hashed: &str) -> String {
     format!("COOLDOWN#{name}#{hashed}")

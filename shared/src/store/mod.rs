@@ -161,7 +161,8 @@ pub trait Sessions: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Reset codes: stored hashed, tried a bounded number of times, spent once.
+/// Reset codes: stored hashed, spent once (their tries are counted per code and client by
+/// `Limits::consume`).
 pub trait Codes: Send + Sync {
     /// Stores a new reset code for an existing user, replacing any earlier one.
     fn store_reset_code(
@@ -169,15 +170,6 @@ pub trait Codes: Send + Sync {
         user_id: UserId,
         code: &StoredResetCode,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Counts one attempt at the user's reset code, atomically, if the user has a code with
-    /// attempts left; returns the user as it now is (so at most `max_attempts` comparisons are
-    /// ever made against one code, however many requests race).
-    fn attempt_reset_code(
-        &self,
-        user_id: UserId,
-        max_attempts: u32,
-    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
 
     /// Sets a new password if the user's reset code is still `code_hash` (single use), raising
     /// the token version and clearing the code; `Conflict` otherwise.

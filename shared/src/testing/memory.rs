@@ -280,24 +280,6 @@ impl Codes for MemoryStore {
         Ok(())
     }
 
-    async fn attempt_reset_code(
-        &self,
-        user_id: UserId,
-        max_attempts: u32,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        let mut inner = self.lock();
-        let Some(user) = inner.users.get_mut(&user_id) else {
-            return Ok(None);
-        };
-        match &mut user.reset_code {
-            Some(code) if code.attempts < max_attempts => {
-                code.attempts += 1;
-                Ok(Some(user.clone()))
-            }
-            _ => Ok(None),
-        }
-    }
-
     async fn reset_password(
         &self,
         user_id: UserId,

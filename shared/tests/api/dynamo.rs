@@ -345,7 +345,8 @@ async fn no_password_hash_or_token_reaches_an_error_body_or_a_log_line() {
 
 #[tokio::test]
 async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
-    // Counted by an SDK interceptor: register is one transaction; a clean login is four round
+    // Counted by an SDK interceptor: register is the address's conflict budget, one transaction,
+    // and the budget's unit given back; a clean login is four round
     // trips (the address's budget with the identifier lookup, the user with the address's trust,
     // the reservation, then clearing, trusting and refunding at once); GET /auth/me one read.
     let (deps, counter) = counted_deps().await;
@@ -357,7 +358,11 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
     assert_eq!(created.status(), 201);
     assert_eq!(
         counter.calls(),
-        [("TransactWriteItems".to_owned(), 1)].into()
+        [
+            ("TransactWriteItems".to_owned(), 2),
+            ("UpdateItem".to_owned(), 1)
+        ]
+        .into()
     );
 
     counter.reset();
@@ -469,8 +474,10 @@ async fn racing_wrong_passwords(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_twenty_racing_wrong_passwords_at_most_the_threshold_are_checked() {
     // LG-04 under concurrency (API.md): each check is reserved, conditionally, before Argon2
-    // runs; the rest answer 429 without a check.
-    let deps = deps().await;
+    // runs; the rest answer 429 without a check. The clock stands still, so the first lock
+    // (1 s) cannot run out while the twenty are still arriving.
+    let clock: Arc<dyn shared::clock::Clock> = Arc::new(shared::testing::ManualClock::new());
+    let (deps, _) = counted_deps_with(config(), Some(clock)).await;
     let (name, _) = sign_up(&deps).await;
     let (statuses, checked) = racing_wrong_passwords(&deps, &name, 20).await;
     assert_eq!(checked, 5, "{statuses:?}");

@@ -278,7 +278,7 @@ async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
 async fn lockout_triggers_answers_429_with_a_sane_retry_after_and_clears() {
     let clock = Arc::new(ManualClock::new());
     let shared_clock: Arc<dyn Clock> = clock.clone();
-    let (deps, counter) = counted_deps_with(shared::testing::config(), Some(shared_clock)).await;
+    let (deps, counter) = counted_deps_with(config(), Some(shared_clock)).await;
     let (name, _) = sign_up(&deps).await;
     for _ in 0..5 {
         assert_eq!(

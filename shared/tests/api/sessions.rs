@@ -11,7 +11,7 @@ use shared::handlers::{Deps, login, logout, me, refresh};
 use shared::http::Response;
 use shared::store::DynamoStore;
 use shared::testing::ManualClock;
-use shared::testing::{body_json, config, config_with, get, post};
+use shared::testing::{body_json, get, post};
 use time::Duration;
 
 async fn refresh_with(deps: &Deps<DynamoStore>, token: &Value) -> Response {

@@ -34,7 +34,6 @@ pub(super) mod attr {
     pub const LOCKED_UNTIL: &str = "locked_until";
     pub const RESET_CODE_HASH: &str = "reset_code_hash";
     pub const RESET_CODE_EXPIRES_AT: &str = "reset_code_expires_at";
-    pub const RESET_CODE_ATTEMPTS: &str = "reset_code_attempts";
     pub const SID: &str = "sid";
     pub const SUCCESSOR_JTI: &str = "successor_jti";
     pub const SUCCESSOR_IAT: &str = "successor_iat";
@@ -123,7 +122,6 @@ impl From<&UserRecord> for Item {
         if let Some(code) = &user.reset_code {
             item.insert(attr::RESET_CODE_HASH.into(), s(&code.hash));
             item.insert(attr::RESET_CODE_EXPIRES_AT.into(), n(code.expires_at));
-            item.insert(attr::RESET_CODE_ATTEMPTS.into(), n(code.attempts.into()));
         }
         item
     }
@@ -163,8 +161,6 @@ impl TryFrom<&Item> for UserRecord {
             reset_code: str_attr(item, attr::RESET_CODE_HASH).map(|hash| StoredResetCode {
                 hash: hash.to_owned(),
                 expires_at: num_attr(item, attr::RESET_CODE_EXPIRES_AT).unwrap_or(0),
-                attempts: num_attr(item, attr::RESET_CODE_ATTEMPTS)
-                    .map_or(u32::MAX, saturating_u32),
             }),
         })
     }
@@ -192,7 +188,6 @@ mod tests {
         user.reset_code = Some(StoredResetCode {
             hash: "ab12".into(),
             expires_at: 1_700_000_600,
-            attempts: 2,
         });
         let item = Item::from(&user);
         assert_eq!(
