@@ -223,6 +223,27 @@ def run_checks(driver, app_origin, api, ports, evil_port):
             else:
                 assert "access-control-allow-origin" not in answer.headers, dict(answer.headers)
 
+    def the_app_can_read_how_long_to_wait_after_a_429():
+        # The API exposes Retry-After to the allowed origins (as the template's CORS does).
+        App(driver, f"{app_origin}/?api={api}")
+        answer = driver.execute_async_script(
+            """
+            const [api, login, done] = arguments;
+            (async () => {
+              let r;
+              for (let i = 0; i < 6; i++) {
+                r = await fetch(api + "/auth/login", {method: "POST", credentials: "include",
+                  headers: {"content-type": "application/json", "x-token-delivery": "cookie"},
+                  body: JSON.stringify(login)});
+              }
+              return {status: r.status, retryAfter: r.headers.get("retry-after")};
+            })().then(done, (e) => done({error: String(e)}));
+            """,
+            api, {"identifier": unique("nobody"), "password": "not the password"},
+        )
+        assert answer.get("status") == 429, answer
+        assert answer.get("retryAfter") and int(answer["retryAfter"]) >= 1, answer
+
     def the_api_as_127_0_0_1_is_cross_site_for_a_page_on_localhost():
         app = App(driver, f"{app_origin}/?api=http://127.0.0.1:{ports.api}")
         assert app.calls() == [("me", 401)]

@@ -22,6 +22,10 @@ def check(name, condition, detail=""):
         print(f"FAIL {name} {detail}")
 
 
+def template_routes_keys(routes):
+    return {f"{method} {path}" for method, path, _ in routes}
+
+
 def main():
     template, problems = decode(os.path.join(ROOT, "template.yaml"))
     if problems:
@@ -115,6 +119,50 @@ def main():
         secret_like = any(word in name.lower() for word in ("secret", "password", "key", "token"))
         free_form = "AllowedValues" not in parameter
         check(f"parameter {name} carries no secret default", not (secret_like and free_form and parameter.get("Default")))
+    # What each function's code calls, by table (the store's operations per endpoint): DynamoDB
+    # Local does not check IAM, so a missing grant would only show deployed.
+    needs = {
+        "register": {"Users": {"PutItem"}, "Tokens": {"UpdateItem"}},
+        "login": {"Users": {"GetItem", "BatchGetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem"}},
+        "refresh": {"Users": {"GetItem"}, "Tokens": {"GetItem", "PutItem", "ConditionCheckItem"}},
+        "logout": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"GetItem", "PutItem"}},
+        "me": {"Users": {"GetItem"}},
+        "update-me": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"UpdateItem"}},
+        "delete-me": {"Users": {"GetItem", "DeleteItem"}, "Tokens": {"UpdateItem"}},
+        "change-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "forgot-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "reset-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+    }
+    for function in functions.values():
+        binary = function["Metadata"]["BuildProperties"]["Binary"]
+        granted = {}
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                table = json.dumps(statement["Resource"])
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                for name in ("Users", "Tokens"):
+                    if f'"{name}Table.Arn"' in table or f'"{name}Table", "Arn"' in table:
+                        granted.setdefault(name, set()).update(a.removeprefix("dynamodb:") for a in actions)
+        for table, actions in needs.get(binary, {}).items():
+            check(f"{binary} may do what its code does on the {table.lower()} table",
+                  actions <= granted.get(table, set()), sorted(actions - granted.get(table, set())))
+    # Abuse resistance (API.md): the guessing routes have tighter caps than the default, the
+    # Argon2 functions a reserved concurrency, and a browser app may read Retry-After.
+    api = resources["HttpApi"]["Properties"]
+    default = api["DefaultRouteSettings"]
+    for route in ("POST /auth/login", "POST /auth/register", "POST /auth/password/reset",
+                  "POST /auth/password/forgot", "POST /auth/password/change"):
+        settings = api.get("RouteSettings", {}).get(route, {})
+        check(f"{route} has a throttle of its own", route in template_routes_keys(template_routes)
+              and 0 < settings.get("ThrottlingRateLimit", 0) < default["ThrottlingRateLimit"]
+              and 0 < settings.get("ThrottlingBurstLimit", 0) < default["ThrottlingBurstLimit"], settings)
+    for binary in ("register", "login", "update-me", "delete-me", "change-password", "reset-password"):
+        function = next(f for f in functions.values() if f["Metadata"]["BuildProperties"]["Binary"] == binary)
+        reserved = function["Properties"].get("ReservedConcurrentExecutions")
+        check(f"{binary} (Argon2) has a reserved concurrency", json.dumps(reserved) ==
+              '{"Fn::If": ["HasArgon2Concurrency", {"Ref": "Argon2Concurrency"}, {"Ref": "AWS::NoValue"}]}', reserved)
+    cors = api["CorsConfiguration"]["Fn::If"][1]
+    check("CORS exposes Retry-After", [h.lower() for h in cors.get("ExposeHeaders", [])] == ["retry-after"])
     check("the JWT secret is generated at deploy time", resources["JwtSecret"]["Properties"].get("GenerateSecretString", {}).get("PasswordLength", 0) >= 32)
     check("token reuse raises an alarm", any(
         r["Type"] == "AWS::Logs::MetricFilter" and "token_reused" in r["Properties"]["FilterPattern"]

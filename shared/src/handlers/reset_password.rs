@@ -365,6 +365,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_email_change_voids_the_code_sent_to_the_old_address() {
+        let f = fixture().await;
+        let code = f.code().await;
+        let change = json!({"email": "alice@example.net", "current_password": PASSWORD});
+        let req = crate::testing::authed("PATCH", "/auth/me", &f.tokens, Some(&change));
+        let changed = crate::handlers::update_me::handle(&f.deps, req).await;
+        assert_eq!(changed.expect("ok").status(), 200);
+        for email in ["alice@example.com", "alice@example.net"] {
+            let body = json!({"email": email, "code": code, "new_password": NEW_PASSWORD});
+            let response = handle(&f.deps, post("/auth/password/reset", &body)).await;
+            assert_eq!(
+                body_json(&response.expect("ok"))["code"],
+                "invalid_code",
+                "{email}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn wrong_codes_are_limited_per_client_address() {
         // API.md: at most 20 wrong codes per client address per 5 minutes, then 429, whatever
         // the addresses tried.

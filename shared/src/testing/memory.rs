@@ -166,6 +166,9 @@ impl Users for MemoryStore {
             inner.markers.insert(new_key, old.id);
         }
         let user = inner.user(old.id)?;
+        if old.email != new.email {
+            user.reset_code = None;
+        }
         user.username = new.username.clone();
         user.email = new.email.clone();
         user.full_name = new.full_name.clone();

@@ -61,12 +61,21 @@ impl Users for DynamoStore {
             (":old_u".into(), s(old.username.as_str())),
             (":old_e".into(), s(old.email.as_str())),
         ]);
+        let mut remove = Vec::new();
         match &new.full_name {
             Some(name) => {
                 set.push_str(", full_name = :f");
                 values.insert(":f".into(), s(name.as_str()));
             }
-            None => set.push_str(" REMOVE full_name"),
+            None => remove.push(attr::FULL_NAME),
+        }
+        // A reset code went to the old address: it must not reset the account now.
+        if old.email != new.email {
+            remove.extend([attr::RESET_CODE_HASH, attr::RESET_CODE_EXPIRES_AT]);
+        }
+        if !remove.is_empty() {
+            set.push_str(" REMOVE ");
+            set.push_str(&remove.join(", "));
         }
         let user = Update::builder()
             .table_name(&self.users_table)
