@@ -266,7 +266,8 @@ impl UserRecord {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lockout {
     pub failures: u32,
-    pub locked_until: u64,
+    /// Epoch milliseconds: a lock of one second is one second, whenever in a second it began.
+    pub locked_until_ms: u64,
 }
 
 /// A pending password-reset code: only its keyed hash is stored (FP-04).

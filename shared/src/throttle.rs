@@ -2,6 +2,11 @@
 //! DynamoDB (see `store`), keyed on what API Gateway saw as the client address, never on
 //! `X-Forwarded-For`.
 
+/// Whole seconds from `now_ms` until `until_ms`, rounded up (a `Retry-After`), at least 1.
+pub fn retry_after_secs(until_ms: u64, now_ms: u64) -> u64 {
+    until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
+}
+
 /// The longest an account stays locked.
 pub const MAX_LOCK_SECS: u64 = 900;
 

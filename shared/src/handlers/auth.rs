@@ -80,13 +80,13 @@ pub(super) async fn reauthenticate<S: Limits>(
     let seen = Lockout::default();
     let lockout = match deps
         .store
-        .reserve_attempt(&target, seen, threshold, now)
+        .reserve_attempt(&target, seen, threshold, deps.now_ms())
         .await?
     {
         Attempt::Admitted { lockout } => lockout,
-        Attempt::Locked { until } => {
+        Attempt::Locked { until_ms } => {
             return Err(ApiError::TooManyAttempts {
-                retry_after_secs: until.saturating_sub(now).max(1),
+                retry_after_secs: throttle::retry_after_secs(until_ms, deps.now_ms()),
             });
         }
     };

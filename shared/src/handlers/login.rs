@@ -50,7 +50,7 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
         return Err(ApiError::Validation(errors));
     };
 
-    let now = deps.now();
+    let (now, now_ms) = (deps.now(), deps.now_ms());
     let source_ip = client_ip(req);
     let client = deps.key_part(&source_ip);
     let window = Window::at(now, deps.config.limits.client_window.as_secs());
@@ -114,14 +114,14 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
     let threshold = deps.config.limits.lockout_threshold;
     let lockout = match deps
         .store
-        .reserve_attempt(&target, seen, threshold, now)
+        .reserve_attempt(&target, seen, threshold, now_ms)
         .await?
     {
         Attempt::Admitted { lockout } => lockout,
-        Attempt::Locked { until } => {
+        Attempt::Locked { until_ms } => {
             tracing::warn!(event = "login_locked", source_ip = %source_ip);
             return Err(ApiError::TooManyAttempts {
-                retry_after_secs: until.saturating_sub(now).max(1),
+                retry_after_secs: throttle::retry_after_secs(until_ms, now_ms),
             });
         }
     };
@@ -158,9 +158,9 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
         }
         user => {
             let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();
-            if lockout.locked_until > now {
+            if lockout.locked_until_ms > now_ms {
                 // The failure that locks is reported as the lock.
-                let lock_secs = lockout.locked_until - now;
+                let lock_secs = throttle::retry_after_secs(lockout.locked_until_ms, now_ms);
                 tracing::warn!(event = "account_locked", user_id, failures = lockout.failures, lock_secs, source_ip = %source_ip);
             } else {
                 tracing::warn!(event = "login_failed", user_id, failures = lockout.failures, source_ip = %source_ip);

@@ -203,7 +203,7 @@ pub trait Limits: Send + Sync {
         target: &LockTarget,
         seen: Lockout,
         threshold: u32,
-        now: u64,
+        now_ms: u64,
     ) -> impl Future<Output = Result<Attempt, StoreError>> + Send;
 
     /// Forgets the failures (and the lock) of `target` after a right password.
@@ -264,14 +264,14 @@ impl<T: Users + Sessions + Codes + Limits + Published> Store for T {}
 pub struct Counter {
     pub key: String,
     pub count: u64,
-    pub locked_until: u64,
+    pub locked_until_ms: u64,
 }
 
 impl From<&Counter> for Lockout {
     fn from(counter: &Counter) -> Self {
         Self {
             failures: crate::crypto::saturating_u32(counter.count),
-            locked_until: counter.locked_until,
+            locked_until_ms: counter.locked_until_ms,
         }
     }
 }
@@ -296,6 +296,7 @@ pub enum Attempt {
     /// Counted: the password may be checked. `lockout` is the state after counting (locked when
     /// this attempt reached the threshold: it is still checked, and a right password clears it).
     Admitted { lockout: Lockout },
-    /// Locked until then: nothing was counted, and the password must not be checked.
-    Locked { until: u64 },
+    /// Locked until then (epoch milliseconds): nothing was counted, and the password must not
+    /// be checked.
+    Locked { until_ms: u64 },
 }

@@ -45,7 +45,7 @@ impl Inner {
         let counter = |key: &str| {
             self.counters.get(key).map(|c| Lockout {
                 failures: crate::crypto::saturating_u32(c.count),
-                locked_until: c.locked_until,
+                locked_until_ms: c.locked_until_ms,
             })
         };
         match target {
@@ -68,7 +68,7 @@ impl Inner {
                     Counter {
                         key: key.clone(),
                         count: lockout.failures.into(),
-                        locked_until: lockout.locked_until,
+                        locked_until_ms: lockout.locked_until_ms,
                     },
                 );
             }
@@ -320,20 +320,22 @@ impl Limits for MemoryStore {
         target: &LockTarget,
         _seen: Lockout,
         threshold: u32,
-        now: u64,
+        now_ms: u64,
     ) -> Result<Attempt, StoreError> {
         let mut inner = self.lock();
         let Some(mut lockout) = inner.lockout(target) else {
-            return Ok(Attempt::Locked { until: now + 1 });
-        };
-        if lockout.locked_until > now {
             return Ok(Attempt::Locked {
-                until: lockout.locked_until,
+                until_ms: now_ms + 1000,
+            });
+        };
+        if lockout.locked_until_ms > now_ms {
+            return Ok(Attempt::Locked {
+                until_ms: lockout.locked_until_ms,
             });
         }
         lockout.failures = lockout.failures.saturating_add(1);
         if let Some(secs) = throttle::lock_secs(lockout.failures, threshold) {
-            lockout.locked_until = now + secs;
+            lockout.locked_until_ms = now_ms + secs * 1000;
         }
         inner.set_lockout(target, lockout);
         Ok(Attempt::Admitted { lockout })

@@ -83,7 +83,7 @@ impl Endpoint {
     fn may_change(self) -> &'static [&'static str] {
         match self {
             // A sign-in's check is counted before the password is compared.
-            Self::Login => &["failed_logins", "locked_until"],
+            Self::Login => &["failed_logins", "locked_until_ms"],
             Self::Forgot => &["reset_code_hash", "reset_code_expires_at"],
             _ => &[],
         }

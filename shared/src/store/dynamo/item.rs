@@ -31,7 +31,7 @@ pub(super) mod attr {
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const FAILED_LOGINS: &str = "failed_logins";
-    pub const LOCKED_UNTIL: &str = "locked_until";
+    pub const LOCKED_UNTIL: &str = "locked_until_ms";
     pub const RESET_CODE_HASH: &str = "reset_code_hash";
     pub const RESET_CODE_EXPIRES_AT: &str = "reset_code_expires_at";
     pub const SID: &str = "sid";
@@ -117,7 +117,7 @@ impl From<&UserRecord> for Item {
         }
         if user.lockout != Lockout::default() {
             item.insert(attr::FAILED_LOGINS.into(), n(user.lockout.failures.into()));
-            item.insert(attr::LOCKED_UNTIL.into(), n(user.lockout.locked_until));
+            item.insert(attr::LOCKED_UNTIL.into(), n(user.lockout.locked_until_ms));
         }
         if let Some(code) = &user.reset_code {
             item.insert(attr::RESET_CODE_HASH.into(), s(&code.hash));
@@ -156,7 +156,7 @@ impl TryFrom<&Item> for UserRecord {
             updated_at: time(attr::UPDATED_AT)?,
             lockout: Lockout {
                 failures: num_attr(item, attr::FAILED_LOGINS).map_or(0, saturating_u32),
-                locked_until: num_attr(item, attr::LOCKED_UNTIL).unwrap_or(0),
+                locked_until_ms: num_attr(item, attr::LOCKED_UNTIL).unwrap_or(0),
             },
             reset_code: str_attr(item, attr::RESET_CODE_HASH).map(|hash| StoredResetCode {
                 hash: hash.to_owned(),
@@ -183,7 +183,7 @@ mod tests {
         user.updated_at = OffsetDateTime::from_unix_timestamp(1_700_000_100).expect("time");
         user.lockout = Lockout {
             failures: 6,
-            locked_until: 1_700_000_002,
+            locked_until_ms: 1_700_000_002_000,
         };
         user.reset_code = Some(StoredResetCode {
             hash: "ab12".into(),

@@ -90,7 +90,7 @@ impl Limits for DynamoStore {
             } else {
                 counters.push(Counter {
                     count: num_attr(&item, attr::COUNT).unwrap_or(0),
-                    locked_until: num_attr(&item, attr::LOCKED_UNTIL).unwrap_or(0),
+                    locked_until_ms: num_attr(&item, attr::LOCKED_UNTIL).unwrap_or(0),
                     key: pk,
                 });
             }
@@ -103,18 +103,18 @@ impl Limits for DynamoStore {
         target: &LockTarget,
         seen: Lockout,
         threshold: u32,
-        now: u64,
+        now_ms: u64,
     ) -> Result<Attempt, StoreError> {
         let (table, key, count) = self.lock_item(target);
         let mut state = seen;
         for _ in 0..RESERVE_ATTEMPTS {
-            if state.locked_until > now {
+            if state.locked_until_ms > now_ms {
                 return Ok(Attempt::Locked {
-                    until: state.locked_until,
+                    until_ms: state.locked_until_ms,
                 });
             }
             let failures = state.failures.saturating_add(1);
-            let lock = throttle::lock_secs(failures, threshold).map(|secs| now + secs);
+            let lock = throttle::lock_secs(failures, threshold).map(|secs| now_ms + secs * 1000);
             // Counted only if nobody counted since `state` was read, and only while unlocked.
             let mut condition = String::from(if state.failures == 0 {
                 "(attribute_not_exists(#count) OR #count = :seen)"
@@ -132,7 +132,7 @@ impl Limits for DynamoStore {
                 .expression_attribute_names("#until", attr::LOCKED_UNTIL)
                 .expression_attribute_values(":count", n(failures.into()))
                 .expression_attribute_values(":seen", n(state.failures.into()))
-                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":now", n(now_ms))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
@@ -161,7 +161,7 @@ impl Limits for DynamoStore {
                     return Ok(Attempt::Admitted {
                         lockout: Lockout {
                             failures,
-                            locked_until: lock.unwrap_or(state.locked_until),
+                            locked_until_ms: lock.unwrap_or(state.locked_until_ms),
                         },
                     });
                 }
@@ -173,15 +173,21 @@ impl Limits for DynamoStore {
             state = match (current, target) {
                 (Some(item), _) => Lockout {
                     failures: num_attr(&item, count).map_or(0, saturating_u32),
-                    locked_until: num_attr(&item, attr::LOCKED_UNTIL).unwrap_or(0),
+                    locked_until_ms: num_attr(&item, attr::LOCKED_UNTIL).unwrap_or(0),
                 },
                 (None, LockTarget::Counter { .. }) => Lockout::default(),
                 // The account or the trust went away meanwhile: the next request reads afresh.
-                (None, _) => return Ok(Attempt::Locked { until: now + 1 }),
+                (None, _) => {
+                    return Ok(Attempt::Locked {
+                        until_ms: now_ms + 1000,
+                    });
+                }
             };
         }
         // Still racing after every retry: a flood; the client may come back in a second.
-        Ok(Attempt::Locked { until: now + 1 })
+        Ok(Attempt::Locked {
+            until_ms: now_ms + 1000,
+        })
     }
 
     async fn clear_attempts(&self, target: &LockTarget) -> Result<(), StoreError> {

@@ -121,7 +121,7 @@ impl DynamoStore {
         self.update_user(
             user_id,
             "SET password_hash = :h, updated_at = :t, token_version = token_version + :one \
-             REMOVE failed_logins, locked_until, reset_code_hash, reset_code_expires_at",
+             REMOVE failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at",
             condition,
             &[
                 (":h", s(password_hash)),
