@@ -19,6 +19,53 @@ use crate::domain::{Identifier, Lockout, UserId};
 use crate::store::{Attempt, Counter, Limits, LockTarget, StoreError, keys};
 use crate::throttle::{self, Quota};
 
+impl DynamoStore {
+    /// `consume` of a single quota: one conditional `UpdateItem`, half the write cost of a
+    /// transaction, with the same answer.
+    async fn consume_one(&self, quota: &Quota, now: u64) -> Result<Option<u64>, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tokens_table)
+            .key(attr::PK, s(quota.key()))
+            .expression_attribute_names("#ttl", attr::TTL)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let update = match quota {
+            Quota::Counter {
+                limit, resets_at, ..
+            } => update
+                .update_expression("ADD #count :one SET #ttl = :ttl")
+                .condition_expression("attribute_not_exists(#count) OR #count < :limit")
+                .expression_attribute_names("#count", attr::COUNT)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":ttl", n(*resets_at))
+                .expression_attribute_values(":limit", n((*limit).into())),
+            Quota::Cooldown { until, .. } => update
+                .update_expression("SET #until = :until, #ttl = :until")
+                .condition_expression("attribute_not_exists(#until) OR #until <= :now")
+                .expression_attribute_names("#until", attr::UNTIL)
+                .expression_attribute_values(":until", n(*until))
+                .expression_attribute_values(":now", n(now)),
+        };
+        let failed = match update.send().await {
+            Ok(_) => return Ok(None),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                other => return Err(unavailable(other)),
+            },
+        };
+        let secs = match quota {
+            Quota::Counter { resets_at, .. } => resets_at.saturating_sub(now),
+            Quota::Cooldown { until, .. } => failed
+                .as_ref()
+                .and_then(|item| num_attr(item, attr::UNTIL))
+                .unwrap_or(*until)
+                .saturating_sub(now),
+        };
+        Ok(Some(secs.max(1)))
+    }
+}
+
 /// How many times a reservation re-reads what racing writers left before it gives up.
 const RESERVE_ATTEMPTS: u32 = 12;
 
@@ -261,6 +308,9 @@ impl Limits for DynamoStore {
     }
 
     async fn consume(&self, quotas: &[Quota], now: u64) -> Result<Option<u64>, StoreError> {
+        if let [quota] = quotas {
+            return self.consume_one(quota, now).await;
+        }
         let mut items = Vec::new();
         for quota in quotas {
             let update = Update::builder()
