@@ -225,13 +225,6 @@ pub trait Limits: Send + Sync {
     /// not a failure).
     fn refund(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Adds one to a counter that expires at `expires_at`.
-    fn increment(
-        &self,
-        key: &str,
-        expires_at: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
     /// Consumes one unit of every quota, all or none. `Ok(None)` when the request fits;
     /// `Ok(Some(seconds))` when a quota is exhausted, with how long until it frees up.
     fn consume(

@@ -367,19 +367,6 @@ impl Limits for MemoryStore {
         Ok(())
     }
 
-    async fn increment(&self, key: &str, _expires_at: u64) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let counter = inner
-            .counters
-            .entry(key.to_owned())
-            .or_insert_with(|| Counter {
-                key: key.to_owned(),
-                ..Counter::default()
-            });
-        counter.count += 1;
-        Ok(())
-    }
-
     async fn consume(&self, quotas: &[Quota], now: u64) -> Result<Option<u64>, StoreError> {
         let mut inner = self.lock();
         let mut wait = None;

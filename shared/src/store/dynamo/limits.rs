@@ -19,50 +19,86 @@ use crate::domain::{Identifier, Lockout, UserId};
 use crate::store::{Attempt, Counter, Limits, LockTarget, StoreError, keys};
 use crate::throttle::{self, Quota};
 
+/// The conditional write that takes one unit of a quota, as `consume` sends it alone or in a
+/// transaction.
+struct QuotaWrite {
+    update: &'static str,
+    condition: &'static str,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl QuotaWrite {
+    fn of(quota: &Quota, now: u64) -> Self {
+        let names = |pairs: [(&str, &str); 2]| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        match quota {
+            Quota::Counter {
+                limit, resets_at, ..
+            } => Self {
+                update: "ADD #count :one SET #ttl = :ttl",
+                condition: "attribute_not_exists(#count) OR #count < :limit",
+                names: names([("#count", attr::COUNT), ("#ttl", attr::TTL)]),
+                values: Item::from([
+                    (":one".to_owned(), n(1)),
+                    (":ttl".to_owned(), n(*resets_at)),
+                    (":limit".to_owned(), n((*limit).into())),
+                ]),
+            },
+            Quota::Cooldown { until, .. } => Self {
+                update: "SET #until = :until, #ttl = :until",
+                condition: "attribute_not_exists(#until) OR #until <= :now",
+                names: names([("#until", attr::UNTIL), ("#ttl", attr::TTL)]),
+                values: Item::from([
+                    (":until".to_owned(), n(*until)),
+                    (":now".to_owned(), n(now)),
+                ]),
+            },
+        }
+    }
+}
+
+/// How long until an exhausted quota frees up, from the item its failed condition returned.
+fn quota_wait(quota: &Quota, item: Option<&Item>, now: u64) -> u64 {
+    match quota {
+        Quota::Counter { resets_at, .. } => resets_at.saturating_sub(now),
+        Quota::Cooldown { until, .. } => item
+            .and_then(|item| num_attr(item, attr::UNTIL))
+            .unwrap_or(*until)
+            .saturating_sub(now),
+    }
+}
+
 impl DynamoStore {
     /// `consume` of a single quota: one conditional `UpdateItem`, half the write cost of a
     /// transaction, with the same answer.
     async fn consume_one(&self, quota: &Quota, now: u64) -> Result<Option<u64>, StoreError> {
-        let update = self
+        let write = QuotaWrite::of(quota, now);
+        let result = self
             .client
             .update_item()
             .table_name(&self.tokens_table)
             .key(attr::PK, s(quota.key()))
-            .expression_attribute_names("#ttl", attr::TTL)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let update = match quota {
-            Quota::Counter {
-                limit, resets_at, ..
-            } => update
-                .update_expression("ADD #count :one SET #ttl = :ttl")
-                .condition_expression("attribute_not_exists(#count) OR #count < :limit")
-                .expression_attribute_names("#count", attr::COUNT)
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":ttl", n(*resets_at))
-                .expression_attribute_values(":limit", n((*limit).into())),
-            Quota::Cooldown { until, .. } => update
-                .update_expression("SET #until = :until, #ttl = :until")
-                .condition_expression("attribute_not_exists(#until) OR #until <= :now")
-                .expression_attribute_names("#until", attr::UNTIL)
-                .expression_attribute_values(":until", n(*until))
-                .expression_attribute_values(":now", n(now)),
-        };
-        let failed = match update.send().await {
-            Ok(_) => return Ok(None),
+            .update_expression(write.update)
+            .condition_expression(write.condition)
+            .set_expression_attribute_names(Some(write.names))
+            .set_expression_attribute_values(Some(write.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
             Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
-                other => return Err(unavailable(other)),
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    Ok(Some(quota_wait(quota, failed.item.as_ref(), now).max(1)))
+                }
+                other => Err(unavailable(other)),
             },
-        };
-        let secs = match quota {
-            Quota::Counter { resets_at, .. } => resets_at.saturating_sub(now),
-            Quota::Cooldown { until, .. } => failed
-                .as_ref()
-                .and_then(|item| num_attr(item, attr::UNTIL))
-                .unwrap_or(*until)
-                .saturating_sub(now),
-        };
-        Ok(Some(secs.max(1)))
+        }
     }
 }
 
@@ -291,57 +327,26 @@ impl Limits for DynamoStore {
         }
     }
 
-    async fn increment(&self, key: &str, expires_at: u64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tokens_table)
-            .key(attr::PK, s(key))
-            .update_expression("ADD #count :one SET #ttl = if_not_exists(#ttl, :ttl)")
-            .expression_attribute_names("#count", "count")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":ttl", n(expires_at))
-            .send()
-            .await;
-        update_outcome(result).map(|_| ())
-    }
-
     async fn consume(&self, quotas: &[Quota], now: u64) -> Result<Option<u64>, StoreError> {
         if let [quota] = quotas {
             return self.consume_one(quota, now).await;
         }
         let mut items = Vec::new();
         for quota in quotas {
+            let write = QuotaWrite::of(quota, now);
             let update = Update::builder()
                 .table_name(&self.tokens_table)
                 .key(attr::PK, s(quota.key()))
-                .expression_attribute_names("#ttl", "ttl")
+                .update_expression(write.update)
+                .condition_expression(write.condition)
+                .set_expression_attribute_names(Some(write.names))
+                .set_expression_attribute_values(Some(write.values))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            let update = match quota {
-                Quota::Counter {
-                    limit, resets_at, ..
-                } => update
-                    .update_expression("ADD #count :one SET #ttl = :ttl")
-                    .condition_expression("attribute_not_exists(#count) OR #count < :limit")
-                    .expression_attribute_names("#count", "count")
-                    .expression_attribute_values(":one", n(1))
-                    .expression_attribute_values(":ttl", n(*resets_at))
-                    .expression_attribute_values(":limit", n((*limit).into())),
-                Quota::Cooldown { until, .. } => update
-                    .update_expression("SET #until = :until, #ttl = :until")
-                    .condition_expression("attribute_not_exists(#until) OR #until <= :now")
-                    .expression_attribute_names("#until", "until")
-                    .expression_attribute_values(":until", n(*until))
-                    .expression_attribute_values(":now", n(now)),
-            };
-            items.push(
-                TransactWriteItem::builder()
-                    .update(update.build().map_err(unavailable)?)
-                    .build(),
-            );
+                )
+                .build()
+                .map_err(unavailable)?;
+            items.push(TransactWriteItem::builder().update(update).build());
         }
         let Err(reasons) = self.transact(items, None).await? else {
             return Ok(None);
@@ -351,15 +356,7 @@ impl Limits for DynamoStore {
             if reason.code.as_deref() != Some(CONDITION_FAILED) {
                 continue;
             }
-            let secs = match quota {
-                Quota::Counter { resets_at, .. } => resets_at.saturating_sub(now),
-                Quota::Cooldown { until, .. } => reason
-                    .item
-                    .as_ref()
-                    .and_then(|item| num_attr(item, attr::UNTIL))
-                    .unwrap_or(*until)
-                    .saturating_sub(now),
-            };
+            let secs = quota_wait(quota, reason.item.as_ref(), now);
             wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
         }
         match wait {
