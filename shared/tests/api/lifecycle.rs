@@ -222,6 +222,9 @@ async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
     let (name, tokens) = sign_up(&deps).await;
     let old_email = format!("{name}@example.com");
     let new_email = format!("{}@example.com", unique("moved"));
+    // A reset code mailed to the old address before the change...
+    assert_eq!(forgot(&deps, &old_email).await.status(), 202);
+    let code = mailed_code(&old_email).expect("a reset code");
     let body =
         json!({"email": new_email, "current_password": PASSWORD, "username": format!("{name}X")});
     let req = request(
@@ -235,9 +238,28 @@ async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
     assert_eq!(body_json(&response)["email"], new_email);
     // RG-04: the notice went through SES to the old address, and none to the new one.
     let notices = mails_to(&old_email);
-    assert_eq!(notices.len(), 1, "{notices:?}");
-    assert_eq!(notices[0].0, "Your email address was changed");
+    let subjects: Vec<&str> = notices
+        .iter()
+        .map(|(subject, _)| subject.as_str())
+        .collect();
+    assert_eq!(
+        subjects.len(),
+        2,
+        "the reset code, then the notice: {subjects:?}"
+    );
+    assert_eq!(subjects[1], "Your email address was changed");
     assert!(mails_to(&new_email).is_empty());
+    // ...resets nothing after it: the change removed it.
+    for email in [&old_email, &new_email] {
+        let refused = reset(&deps, email, &code).await;
+        assert_eq!(body_json(&refused)["code"], "invalid_code", "{email}");
+    }
+    let user = scan_users()
+        .await
+        .into_iter()
+        .find(|i| attr(i, "email") == new_email)
+        .expect("the user");
+    assert!(!user.contains_key("reset_code_hash"), "the code is gone");
 
     let items = scan_users().await;
     let owner = |pk: String| {
