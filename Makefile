@@ -4,7 +4,7 @@
 
 TOOLS := .venv/.installed
 
-.PHONY: dev rotate-keys test build smoke bench load fuzz tools clean
+.PHONY: dev rotate-keys test build smoke bench load fuzz audit tools clean
 
 # The local stack: API on http://127.0.0.1:9000 (http://localhost:9000 for browser apps), the
 # example app on http://localhost:3000, mail at http://127.0.0.1:4566/local/inbox.
@@ -40,6 +40,11 @@ load: $(TOOLS)
 # .venv): FUZZ_SECONDS per target (120).
 fuzz: $(TOOLS)
 	@bash scripts/fuzz
+
+# The dependency graph against deny.toml (cargo-deny): licences, banned crates, sources and the
+# RustSec advisories (which need GitHub; CI checks the rest).
+audit: $(TOOLS)
+	@bash scripts/audit
 
 tools: $(TOOLS)
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod jwt;
 pub mod logging;
 pub mod mail;
+pub mod outbox;
 pub mod password;
 pub mod reset;
 pub mod rotation;

@@ -1,11 +1,11 @@
-//! POST /auth/password/forgot: mail a reset code.
+//! POST /auth/password/forgot: mail a reset code (sent after the answer: see `shared::outbox`).
 
-use lambda_http::{Error, run, service_fn};
+use lambda_http::Error;
 use shared::handlers::{Deps, KeysNeeded, forgot_password};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let deps = Deps::from_env_with_mail(KeysNeeded::None).await?;
-    run(service_fn(|req| forgot_password::handle(&deps, req))).await
+    shared::outbox::serve(deps, forgot_password::handle).await
 }

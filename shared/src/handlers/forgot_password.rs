@@ -142,6 +142,7 @@ fn quotas<S: Users + Codes + Limits>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::Outbox;
     use crate::testing::ManualClock;
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;
@@ -209,6 +210,31 @@ mod tests {
             code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()),
             "{code}"
         );
+    }
+
+    /// FP-01: a mail server that takes 2 s must not tell which addresses have an account. With
+    /// the send inside the request, the answer for Alice's address took the 2 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_mail_server_does_not_stretch_the_answer_for_an_existing_account() {
+        let mailer = Arc::new(MemoryMailer::default());
+        mailer.delay_ms.store(2_000, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(mailer.clone()));
+        let config = config_with(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
+        let deps = Deps::new(config, MemoryStore::new(), access_keys()).with_mailer(outbox.clone());
+        alice(&deps).await;
+        let floor = deps.config.limits.forgot_min_response;
+        assert!(floor > std::time::Duration::ZERO);
+        for email in ["alice@example.com", "nobody@example.com"] {
+            let started = tokio::time::Instant::now();
+            let response = forgot(&deps, email).await;
+            assert_eq!(response.status(), 202);
+            assert_eq!(started.elapsed(), floor, "{email}");
+        }
+        assert!(mailer.sent().is_empty(), "the mail is still on its way");
+        outbox.flush().await;
+        let sent = mailer.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, "alice@example.com");
     }
 
     #[tokio::test]

@@ -7,6 +7,8 @@ use crate::mail::{Mail, MailError, Mailer, SendFuture};
 pub struct MemoryMailer {
     pub sent: std::sync::Mutex<Vec<Mail>>,
     pub fail: std::sync::atomic::AtomicBool,
+    /// How long (on tokio's clock) each send takes, as a slow mail server's would.
+    pub delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryMailer {
@@ -18,6 +20,10 @@ impl MemoryMailer {
 impl Mailer for MemoryMailer {
     fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a> {
         Box::pin(async move {
+            let delay = self.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(MailError("refused".into()));
             }
