@@ -59,11 +59,18 @@ def unique(prefix):
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-def mails_to(endpoint, address):
-    """The mail the local endpoint sent to `address`: [{"subject", "body", "to"}]."""
+def mails_to(endpoint, address, at_least=0, seconds=10):
+    """The mail the local endpoint sent to `address`: [{"subject", "body", "to"}]. Mail goes out
+    after the answer (shared/src/outbox.rs), as a person reads it after the page says "sent":
+    with `at_least`, waits up to `seconds` for that many mails to have arrived."""
     query = urllib.parse.urlencode({"to": address})
-    with urllib.request.urlopen(f"{endpoint}/local/mail?{query}", timeout=30) as response:
-        return json.load(response)
+    deadline = time.monotonic() + seconds
+    while True:
+        with urllib.request.urlopen(f"{endpoint}/local/mail?{query}", timeout=30) as response:
+            mails = json.load(response)
+        if len(mails) >= at_least or time.monotonic() > deadline:
+            return mails
+        time.sleep(0.05)
 
 class Ports:
     """Free ports for one stack: the API, the mail (SES) endpoint, DynamoDB Local, and the
