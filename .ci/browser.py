@@ -28,7 +28,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from stack import PASSWORD, Checks, Ports, free_port, start_stack, stop_with_ctrl_c, unique, wait_for_api  # noqa: E402
+from stack import PASSWORD, Checks, Ports, free_port, mails_to, start_stack, stop_with_ctrl_c, unique, wait_for_api  # noqa: E402
 
 checks = Checks()
 
@@ -175,6 +175,19 @@ def run_checks(driver, app_origin, api, ports, evil_port):
         app = App(driver, f"{app_origin}/?api={api}")
         assert app.calls() == [("me", 401)], f"signed out, the page reloaded: {app.calls()}"
         assert driver.execute_script("return document.cookie") == ""
+
+    def the_app_verifies_the_address_with_the_mailed_code():
+        other = unique("spa")
+        app = App(driver, f"{app_origin}/?api={api}")
+        assert app.submit("register", {"username": other, "email": f"{other}@example.com", "password": PASSWORD}) == ("register", 201)
+        assert driver.find_element(By.ID, "verify").is_displayed(), "an unverified user is asked for the code"
+        assert '"email_verified": false' in app.user_shown(), app.user_shown()
+        mails = mails_to(f"http://127.0.0.1:{ports.aws}", f"{other}@example.com", at_least=1)
+        code = mails[-1]["text"].split("code:")[1].split()[0]
+        assert app.submit("verify", {"code": code}) == ("verify", 200)
+        assert '"email_verified": true' in app.user_shown(), app.user_shown()
+        assert not driver.find_element(By.ID, "verify").is_displayed()
+        assert app.click("logout") == ("logout", 204)
 
     def no_token_is_readable_from_javascript():
         assert state.get("cookie") == "", f"document.cookie while signed in: {state.get('cookie')!r}"

@@ -72,7 +72,7 @@ def main():
                 check(f"{logical_id} sends only from the sender", "ses:FromAddress" in json.dumps(statement.get("Condition")))
                 mailers.add(binary)
 
-    check("only the functions that mail may send mail", mailers == {"change-password", "forgot-password", "reset-password", "update-me"}, mailers)
+    check("only the functions that mail may send mail", mailers == {"change-password", "forgot-password", "register", "resend-verification", "reset-password", "update-me"}, mailers)
     check("every function package is deployed", binaries == set(packages), (binaries, packages))
     router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
     local_routes = {(r["method"].upper(), path, r["function"]) for path, rs in router.items() for r in rs}
@@ -91,7 +91,7 @@ def main():
     globals_ = template["Globals"]["Function"]
     memory = {f["Metadata"]["BuildProperties"]["Binary"]: f["Properties"].get("MemorySize", globals_["MemorySize"])
               for f in functions.values()}
-    for name in ("me", "refresh", "logout", "forgot-password"):
+    for name in ("me", "refresh", "logout", "forgot-password", "verify-email", "resend-verification"):
         check(f"{name} (no password hashing) fits the smallest Lambda", memory[name] == 128, memory[name])
     for name in ("register", "login", "change-password", "reset-password", "delete-me"):
         check(f"{name} hashes on a full vCPU", memory[name] >= 1769, memory[name])
@@ -132,6 +132,8 @@ def main():
         "change-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "forgot-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "reset-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "verify-email": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "resend-verification": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
     }
     for function in functions.values():
         binary = function["Metadata"]["BuildProperties"]["Binary"]
@@ -151,7 +153,8 @@ def main():
     api = resources["HttpApi"]["Properties"]
     default = api["DefaultRouteSettings"]
     for route in ("POST /auth/login", "POST /auth/register", "POST /auth/password/reset",
-                  "POST /auth/password/forgot", "POST /auth/password/change"):
+                  "POST /auth/password/forgot", "POST /auth/password/change",
+                  "POST /auth/email/verify", "POST /auth/email/verify/resend"):
         settings = api.get("RouteSettings", {}).get(route, {})
         check(f"{route} has a throttle of its own", route in template_routes_keys(template_routes)
               and 0 < settings.get("ThrottlingRateLimit", 0) < default["ThrottlingRateLimit"]

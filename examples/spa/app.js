@@ -47,6 +47,8 @@ function show(user) {
   $("signed-in").hidden = !user;
   $("who").textContent = user ? user.username : "";
   $("user").textContent = user ? JSON.stringify(user, null, 2) : "";
+  $("verify").hidden = !user || user.email_verified;
+  $("verify-email").textContent = user ? user.email : "";
 }
 
 function fields(form) {
@@ -68,6 +70,17 @@ $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   const { status, data } = await call("login", "POST", "/auth/login", fields(event.target));
   if (status === 200) show(data.user);
+});
+
+$("verify").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = { email: $("verify-email").textContent, code: fields(event.target).code };
+  const { status, data } = await call("verify", "POST", "/auth/email/verify", body);
+  if (status === 200) show(data);
+});
+
+$("resend").addEventListener("click", async () => {
+  await call("resend", "POST", "/auth/email/verify/resend", { email: $("verify-email").textContent });
 });
 
 $("me").addEventListener("click", loadMe);

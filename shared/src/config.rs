@@ -62,13 +62,17 @@ pub struct TokenSettings {
 pub struct SessionSettings {
     pub idle_timeout: Duration,
     pub reuse_interval: Duration,
+    /// Sign-in (and the session registration starts) only for verified addresses.
+    pub require_verified_email: bool,
 }
 
 /// Mailed codes.
 #[derive(Debug, Clone)]
 pub struct CodeSettings {
     pub reset_ttl: Duration,
+    /// Wrong tries of one code from one client address, reset and verification codes alike.
     pub reset_max_attempts: u32,
+    pub email_ttl: Duration,
 }
 
 /// Cookie mode: which origins may use it, and the cookies' `SameSite`.
@@ -131,10 +135,12 @@ impl Config {
             sessions: SessionSettings {
                 idle_timeout: env.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 86_400, 1)?,
                 reuse_interval: env.seconds("REFRESH_REUSE_INTERVAL_SECONDS", 10, 0)?,
+                require_verified_email: env.flag("REQUIRE_VERIFIED_EMAIL")?,
             },
             codes: CodeSettings {
                 reset_ttl: env.seconds("RESET_CODE_TTL_SECONDS", 600, 1)?,
                 reset_max_attempts: env.count("RESET_CODE_MAX_ATTEMPTS", 5)?,
+                email_ttl: env.seconds("EMAIL_CODE_TTL_SECONDS", 86_400, 1)?,
             },
             cookies,
             limits: LimitSettings {
@@ -276,6 +282,17 @@ impl Env<'_> {
                 }),
         }
     }
+
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(ConfigError::Invalid {
+                var: name,
+                reason: "expected true or false".into(),
+            }),
+        }
+    }
 }
 
 /// Refuses secrets that are short or obviously not random (a repeated character, a word
@@ -368,6 +385,8 @@ mod tests {
         assert_eq!(c.sessions.reuse_interval, Duration::from_secs(10));
         assert_eq!(c.codes.reset_ttl, Duration::from_secs(600));
         assert_eq!(c.codes.reset_max_attempts, 5);
+        assert_eq!(c.codes.email_ttl, Duration::from_secs(86_400));
+        assert!(!c.sessions.require_verified_email);
         assert_eq!(c.limits.lockout_threshold, 5);
         assert_eq!(
             (c.limits.login_client_limit, c.limits.forgot_client_limit),
@@ -450,5 +469,8 @@ mod tests {
         assert!(config(&[("LOGIN_LOCKOUT_THRESHOLD", "0")]).is_err());
         assert!(config(&[("RESET_URL_TEMPLATE", "http://app.example.com/r?c={code}")]).is_err());
         assert!(config(&[("RESET_URL_TEMPLATE", "https://app.example.com/r?c={code}")]).is_ok());
+        let strict = config(&[("REQUIRE_VERIFIED_EMAIL", "true")]).expect("valid");
+        assert!(strict.sessions.require_verified_email);
+        assert!(config(&[("REQUIRE_VERIFIED_EMAIL", "yes")]).is_err());
     }
 }

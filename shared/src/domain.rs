@@ -235,11 +235,15 @@ pub struct UserRecord {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub lockout: Lockout,
-    pub reset_code: Option<StoredResetCode>,
+    pub reset_code: Option<StoredCode>,
+    /// Whether the owner of `email` has shown a code mailed to it (or reset the password).
+    pub email_verified: bool,
+    /// The pending email verification code.
+    pub verify_code: Option<StoredCode>,
 }
 
 impl UserRecord {
-    /// A new user, with no failed sign-ins and no reset code.
+    /// A new user, with no failed sign-ins, no codes and an unverified address.
     pub fn new(
         username: Username,
         email: Email,
@@ -258,6 +262,8 @@ impl UserRecord {
             updated_at: now,
             lockout: Lockout::default(),
             reset_code: None,
+            email_verified: false,
+            verify_code: None,
         }
     }
 }
@@ -270,16 +276,17 @@ pub struct Lockout {
     pub locked_until_ms: u64,
 }
 
-/// A pending password-reset code: only its keyed hash is stored (FP-04).
+/// A pending mailed code (password reset, email verification): only its keyed hash is stored
+/// (FP-04).
 #[derive(Clone, PartialEq, Eq)]
-pub struct StoredResetCode {
+pub struct StoredCode {
     pub hash: String,
     pub expires_at: u64,
 }
 
-impl fmt::Debug for StoredResetCode {
+impl fmt::Debug for StoredCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredResetCode")
+        f.debug_struct("StoredCode")
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
@@ -301,6 +308,7 @@ pub struct User {
     pub username: String,
     pub email: String,
     pub full_name: Option<String>,
+    pub email_verified: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -314,6 +322,7 @@ impl From<&UserRecord> for User {
             username: record.username.as_str().to_owned(),
             email: record.email.as_str().to_owned(),
             full_name: record.full_name.as_ref().map(|n| n.as_str().to_owned()),
+            email_verified: record.email_verified,
             created_at: record.created_at,
             updated_at: record.updated_at,
         }

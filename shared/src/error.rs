@@ -33,6 +33,8 @@ pub enum ApiError {
     CsrfRejected,
     #[error("this change needs the current password")]
     ReauthenticationRequired,
+    #[error("verify the email address first: enter the code mailed to it")]
+    EmailNotVerified,
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error("this username is taken")]
@@ -62,7 +64,9 @@ impl ApiError {
             | Self::InvalidToken
             | Self::TokenReused
             | Self::SessionExpired => StatusCode::UNAUTHORIZED,
-            Self::CsrfRejected | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
+            Self::CsrfRejected | Self::ReauthenticationRequired | Self::EmailNotVerified => {
+                StatusCode::FORBIDDEN
+            }
             Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidCode => StatusCode::BAD_REQUEST,
@@ -86,6 +90,7 @@ impl ApiError {
             Self::SessionExpired => "session_expired",
             Self::CsrfRejected => "csrf_rejected",
             Self::ReauthenticationRequired => "reauthentication_required",
+            Self::EmailNotVerified => "email_not_verified",
             Self::EmailTaken => "email_taken",
             Self::UsernameTaken => "username_taken",
             Self::TooManyAttempts { .. } => "too_many_attempts",
@@ -146,6 +151,7 @@ mod tests {
             ApiError::SessionExpired,
             ApiError::CsrfRejected,
             ApiError::ReauthenticationRequired,
+            ApiError::EmailNotVerified,
             ApiError::EmailTaken,
             ApiError::UsernameTaken,
             ApiError::TooManyAttempts {

@@ -221,8 +221,7 @@ impl TokenKeys {
     pub fn access_claims(&self, user: &UserRecord, sid: &str, now: u64) -> Claims {
         Claims {
             scope: Some(self.scope.clone()),
-            // No address is verified yet: verification comes with its own endpoints.
-            email_verified: Some(false),
+            email_verified: Some(user.email_verified),
             amr: Some(vec!["pwd".to_owned()]),
             ..self.claims(
                 user,

@@ -1,6 +1,6 @@
-//! Password-reset codes (FP-02, FP-04): 8 digits from the operating system's CSPRNG, stored only
-//! as an HMAC keyed with a secret derived from `JWT_SECRET` and bound to the user, compared in
-//! constant time.
+//! Mailed codes, for password resets and email verification (FP-02, FP-04): 8 digits from the
+//! operating system's CSPRNG, stored only as an HMAC keyed with a secret derived from
+//! `JWT_SECRET` for that use alone and bound to the user, compared in constant time.
 
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,9 +16,17 @@ pub struct ResetCodes {
 }
 
 impl ResetCodes {
+    /// Password-reset codes.
     pub fn new(config: &Config) -> Self {
         Self {
             key: config.derived_key(b"reset-code"),
+        }
+    }
+
+    /// Email verification codes: another key, so a code of one kind never matches the other.
+    pub fn for_email(config: &Config) -> Self {
+        Self {
+            key: config.derived_key(b"email-code"),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shared::domain::{StoredResetCode, UserId};
+use shared::domain::{StoredCode, UserId};
 use shared::handlers::{
     Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
     reset_password, update_me,
@@ -255,7 +255,7 @@ async fn main() {
     results.insert("reset-password", endpoint("reset-password", &counter, runs, || async {
         let t = sign_up(d).await;
         let id = UserId::parse(t["user"]["id"].as_str().unwrap_or_default()).unwrap_or_default();
-        let code = StoredResetCode { hash: d.reset_codes.hash(id, "12345678"), expires_at: now + 600 };
+        let code = StoredCode { hash: d.reset_codes.hash(id, "12345678"), expires_at: now + 600 };
         let _ = d.store.store_reset_code(id, &code).await;
         t
     }, |t| async move {

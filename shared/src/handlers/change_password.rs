@@ -128,7 +128,7 @@ mod tests {
             login::handle(&deps, old_login).await.expect("ok").status(),
             401
         );
-        let sent = mailer.sent();
+        let sent = mailer.sent_but_verification();
         assert_eq!(sent.len(), 1);
         assert_eq!(
             (sent[0].to.as_str(), sent[0].subject.as_str()),

@@ -24,6 +24,7 @@ pub struct Deps<S> {
     pub passwords: PasswordHasher,
     pub tokens: TokenKeys,
     pub reset_codes: ResetCodes,
+    pub email_codes: ResetCodes,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
     /// Keys the names of throttling counters, so no address is stored in the clear.
@@ -46,6 +47,7 @@ impl<S> Deps<S> {
         Self {
             tokens: TokenKeys::new(&config, access),
             reset_codes: ResetCodes::new(&config),
+            email_codes: ResetCodes::for_email(&config),
             throttle_key: config.derived_key(b"throttle"),
             passwords: PasswordHasher::new(),
             mailer: Arc::new(NoMailer),

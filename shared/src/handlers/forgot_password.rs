@@ -2,24 +2,19 @@
 //! the account exists, whether or not the mail could be sent, and takes at least
 //! `FORGOT_MIN_RESPONSE_MS` either way (FP-01); an outage of DynamoDB or SES changes nothing
 //! in the answer either. Throttled per address, whether or not it has an
-//! account, and per client address (FP-05), with 429 and `Retry-After`.
+//! account, and per client address (FP-05), with 429 and `Retry-After` (see
+//! [`answer_code_request`], which email verification's resend shares).
 
 use lambda_http::Request;
-use lambda_http::http::StatusCode;
-use serde_json::json;
 
-use super::{Deps, client_ip};
-use crate::domain::{Email, Identifier, StoredResetCode};
-use crate::error::{ApiError, FieldErrors};
-use crate::http::{self, Response, check};
-use crate::mail::Mail;
-use crate::reset;
-use crate::store::{Codes, Limits, StoreError, Users, keys};
-use crate::throttle::{Quota, Window};
+use super::Deps;
+use super::codes::{CodeKind, answer_code_request};
+use crate::error::ApiError;
+use crate::http::Response;
+use crate::store::{Codes, Limits, Users};
 
 /// The one answer, whatever happened.
-pub const ACCEPTED_MESSAGE: &str =
-    "If an account exists for this address, a reset code has been sent to it.";
+pub const ACCEPTED_MESSAGE: &str = CodeKind::Reset.accepted_message();
 
 endpoint!(forgot_password, [POST], Users + Codes + Limits);
 
@@ -28,115 +23,7 @@ async fn forgot_password<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["email"], &mut errors);
-    let email = check(
-        "email",
-        body.required_str("email", &mut errors),
-        Email::parse,
-        &mut errors,
-    );
-    let (Some(email), true) = (email, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
-
-    let source_ip = client_ip(req);
-    let started = tokio::time::Instant::now();
-    match request_code(deps, &email, &source_ip).await {
-        Ok(()) => {}
-        Err(err @ ApiError::TooManyAttempts { .. }) => return Err(err),
-        // An outage must not answer differently either (FP-01): a 503 only for addresses with an
-        // account would tell which have one. No code was sent; the client may ask again.
-        Err(err) => tracing::error!(event = "reset_unavailable", code = err.code()),
-    }
-    tokio::time::sleep_until(started + deps.config.limits.forgot_min_response).await;
-    Ok(http::json(
-        StatusCode::ACCEPTED,
-        &json!({"message": ACCEPTED_MESSAGE}),
-    ))
-}
-
-/// Throttles, then stores and mails a code if the address has an account. A mail that cannot
-/// be sent is logged, not returned (SES-02).
-async fn request_code<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    email: &Email,
-    source_ip: &str,
-) -> Result<(), ApiError> {
-    let now = deps.now();
-    if let Some(retry_after_secs) = deps
-        .store
-        .consume(&quotas(deps, email, source_ip, now), now)
-        .await?
-    {
-        tracing::warn!(event = "reset_throttled", source_ip = %source_ip);
-        return Err(ApiError::TooManyAttempts { retry_after_secs });
-    }
-    let Some(user_id) = deps
-        .store
-        .find_user_id(&Identifier::Email(email.clone()))
-        .await?
-    else {
-        tracing::info!(event = "reset_requested", user_id = "", source_ip = %source_ip);
-        return Ok(());
-    };
-    let code = deps.reset_codes.generate();
-    let ttl = deps.config.codes.reset_ttl;
-    let stored = StoredResetCode {
-        hash: deps.reset_codes.hash(user_id, reset::expose(&code)),
-        expires_at: now + ttl.as_secs(),
-    };
-    match deps.store.store_reset_code(user_id, &stored).await {
-        Ok(()) => {}
-        // Deleted meanwhile: as if it had never existed.
-        Err(StoreError::Conflict) => return Ok(()),
-        Err(err) => return Err(err.into()),
-    }
-    let template = deps.config.mail.reset_url_template.as_deref();
-    let mail = Mail::reset_code(
-        email.as_str(),
-        reset::expose(&code),
-        ttl.as_secs() / 60,
-        template,
-    );
-    deps.send_quietly(&mail, "reset_code").await;
-    tracing::info!(event = "reset_requested", user_id = %user_id, source_ip = %source_ip);
-    Ok(())
-}
-
-/// Per client address (a fixed window), and per email address: one mail per interval and a
-/// few per hour. Keys name the addresses only through a keyed hash.
-fn quotas<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    email: &Email,
-    source_ip: &str,
-    now: u64,
-) -> Vec<Quota> {
-    let config = &deps.config;
-    let client = Window::at(now, config.limits.client_window.as_secs());
-    let hour = Window::at(now, 3600);
-    let address = deps.key_part(email.as_str());
-    let mut quotas = vec![
-        Quota::Counter {
-            key: keys::rate("forgot-client", &deps.key_part(source_ip), client.index),
-            limit: config.limits.forgot_client_limit,
-            resets_at: client.end,
-        },
-        Quota::Counter {
-            key: keys::rate("forgot-address", &address, hour.index),
-            limit: config.limits.forgot_address_hourly_limit,
-            resets_at: hour.end,
-        },
-    ];
-    let interval = config.limits.forgot_address_interval.as_secs();
-    if interval > 0 {
-        quotas.push(Quota::Cooldown {
-            key: keys::cooldown("forgot", &address),
-            until: now + interval,
-        });
-    }
-    quotas
+    answer_code_request(deps, req, CodeKind::Reset).await
 }
 
 #[cfg(test)]
@@ -148,6 +35,7 @@ mod tests {
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
     use crate::testing::{alice, body_json, config_with, deps, event, post};
+    use serde_json::json;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use time::Duration;
@@ -195,7 +83,7 @@ mod tests {
             assert_eq!(response.body().as_ref(), known.body().as_ref());
         }
         assert_eq!(body_json(&known)["message"], ACCEPTED_MESSAGE);
-        let sent = mailer.sent();
+        let sent = mailer.sent_but_verification();
         assert_eq!(sent.len(), 1, "one mail, to the account that exists");
         assert_eq!(sent[0].to, "alice@example.com");
         let code: String = sent[0]
@@ -222,6 +110,7 @@ mod tests {
         let config = config_with(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
         let deps = Deps::new(config, MemoryStore::new(), access_keys()).with_mailer(outbox.clone());
         alice(&deps).await;
+        outbox.flush().await;
         let floor = deps.config.limits.forgot_min_response;
         assert!(floor > std::time::Duration::ZERO);
         for email in ["alice@example.com", "nobody@example.com"] {
@@ -230,9 +119,12 @@ mod tests {
             assert_eq!(response.status(), 202);
             assert_eq!(started.elapsed(), floor, "{email}");
         }
-        assert!(mailer.sent().is_empty(), "the mail is still on its way");
+        assert!(
+            mailer.sent_but_verification().is_empty(),
+            "the mail is still on its way"
+        );
         outbox.flush().await;
-        let sent = mailer.sent();
+        let sent = mailer.sent_but_verification();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].to, "alice@example.com");
     }

@@ -153,6 +153,11 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
                 deps.store.refund(client_quota.key()),
             )?;
             upgrade_hash(deps, &user, password.expose()).await;
+            // Only after the right password: the 403 tells nothing to anyone without it.
+            if deps.config.sessions.require_verified_email && !user.email_verified {
+                tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);
+                return Err(ApiError::EmailNotVerified);
+            }
             tracing::info!(event = "login_succeeded", user_id = %user.id, source_ip = %source_ip);
             new_session(deps, &user, delivery, StatusCode::OK)
         }

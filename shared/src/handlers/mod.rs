@@ -31,6 +31,7 @@ macro_rules! endpoint {
 }
 
 mod auth;
+mod codes;
 mod deps;
 mod session;
 
@@ -49,8 +50,10 @@ pub mod logout;
 pub mod me;
 pub mod refresh;
 pub mod register;
+pub mod resend_verification;
 pub mod reset_password;
 pub mod update_me;
+pub mod verify_email;
 pub mod well_known;
 
 /// Turns a handler's outcome into the response; only outages and bugs are logged as errors.

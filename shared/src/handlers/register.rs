@@ -2,12 +2,15 @@
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
+use serde_json::json;
 use time::OffsetDateTime;
 
+use super::codes::verification_mail;
 use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
-use crate::domain::{Email, FullName, NewPassword, UserRecord, Username};
+use crate::domain::{Email, FullName, NewPassword, StoredCode, User, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
+use crate::reset;
 use crate::store::{Limits, Users};
 
 endpoint!(register, [POST], Users + Limits);
@@ -63,10 +66,23 @@ async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Re
     let source_ip = client_ip(req);
     let probe = deps.take_probe("register-conflict", &source_ip).await?;
     let password_hash = deps.passwords.hash(password.expose()).await?;
-    let user = UserRecord::new(username, email, full_name, password_hash, now);
+    let mut user = UserRecord::new(username, email, full_name, password_hash, now);
+    // The verification code is written with the account, in the same transaction.
+    let code = deps.email_codes.generate();
+    user.verify_code = Some(StoredCode {
+        hash: deps.email_codes.hash(user.id, reset::expose(&code)),
+        expires_at: deps.now() + deps.config.codes.email_ttl.as_secs(),
+    });
     deps.store.create_user(&user).await?;
     deps.refund_probe(&probe).await;
     tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %source_ip);
+    let mail = verification_mail(deps, &user.email, &code);
+    deps.send_quietly(&mail, "verification_requested").await;
+    if deps.config.sessions.require_verified_email {
+        // No session before the address is verified: sign in afterwards.
+        let body = json!({"user": User::from(&user), "verification_required": true});
+        return Ok(http::json(StatusCode::CREATED, &body));
+    }
     new_session(deps, &user, delivery, StatusCode::CREATED)
 }
 

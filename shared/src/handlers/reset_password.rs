@@ -8,14 +8,14 @@
 
 use lambda_http::Request;
 
+use super::codes::{CodeKind, MatchedCode, check_code};
 use super::{Deps, client_ip};
-use crate::domain::{Email, Identifier, NewPassword, UserId};
+use crate::domain::{Email, NewPassword};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
-use crate::reset::ResetCodes;
 use crate::store::{Codes, Limits, StoreError, Users, keys};
-use crate::throttle::{self, Quota};
+use crate::throttle;
 
 endpoint!(reset_password, [POST], Users + Codes + Limits);
 
@@ -47,54 +47,14 @@ async fn reset_password<S: Users + Codes + Limits>(
     else {
         return Err(ApiError::Validation(errors));
     };
-    if !ResetCodes::is_well_formed(code) {
-        return Err(ApiError::InvalidCode);
-    }
-
     let now = deps.now();
     let source_ip = client_ip(req);
-    let client = deps.key_part(&source_ip);
-    // Wrong codes are limited per client address (API.md), taken before the comparison.
-    let probe = deps.take_probe("wrong-code", &source_ip).await?;
-    // The same reads and writes whether or not the address has an account: its id, a user
-    // item (a decoy when there is none), and one try counted against the code, or against
-    // the address when there is no code.
-    let owner = deps
-        .store
-        .find_user_id(&Identifier::Email(email.clone()))
-        .await?;
-    let user = deps
-        .store
-        .get_user(owner.unwrap_or_else(UserId::new))
-        .await?
-        .filter(|_| owner.is_some());
-    let stored = user.as_ref().and_then(|u| u.reset_code.clone());
-    let named = stored
-        .as_ref()
-        .map_or_else(|| email.as_str().to_owned(), |code| code.hash.clone());
-    // A code's tries are counted per client: five wrong tries end the code for that client
-    // only, so no one else can spend the tries of the owner (who has the mail).
-    let tries = Quota::Counter {
-        key: keys::code_tries(&deps.key_part(&named), &client),
-        limit: deps.config.codes.reset_max_attempts,
-        resets_at: stored
-            .as_ref()
-            .map_or(now + 1, |code| code.expires_at.max(now + 1)),
-    };
-    let out_of_tries = deps
-        .store
-        .consume(std::slice::from_ref(&tries), now)
-        .await?;
-    let (Some(user), Some(stored), None) = (user, stored, out_of_tries) else {
-        tracing::warn!(event = "reset_code_rejected", user_id = ?owner.map(|id| id.to_string()), reason = "no code or no tries left", source_ip = %source_ip);
-        return Err(ApiError::InvalidCode);
-    };
+    let MatchedCode {
+        user,
+        stored,
+        probe,
+    } = check_code(deps, CodeKind::Reset, &email, code, &source_ip).await?;
     let user_id = user.id;
-    // Expiry is checked here, not left to DynamoDB's TTL, which deletes late (FP-03).
-    if stored.expires_at <= now || !deps.reset_codes.matches(user_id, code, &stored.hash) {
-        tracing::warn!(event = "reset_code_rejected", user_id = %user_id, source_ip = %source_ip);
-        return Err(ApiError::InvalidCode);
-    }
     deps.refund_probe(&probe).await;
     if new_password
         .expose()

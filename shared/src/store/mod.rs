@@ -12,7 +12,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::domain::{Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::throttle::Quota;
 
@@ -161,18 +161,19 @@ pub trait Sessions: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Reset codes: stored hashed, spent once (their tries are counted per code and client by
-/// `Limits::consume`).
+/// Mailed codes (password reset, email verification): stored hashed, spent once (their tries
+/// are counted per code and client by `Limits::consume`).
 pub trait Codes: Send + Sync {
     /// Stores a new reset code for an existing user, replacing any earlier one.
     fn store_reset_code(
         &self,
         user_id: UserId,
-        code: &StoredResetCode,
+        code: &StoredCode,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Sets a new password if the user's reset code is still `code_hash` (single use), raising
-    /// the token version and clearing the code; `Conflict` otherwise.
+    /// the token version, clearing the code and marking the address verified (the code came
+    /// through it); `Conflict` otherwise.
     fn reset_password(
         &self,
         user_id: UserId,
@@ -180,6 +181,23 @@ pub trait Codes: Send + Sync {
         password_hash: &str,
         updated_at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new email verification code for a user whose address is not verified yet,
+    /// replacing any earlier one; `Conflict` when there is no such user.
+    fn store_verify_code(
+        &self,
+        user_id: UserId,
+        code: &StoredCode,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks the address verified if the user's verification code is still `code_hash` (single
+    /// use), clearing the code: the user as it now is, or `Conflict`.
+    fn verify_email(
+        &self,
+        user_id: UserId,
+        code_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<UserRecord, StoreError>> + Send;
 }
 
 /// Throttling state: failed sign-ins, counters and cooldowns.

@@ -15,6 +15,13 @@ impl MemoryMailer {
     pub fn sent(&self) -> Vec<Mail> {
         self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// What was sent but the verification codes that every registration mails.
+    pub fn sent_but_verification(&self) -> Vec<Mail> {
+        let mut sent = self.sent();
+        sent.retain(|mail| mail.subject != "Your email verification code");
+        sent
+    }
 }
 
 impl Mailer for MemoryMailer {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Identifier, Lockout, StoredResetCode, UserId, UserRecord};
+use crate::domain::{Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::store::{
     Attempt, Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome, Sessions,
@@ -274,11 +274,7 @@ impl Sessions for MemoryStore {
 }
 
 impl Codes for MemoryStore {
-    async fn store_reset_code(
-        &self,
-        user_id: UserId,
-        code: &StoredResetCode,
-    ) -> Result<(), StoreError> {
+    async fn store_reset_code(&self, user_id: UserId, code: &StoredCode) -> Result<(), StoreError> {
         self.lock().user(user_id)?.reset_code = Some(code.clone());
         Ok(())
     }
@@ -296,7 +292,40 @@ impl Codes for MemoryStore {
             return Err(StoreError::Conflict);
         }
         replace_password(user, password_hash, updated_at);
+        user.email_verified = true;
+        user.verify_code = None;
         Ok(())
+    }
+
+    async fn store_verify_code(
+        &self,
+        user_id: UserId,
+        code: &StoredCode,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.email_verified {
+            return Err(StoreError::Conflict);
+        }
+        user.verify_code = Some(code.clone());
+        Ok(())
+    }
+
+    async fn verify_email(
+        &self,
+        user_id: UserId,
+        code_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<UserRecord, StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.verify_code.as_ref().map(|c| c.hash.as_str()) != Some(code_hash) {
+            return Err(StoreError::Conflict);
+        }
+        user.email_verified = true;
+        user.verify_code = None;
+        user.updated_at = updated_at;
+        Ok(user.clone())
     }
 }
 

@@ -139,8 +139,18 @@ pub fn mail_config(vars: &[(&str, &str)]) -> Config {
     config_with(&all)
 }
 
-/// Every mail the local SES endpoint accepted for `to`: (subject, body).
+/// The mail the local SES endpoint accepted for `to`, but the verification code that every
+/// registration mails: (subject, body).
 pub fn mails_to(to: &str) -> Vec<(String, String)> {
+    let mut mails = all_mails_to(to);
+    mails.retain(|(subject, _)| subject != VERIFICATION_SUBJECT);
+    mails
+}
+
+const VERIFICATION_SUBJECT: &str = "Your email verification code";
+
+/// Every mail the local SES endpoint accepted for `to`: (subject, body).
+pub fn all_mails_to(to: &str) -> Vec<(String, String)> {
     use std::io::{Read, Write};
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let address = endpoint.trim_start_matches("http://");
@@ -169,11 +179,17 @@ pub fn mails_to(to: &str) -> Vec<(String, String)> {
 
 /// The reset code in the newest reset mail to `to`.
 pub fn mailed_code(to: &str) -> Option<String> {
-    let mails = mails_to(to);
-    let (_, body) = mails
-        .iter()
-        .rev()
-        .find(|(subject, _)| subject.contains("reset code"))?;
+    code_in_newest(to, "Your password reset code")
+}
+
+/// The code in the newest verification mail to `to`.
+pub fn verification_code(to: &str) -> Option<String> {
+    code_in_newest(to, VERIFICATION_SUBJECT)
+}
+
+fn code_in_newest(to: &str, subject: &str) -> Option<String> {
+    let mails = all_mails_to(to);
+    let (_, body) = mails.iter().rev().find(|(s, _)| s == subject)?;
     let start = body.find("<strong>")? + "<strong>".len();
     Some(
         body[start..]

@@ -13,7 +13,7 @@ use lambda_http::Request;
 use serde_json::{Value, json};
 use shared::handlers::{
     Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
-    reset_password, update_me,
+    resend_verification, reset_password, update_me, verify_email,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
@@ -35,6 +35,8 @@ enum Endpoint {
     DeleteMe,
     Forgot,
     Reset,
+    VerifyEmail,
+    ResendVerification,
 }
 
 /// One request ready to send (again), and what it may touch.
@@ -53,7 +55,7 @@ struct Scope {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 11] = [
+    const ALL: [Endpoint; 13] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -65,14 +67,21 @@ impl Endpoint {
         Endpoint::DeleteMe,
         Endpoint::Forgot,
         Endpoint::Reset,
+        Endpoint::VerifyEmail,
+        Endpoint::ResendVerification,
     ];
 
     fn success(self) -> u16 {
         match self {
             Self::Register => 201,
-            Self::Login | Self::Refresh | Self::Me | Self::UpdateMe | Self::ChangePassword => 200,
+            Self::Login
+            | Self::Refresh
+            | Self::Me
+            | Self::UpdateMe
+            | Self::ChangePassword
+            | Self::VerifyEmail => 200,
             Self::Logout | Self::LogoutAll | Self::DeleteMe | Self::Reset => 204,
-            Self::Forgot => 202,
+            Self::Forgot | Self::ResendVerification => 202,
         }
     }
 
@@ -85,15 +94,22 @@ impl Endpoint {
             // A sign-in's check is counted before the password is compared.
             Self::Login => &["failed_logins", "locked_until_ms"],
             Self::Forgot => &["reset_code_hash", "reset_code_expires_at"],
+            Self::ResendVerification => &["verify_code_hash", "verify_code_expires_at"],
             _ => &[],
         }
     }
 
     /// Whether the call at `index` is bookkeeping after the request has succeeded, which a
-    /// failure leaves undone without changing the answer: registration's giving back of the
-    /// unit of the address's conflict budget, its last call.
+    /// failure leaves undone without changing the answer: what registration does once the
+    /// account is written (giving back the unit of the address's conflict budget, mailing the
+    /// verification code), and verification's giving back of its wrong-code unit, its last
+    /// call.
     fn best_effort(self, index: usize, calls: &[String]) -> bool {
-        self == Self::Register && index + 1 == calls.len()
+        match self {
+            Self::Register => calls[..index].iter().any(|c| c == "TransactWriteItems"),
+            Self::VerifyEmail => index + 1 == calls.len(),
+            _ => false,
+        }
     }
 
     async fn send(self, deps: &Deps<DynamoStore>, req: Request) -> Response {
@@ -108,6 +124,8 @@ impl Endpoint {
             Self::DeleteMe => delete_me::handle(deps, req).await,
             Self::Forgot => forgot_password::handle(deps, req).await,
             Self::Reset => reset_password::handle(deps, req).await,
+            Self::VerifyEmail => verify_email::handle(deps, req).await,
+            Self::ResendVerification => resend_verification::handle(deps, req).await,
         };
         response.expect("infallible")
     }
@@ -193,6 +211,11 @@ impl Endpoint {
                 let body = json!({"email": email, "code": code, "new_password": NEW_PASSWORD});
                 plain("/auth/password/reset", body)
             }
+            Self::VerifyEmail => {
+                let code = verification_code(&email).expect("registration mailed a code");
+                plain("/auth/email/verify", json!({"email": email, "code": code}))
+            }
+            Self::ResendVerification => plain("/auth/email/verify/resend", json!({"email": email})),
         };
         Prepared { request, scope }
     }
@@ -330,9 +353,14 @@ async fn every_fault_at_every_call(endpoint: Endpoint) {
 /// forgot-password the one answer it always gets (FP-01).
 fn expect_outage_answer(endpoint: Endpoint, response: &Response, case: &str) {
     let body = body_json(response);
-    if endpoint == Endpoint::Forgot {
+    let accepted = match endpoint {
+        Endpoint::Forgot => Some(forgot_password::ACCEPTED_MESSAGE),
+        Endpoint::ResendVerification => Some(resend_verification::ACCEPTED_MESSAGE),
+        _ => None,
+    };
+    if let Some(message) = accepted {
         assert_eq!(response.status(), 202, "{case}: {body}");
-        assert_eq!(body["message"], forgot_password::ACCEPTED_MESSAGE, "{case}");
+        assert_eq!(body["message"], message, "{case}");
         return;
     }
     assert_eq!(response.status(), 503, "{case}: {body}");
@@ -400,6 +428,8 @@ fault_matrix! {
     delete_me_under_faults => Endpoint::DeleteMe,
     forgot_password_under_faults => Endpoint::Forgot,
     reset_password_under_faults => Endpoint::Reset,
+    verify_email_under_faults => Endpoint::VerifyEmail,
+    resend_verification_under_faults => Endpoint::ResendVerification,
 }
 
 #[tokio::test]
@@ -528,7 +558,10 @@ async fn every_table_write_is_a_single_call_or_a_transaction() {
             .count();
         let allowed = match endpoint {
             // The quota transaction, then the code.
-            Endpoint::Forgot => 2,
+            Endpoint::Forgot | Endpoint::ResendVerification => 2,
+            // The address's wrong-code budget, the code's try from that address, the code
+            // spent (the address verified), then the budget's unit given back.
+            Endpoint::VerifyEmail => 4,
             // The address's wrong-code budget, the code's try from that address, the budget's
             // unit given back once the code matched, the address's trust, then the reset.
             Endpoint::Reset => 5,

@@ -8,7 +8,8 @@ use crate::common::*;
 use serde_json::json;
 use shared::clock::Clock;
 use shared::handlers::{
-    Deps, delete_me, forgot_password, login, me, refresh, register, reset_password, update_me,
+    Deps, delete_me, forgot_password, login, me, refresh, register, resend_verification,
+    reset_password, update_me, verify_email,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
@@ -100,6 +101,63 @@ async fn forgot_mail_reset_then_only_the_new_password_works() {
         .filter(|(s, _)| s.contains("was changed"))
         .count();
     assert_eq!(notices, 1, "a notice follows the reset");
+}
+
+/// Registration mails a code; of eight simultaneous verifications with it exactly one wins,
+/// and the address is verified in the table (the code is stored only as its keyed hash).
+#[tokio::test]
+async fn the_mailed_code_verifies_the_address_once_however_many_race() {
+    let (deps, _) = counted_deps_with(mail_config(&[]), None).await;
+    let (name, _) = sign_up(&deps).await;
+    let email = format!("{name}@example.com");
+    let code = verification_code(&email).expect("a verification mail");
+    let stored = |users: &[Item]| {
+        users
+            .iter()
+            .find(|i| attr(i, "email") == email)
+            .cloned()
+            .expect("the user")
+    };
+    let before = stored(&scan_users().await);
+    let hash = attr(&before, "verify_code_hash");
+    assert!(!hash.is_empty() && !hash.contains(&code));
+    assert!(!before.contains_key("email_verified"));
+
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let deps = Arc::clone(&deps);
+            let body = json!({"email": email, "code": code});
+            tokio::spawn(async move {
+                let req = post("/auth/email/verify", &body);
+                verify_email::handle(&deps, req).await.expect("infallible")
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("task").status().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400, 400, 400, 400, 400, 400, 400]);
+    let after = stored(&scan_users().await);
+    assert_eq!(
+        after.get("email_verified").and_then(|v| v.as_bool().ok()),
+        Some(&true)
+    );
+    assert!(!after.contains_key("verify_code_hash"));
+
+    let resent = resend_verification::handle(
+        &deps,
+        post("/auth/email/verify/resend", &json!({"email": email})),
+    )
+    .await
+    .expect("infallible");
+    assert_eq!(resent.status(), 202);
+    assert_eq!(
+        all_mails_to(&email).len(),
+        1,
+        "a verified address gets no new code"
+    );
 }
 
 #[tokio::test]

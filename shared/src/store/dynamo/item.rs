@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::corrupt;
 use crate::crypto::saturating_u32;
-use crate::domain::{Email, FullName, Lockout, StoredResetCode, UserId, UserRecord, Username};
+use crate::domain::{Email, FullName, Lockout, StoredCode, UserId, UserRecord, Username};
 use crate::store::{Rotation, StoreError, keys};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -34,6 +34,9 @@ pub(super) mod attr {
     pub const LOCKED_UNTIL: &str = "locked_until_ms";
     pub const RESET_CODE_HASH: &str = "reset_code_hash";
     pub const RESET_CODE_EXPIRES_AT: &str = "reset_code_expires_at";
+    pub const EMAIL_VERIFIED: &str = "email_verified";
+    pub const VERIFY_CODE_HASH: &str = "verify_code_hash";
+    pub const VERIFY_CODE_EXPIRES_AT: &str = "verify_code_expires_at";
     pub const SID: &str = "sid";
     pub const SUCCESSOR_JTI: &str = "successor_jti";
     pub const SUCCESSOR_IAT: &str = "successor_iat";
@@ -123,6 +126,13 @@ impl From<&UserRecord> for Item {
             item.insert(attr::RESET_CODE_HASH.into(), s(&code.hash));
             item.insert(attr::RESET_CODE_EXPIRES_AT.into(), n(code.expires_at));
         }
+        if user.email_verified {
+            item.insert(attr::EMAIL_VERIFIED.into(), AttributeValue::Bool(true));
+        }
+        if let Some(code) = &user.verify_code {
+            item.insert(attr::VERIFY_CODE_HASH.into(), s(&code.hash));
+            item.insert(attr::VERIFY_CODE_EXPIRES_AT.into(), n(code.expires_at));
+        }
         item
     }
 }
@@ -158,12 +168,23 @@ impl TryFrom<&Item> for UserRecord {
                 failures: num_attr(item, attr::FAILED_LOGINS).map_or(0, saturating_u32),
                 locked_until_ms: num_attr(item, attr::LOCKED_UNTIL).unwrap_or(0),
             },
-            reset_code: str_attr(item, attr::RESET_CODE_HASH).map(|hash| StoredResetCode {
-                hash: hash.to_owned(),
-                expires_at: num_attr(item, attr::RESET_CODE_EXPIRES_AT).unwrap_or(0),
-            }),
+            reset_code: code_attrs(item, attr::RESET_CODE_HASH, attr::RESET_CODE_EXPIRES_AT),
+            // Accounts made before verification existed have no attribute: unverified.
+            email_verified: matches!(
+                item.get(attr::EMAIL_VERIFIED),
+                Some(AttributeValue::Bool(true))
+            ),
+            verify_code: code_attrs(item, attr::VERIFY_CODE_HASH, attr::VERIFY_CODE_EXPIRES_AT),
         })
     }
+}
+
+/// A stored code kept on an item as its hash and expiry attributes.
+fn code_attrs(item: &Item, hash: &str, expires_at: &str) -> Option<StoredCode> {
+    str_attr(item, hash).map(|hash| StoredCode {
+        hash: hash.to_owned(),
+        expires_at: num_attr(item, expires_at).unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
@@ -185,10 +206,18 @@ mod tests {
             failures: 6,
             locked_until_ms: 1_700_000_002_000,
         };
-        user.reset_code = Some(StoredResetCode {
+        user.reset_code = Some(StoredCode {
             hash: "ab12".into(),
             expires_at: 1_700_000_600,
         });
+        user.verify_code = Some(StoredCode {
+            hash: "cd34".into(),
+            expires_at: 1_700_086_400,
+        });
+        let item = Item::from(&user);
+        assert_eq!(UserRecord::try_from(&item).expect("parses"), user);
+        user.email_verified = true;
+        user.verify_code = None;
         let item = Item::from(&user);
         assert_eq!(
             str_attr(&item, "pk"),

@@ -109,7 +109,8 @@ impl DynamoStore {
     }
 
     /// Sets a new password hash, raises the token version and clears failed sign-ins and any
-    /// reset code, if `condition` holds.
+    /// reset code, if `condition` holds; `through_mail` (a reset) also marks the address
+    /// verified.
     async fn replace_password(
         &self,
         user_id: UserId,
@@ -117,21 +118,28 @@ impl DynamoStore {
         updated_at: OffsetDateTime,
         condition: &str,
         (name, value): (&str, AttributeValue),
+        through_mail: bool,
     ) -> Result<(), StoreError> {
-        self.update_user(
-            user_id,
-            "SET password_hash = :h, updated_at = :t, token_version = token_version + :one \
-             REMOVE failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at",
-            condition,
-            &[
-                (":h", s(password_hash)),
-                (":t", rfc3339(updated_at)),
-                (":one", n(1)),
-                (name, value),
-            ],
-        )
-        .await
-        .map(drop)
+        const CHANGE: &str = "SET password_hash = :h, updated_at = :t, \
+             token_version = token_version + :one \
+             REMOVE failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at";
+        const RESET: &str = "SET password_hash = :h, updated_at = :t, \
+             token_version = token_version + :one, email_verified = :yes \
+             REMOVE failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at, \
+             verify_code_hash, verify_code_expires_at";
+        let mut values = vec![
+            (":h", s(password_hash)),
+            (":t", rfc3339(updated_at)),
+            (":one", n(1)),
+            (name, value),
+        ];
+        if through_mail {
+            values.push((":yes", AttributeValue::Bool(true)));
+        }
+        let update = if through_mail { RESET } else { CHANGE };
+        self.update_user(user_id, update, condition, &values)
+            .await
+            .map(drop)
     }
 
     /// Runs a transaction: `Ok(Ok(()))` when it committed, `Ok(Err(reasons))` when a condition

@@ -145,6 +145,7 @@ impl Users for DynamoStore {
             updated_at,
             "token_version = :seen",
             (":seen", n(seen_version)),
+            false,
         )
         .await
     }

@@ -1,0 +1,12 @@
+//! POST /auth/email/verify/resend: mail a new verification code (sent after the answer: see
+//! `shared::outbox`).
+
+use lambda_http::Error;
+use shared::handlers::{Deps, KeysNeeded, resend_verification};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init();
+    let deps = Deps::from_env_with_mail(KeysNeeded::None).await?;
+    shared::outbox::serve(deps, resend_verification::handle).await
+}

@@ -1,0 +1,300 @@
+//! Mailed codes (a reset code, an email verification code): asking for one, and checking one.
+//!
+//! Asking ([`answer_code_request`]) answers the same 202 whether or not the address has an
+//! account (or, for verification, awaits one), whether or not the mail could be sent, and after
+//! at least `FORGOT_MIN_RESPONSE_MS` either way (FP-01); the mail itself goes out after the
+//! answer (`outbox`). It is throttled per address, whether or not it has an account, and per
+//! client address (FP-05), with 429 and `Retry-After`.
+//!
+//! Checking ([`check_code`]) a code presented with its address has one answer for every failure (400 `invalid_code`), and the same reads and writes
+//! whether or not the address has an account or a code: its id, a user item (a decoy when there
+//! is none), and one try counted against the code, or against the address when there is none.
+//! Every try is counted before the comparison, and per client address: five wrong tries end a
+//! code for that client only, so no one else can spend the tries of the owner (who has the
+//! mail); each address also gets a bounded number of wrong codes in all (`PROBE_CLIENT_LIMIT`).
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde_json::json;
+
+use super::{Deps, client_ip};
+use crate::domain::{Email, Identifier, StoredCode, UserId, UserRecord};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response, check};
+use crate::mail::Mail;
+use crate::reset::{self, ResetCodes};
+use crate::store::{Codes, Limits, StoreError, Users, keys};
+use crate::throttle::{Quota, Window};
+
+/// The kinds of mailed code: where each is kept and how it is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CodeKind {
+    Reset,
+    EmailVerification,
+}
+
+impl CodeKind {
+    /// The one answer to a request for a code, whatever happened.
+    pub(super) const fn accepted_message(self) -> &'static str {
+        match self {
+            Self::Reset => {
+                "If an account exists for this address, a reset code has been sent to it."
+            }
+            Self::EmailVerification => {
+                "If this address awaits verification, a code has been sent to it."
+            }
+        }
+    }
+
+    /// The names of its throttles: per client, per address and hour, and the cooldown.
+    fn throttles(self) -> [&'static str; 3] {
+        match self {
+            Self::Reset => ["forgot-client", "forgot-address", "forgot"],
+            Self::EmailVerification => ["verify-client", "verify-address", "verify"],
+        }
+    }
+
+    /// The event logged when one is asked for.
+    fn requested(self) -> &'static str {
+        match self {
+            Self::Reset => "reset_requested",
+            Self::EmailVerification => "verification_requested",
+        }
+    }
+
+    fn stored(self, user: &UserRecord) -> Option<&StoredCode> {
+        match self {
+            Self::Reset => user.reset_code.as_ref(),
+            Self::EmailVerification => user.verify_code.as_ref(),
+        }
+    }
+
+    pub(super) fn codes<S>(self, deps: &Deps<S>) -> &ResetCodes {
+        match self {
+            Self::Reset => &deps.reset_codes,
+            Self::EmailVerification => &deps.email_codes,
+        }
+    }
+
+    /// The log event of a refused code.
+    fn rejected(self) -> &'static str {
+        match self {
+            Self::Reset => "reset_code_rejected",
+            Self::EmailVerification => "email_code_rejected",
+        }
+    }
+
+    /// What the tries are counted against when the address has no such code.
+    fn without_code(self, email: &Email) -> String {
+        match self {
+            Self::Reset => email.as_str().to_owned(),
+            Self::EmailVerification => format!("verify:{}", email.as_str()),
+        }
+    }
+}
+
+/// A code that matched: its user, its stored form (which the caller's conditional write
+/// spends), and the unit of the client's wrong-code budget taken for it (the caller gives it
+/// back once the code has done its work).
+pub(super) struct MatchedCode {
+    pub user: UserRecord,
+    pub stored: StoredCode,
+    pub probe: Quota,
+}
+
+pub(super) async fn check_code<S: Users + Limits>(
+    deps: &Deps<S>,
+    kind: CodeKind,
+    email: &Email,
+    code: &str,
+    source_ip: &str,
+) -> Result<MatchedCode, ApiError> {
+    if !ResetCodes::is_well_formed(code) {
+        return Err(ApiError::InvalidCode);
+    }
+    let now = deps.now();
+    // Wrong codes are limited per client address (API.md), taken before the comparison.
+    let probe = deps.take_probe("wrong-code", source_ip).await?;
+    let owner = deps
+        .store
+        .find_user_id(&Identifier::Email(email.clone()))
+        .await?;
+    let user = deps
+        .store
+        .get_user(owner.unwrap_or_else(UserId::new))
+        .await?
+        .filter(|_| owner.is_some());
+    let stored = user.as_ref().and_then(|u| kind.stored(u).cloned());
+    let named = stored
+        .as_ref()
+        .map_or_else(|| kind.without_code(email), |code| code.hash.clone());
+    let tries = Quota::Counter {
+        key: keys::code_tries(&deps.key_part(&named), &deps.key_part(source_ip)),
+        limit: deps.config.codes.reset_max_attempts,
+        resets_at: stored
+            .as_ref()
+            .map_or(now + 1, |code| code.expires_at.max(now + 1)),
+    };
+    let out_of_tries = deps
+        .store
+        .consume(std::slice::from_ref(&tries), now)
+        .await?;
+    let (Some(user), Some(stored), None) = (user, stored, out_of_tries) else {
+        tracing::warn!(event = kind.rejected(), user_id = ?owner.map(|id| id.to_string()), reason = "no code or no tries left", source_ip = %source_ip);
+        return Err(ApiError::InvalidCode);
+    };
+    // Expiry is checked here, not left to DynamoDB's TTL, which deletes late (FP-03).
+    if stored.expires_at <= now || !kind.codes(deps).matches(user.id, code, &stored.hash) {
+        tracing::warn!(event = kind.rejected(), user_id = %user.id, source_ip = %source_ip);
+        return Err(ApiError::InvalidCode);
+    }
+    Ok(MatchedCode {
+        user,
+        stored,
+        probe,
+    })
+}
+
+/// `POST` with `email`: throttles, then stores and mails a new code of `kind` if the address
+/// has an account (for verification, one not verified yet), and answers the one 202 after the
+/// floor.
+pub(super) async fn answer_code_request<S: Users + Codes + Limits>(
+    deps: &Deps<S>,
+    req: &Request,
+    kind: CodeKind,
+) -> Result<Response, ApiError> {
+    let body = http::json_body(req)?;
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["email"], &mut errors);
+    let email = check(
+        "email",
+        body.required_str("email", &mut errors),
+        Email::parse,
+        &mut errors,
+    );
+    let (Some(email), true) = (email, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+
+    let source_ip = client_ip(req);
+    let started = tokio::time::Instant::now();
+    match request_code(deps, kind, &email, &source_ip).await {
+        Ok(()) => {}
+        Err(err @ ApiError::TooManyAttempts { .. }) => return Err(err),
+        // An outage must not answer differently either (FP-01): a 503 only for addresses with an
+        // account would tell which have one. No code was sent; the client may ask again.
+        Err(err) => tracing::error!(event = "code_unavailable", kind = ?kind, code = err.code()),
+    }
+    tokio::time::sleep_until(started + deps.config.limits.forgot_min_response).await;
+    Ok(http::json(
+        StatusCode::ACCEPTED,
+        &json!({"message": kind.accepted_message()}),
+    ))
+}
+
+/// Throttles, then stores and mails a code if there is one to send. A mail that cannot be sent
+/// is logged, not returned (SES-02).
+async fn request_code<S: Users + Codes + Limits>(
+    deps: &Deps<S>,
+    kind: CodeKind,
+    email: &Email,
+    source_ip: &str,
+) -> Result<(), ApiError> {
+    let now = deps.now();
+    if let Some(retry_after_secs) = deps
+        .store
+        .consume(&request_quotas(deps, kind, email, source_ip, now), now)
+        .await?
+    {
+        tracing::warn!(event = "code_request_throttled", kind = ?kind, source_ip = %source_ip);
+        return Err(ApiError::TooManyAttempts { retry_after_secs });
+    }
+    let Some(user_id) = deps
+        .store
+        .find_user_id(&Identifier::Email(email.clone()))
+        .await?
+    else {
+        tracing::info!(event = kind.requested(), user_id = "", source_ip = %source_ip);
+        return Ok(());
+    };
+    let code = kind.codes(deps).generate();
+    let stored = |ttl: std::time::Duration| StoredCode {
+        hash: kind.codes(deps).hash(user_id, reset::expose(&code)),
+        expires_at: now + ttl.as_secs(),
+    };
+    let codes = &deps.config.codes;
+    let (written, mail) = match kind {
+        CodeKind::Reset => (
+            deps.store
+                .store_reset_code(user_id, &stored(codes.reset_ttl))
+                .await,
+            Mail::reset_code(
+                email.as_str(),
+                reset::expose(&code),
+                codes.reset_ttl.as_secs() / 60,
+                deps.config.mail.reset_url_template.as_deref(),
+            ),
+        ),
+        CodeKind::EmailVerification => (
+            deps.store
+                .store_verify_code(user_id, &stored(codes.email_ttl))
+                .await,
+            verification_mail(deps, email, &code),
+        ),
+    };
+    match written {
+        Ok(()) => {}
+        // Deleted meanwhile, or (verification) already verified: nothing to send.
+        Err(StoreError::Conflict) => return Ok(()),
+        Err(err) => return Err(err.into()),
+    }
+    deps.send_quietly(&mail, kind.requested()).await;
+    tracing::info!(event = kind.requested(), user_id = %user_id, source_ip = %source_ip);
+    Ok(())
+}
+
+/// The mail that carries an email verification code.
+pub(super) fn verification_mail<S>(
+    deps: &Deps<S>,
+    email: &Email,
+    code: &secrecy::SecretString,
+) -> Mail {
+    let hours = deps.config.codes.email_ttl.as_secs().div_ceil(3600);
+    Mail::verification_code(email.as_str(), reset::expose(code), hours)
+}
+
+/// Per client address (a fixed window), and per email address: one mail per interval and a
+/// few per hour. Keys name the addresses only through a keyed hash.
+fn request_quotas<S>(
+    deps: &Deps<S>,
+    kind: CodeKind,
+    email: &Email,
+    source_ip: &str,
+    now: u64,
+) -> Vec<Quota> {
+    let limits = &deps.config.limits;
+    let [client_name, address_name, cooldown_name] = kind.throttles();
+    let client = Window::at(now, limits.client_window.as_secs());
+    let hour = Window::at(now, 3600);
+    let address = deps.key_part(email.as_str());
+    let mut quotas = vec![
+        Quota::Counter {
+            key: keys::rate(client_name, &deps.key_part(source_ip), client.index),
+            limit: limits.forgot_client_limit,
+            resets_at: client.end,
+        },
+        Quota::Counter {
+            key: keys::rate(address_name, &address, hour.index),
+            limit: limits.forgot_address_hourly_limit,
+            resets_at: hour.end,
+        },
+    ];
+    let interval = limits.forgot_address_interval.as_secs();
+    if interval > 0 {
+        quotas.push(Quota::Cooldown {
+            key: keys::cooldown(cooldown_name, &address),
+            until: now + interval,
+        });
+    }
+    quotas
+}

@@ -1,0 +1,24 @@
+//! `POST /auth/email/verify/resend`: mail a new verification code to an address that awaits
+//! one. The same 202 whatever the address, throttled like forgot-password (see
+//! `codes::answer_code_request`).
+
+use lambda_http::Request;
+
+use super::Deps;
+use super::codes::{CodeKind, answer_code_request};
+use crate::error::ApiError;
+use crate::http::Response;
+use crate::store::{Codes, Limits, Users};
+
+/// The one answer, whatever happened.
+pub const ACCEPTED_MESSAGE: &str = CodeKind::EmailVerification.accepted_message();
+
+endpoint!(resend_verification, [POST], Users + Codes + Limits);
+
+#[tracing::instrument(skip_all)]
+async fn resend_verification<S: Users + Codes + Limits>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    answer_code_request(deps, req, CodeKind::EmailVerification).await
+}
