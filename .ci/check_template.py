@@ -127,13 +127,13 @@ def main():
         "refresh": {"Users": {"GetItem"}, "Tokens": {"GetItem", "PutItem", "ConditionCheckItem"}},
         "logout": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"GetItem", "PutItem"}},
         "me": {"Users": {"GetItem"}},
-        "update-me": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"UpdateItem"}},
+        "update-me": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"UpdateItem", "PutItem"}},
         "delete-me": {"Users": {"GetItem", "DeleteItem"}, "Tokens": {"UpdateItem"}},
         "change-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "forgot-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "reset-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
-        "verify-email": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
-        "resend-verification": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "verify-email": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"GetItem", "UpdateItem", "DeleteItem"}},
+        "resend-verification": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"GetItem", "UpdateItem", "PutItem"}},
     }
     for function in functions.values():
         binary = function["Metadata"]["BuildProperties"]["Binary"]

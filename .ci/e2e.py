@@ -51,7 +51,7 @@ def assert_token_response(response, status, username, email, delivery="body"):
     assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and body["refresh_expires_in"] > 0
     user = body["user"]
     assert user["username"] == username and user["email"] == email.lower(), user
-    assert set(user) == {"id", "username", "email", "full_name", "email_verified", "created_at", "updated_at"}, user
+    assert set(user) == {"id", "username", "email", "full_name", "email_verified", "pending_email", "created_at", "updated_at"}, user
     if delivery == "body":
         assert body["access_token"].count(".") == 2 and body["refresh_token"].count(".") == 2
         assert not response.cookies(), "body mode sets no cookie"
@@ -373,6 +373,25 @@ def run_checks(api, endpoint, dynamodb_endpoint):
         assert resent.status == 202 and resent.raw == stranger.raw, (resent.raw, stranger.raw)
         time.sleep(0.5)
         assert len(mails_to(endpoint, email)) == 1, "a verified address gets no new code"
+
+    def an_email_change_waits_for_the_new_address():
+        username, email, registered = register(api)
+        auth = {"authorization": f"Bearer {registered.json['access_token']}"}
+        new_email = f"{unique('moved')}@example.com"
+        asked = api.call("PATCH", "/auth/me", {"email": new_email, "current_password": PASSWORD}, headers=auth)
+        assert asked.status == 200, asked.raw
+        assert asked.json["email"] == email and asked.json["pending_email"] == new_email, asked.json
+        assert api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}).status == 200
+        assert_problem(api.call("POST", "/auth/login", {"identifier": new_email, "password": PASSWORD}), 401, "invalid_credentials")
+        notices = [m for m in mails_to(endpoint, email, at_least=2) if "about to change" in m["subject"]]
+        assert len(notices) == 1 and new_email not in notices[0]["text"], notices
+        code = mails_to(endpoint, new_email, at_least=1)[-1]["body"].split("<strong>")[1][:8]
+        assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": code}), 400, "invalid_code")
+        switched = api.call("POST", "/auth/email/verify", {"email": new_email, "code": code})
+        assert switched.status == 200, switched.raw
+        assert switched.json["email"] == new_email and switched.json["pending_email"] is None, switched.json
+        assert api.call("POST", "/auth/login", {"identifier": new_email, "password": PASSWORD}).status == 200
+        assert_problem(api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}), 401, "invalid_credentials")
 
     def lockout_after_repeated_failures():
         username, _, _ = register(api)

@@ -238,8 +238,11 @@ pub struct UserRecord {
     pub reset_code: Option<StoredCode>,
     /// Whether the owner of `email` has shown a code mailed to it (or reset the password).
     pub email_verified: bool,
-    /// The pending email verification code.
+    /// The pending email verification code: for `email` while it is unverified, or for
+    /// `pending_email` (a code is bound to the address it was mailed to).
     pub verify_code: Option<StoredCode>,
+    /// The address an email change waits to confirm: `email` stays until its code comes back.
+    pub pending_email: Option<Email>,
 }
 
 impl UserRecord {
@@ -264,6 +267,7 @@ impl UserRecord {
             reset_code: None,
             email_verified: false,
             verify_code: None,
+            pending_email: None,
         }
     }
 }
@@ -309,6 +313,7 @@ pub struct User {
     pub email: String,
     pub full_name: Option<String>,
     pub email_verified: bool,
+    pub pending_email: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -323,6 +328,7 @@ impl From<&UserRecord> for User {
             email: record.email.as_str().to_owned(),
             full_name: record.full_name.as_ref().map(|n| n.as_str().to_owned()),
             email_verified: record.email_verified,
+            pending_email: record.pending_email.as_ref().map(|e| e.as_str().to_owned()),
             created_at: record.created_at,
             updated_at: record.updated_at,
         }

@@ -31,16 +31,16 @@ impl Mail {
     /// links before people do, and nothing here verifies on a GET.
     pub fn verification_code(to: &str, code: &str, valid_hours: u64) -> Self {
         let text = format!(
-            "Welcome. To confirm that {to} is your address, enter this code:\n\n\
+            "To confirm that {to} is your address, enter this code:\n\n\
              {code}\n\n\
-             It is valid for {valid_hours} hours and works once. If you did not sign up, \
+             It is valid for {valid_hours} hours and works once. If you did not ask for this, \
              ignore this message.\n"
         );
         let html = format!(
-            "<p>Welcome. To confirm that {} is your address, enter this code:</p>\
+            "<p>To confirm that {} is your address, enter this code:</p>\
              <p><strong>{}</strong></p>\
-             <p>It is valid for {valid_hours} hours and works once. If you did not sign up, \
-             ignore this message.</p>",
+             <p>It is valid for {valid_hours} hours and works once. If you did not ask for \
+             this, ignore this message.</p>",
             escape(to),
             escape(code)
         );
@@ -108,11 +108,14 @@ impl Mail {
     /// new address only in part.
     pub fn email_changed(to: &str, new_email: &str) -> Self {
         let masked = mask_address(new_email);
-        let line = format!("The email address of your account was just changed to {masked}.");
-        let help = "If this was not you, sign in with your password now, change the address back and change your password.";
+        let line = format!(
+            "Someone signed in to your account asked to change its email address to {masked}. \
+             It changes once the code mailed there is entered; until then this address stays."
+        );
+        let help = "If this was not you, sign in with your password now and change your password.";
         Self {
             to: to.to_owned(),
-            subject: "Your email address was changed".into(),
+            subject: "Your email address is about to change".into(),
             text: format!("{line}\n\n{help}\n"),
             html: format!("<p>{}</p><p>{help}</p>", escape(&line)),
         }

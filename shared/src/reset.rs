@@ -45,6 +45,17 @@ impl ResetCodes {
         ))
     }
 
+    /// The stored form of `code` mailed to `address` for `user`: such a code proves control of
+    /// that address only (email verification).
+    pub fn hash_for(&self, user: UserId, address: &str, code: &str) -> String {
+        self.hash(user, &format!("{address}:{code}"))
+    }
+
+    /// Whether `code`, presented with `address`, is the one whose stored form is `stored`.
+    pub fn matches_for(&self, user: UserId, address: &str, code: &str, stored: &str) -> bool {
+        self.matches(user, &format!("{address}:{code}"), stored)
+    }
+
     /// Whether `code` is the one whose stored form is `stored`, in constant time.
     pub fn matches(&self, user: UserId, code: &str, stored: &str) -> bool {
         let computed = self.hash(user, code);

@@ -76,6 +76,33 @@ impl CodeKind {
         }
     }
 
+    /// The stored form of `code`, mailed to `email` for `user`. A verification code is bound
+    /// to its address, so the code of a pending change never verifies the current address, nor
+    /// the reverse.
+    pub(super) fn hash<S>(self, deps: &Deps<S>, user: UserId, email: &Email, code: &str) -> String {
+        match self {
+            Self::Reset => deps.reset_codes.hash(user, code),
+            Self::EmailVerification => deps.email_codes.hash_for(user, email.as_str(), code),
+        }
+    }
+
+    fn matches<S>(
+        self,
+        deps: &Deps<S>,
+        user: UserId,
+        email: &Email,
+        code: &str,
+        stored: &str,
+    ) -> bool {
+        match self {
+            Self::Reset => deps.reset_codes.matches(user, code, stored),
+            Self::EmailVerification => {
+                deps.email_codes
+                    .matches_for(user, email.as_str(), code, stored)
+            }
+        }
+    }
+
     /// The log event of a refused code.
     fn rejected(self) -> &'static str {
         match self {
@@ -102,7 +129,7 @@ pub(super) struct MatchedCode {
     pub probe: Quota,
 }
 
-pub(super) async fn check_code<S: Users + Limits>(
+pub(super) async fn check_code<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     kind: CodeKind,
     email: &Email,
@@ -115,39 +142,60 @@ pub(super) async fn check_code<S: Users + Limits>(
     let now = deps.now();
     // Wrong codes are limited per client address (API.md), taken before the comparison.
     let probe = deps.take_probe("wrong-code", source_ip).await?;
-    let owner = deps
-        .store
-        .find_user_id(&Identifier::Email(email.clone()))
-        .await?;
-    let user = deps
-        .store
-        .get_user(owner.unwrap_or_else(UserId::new))
-        .await?
-        .filter(|_| owner.is_some());
-    let stored = user.as_ref().and_then(|u| kind.stored(u).cloned());
-    let named = stored
-        .as_ref()
-        .map_or_else(|| kind.without_code(email), |code| code.hash.clone());
+    // The codes that could be meant: the account's own, and (verification) that of the account
+    // whose email change waits for this address. The same reads whichever exist: a user item
+    // per candidate, a decoy for each that does not.
+    let (registered, pending) = owners(deps, kind, email).await?;
+    let read = |owner: Option<UserId>| async move {
+        // No owner: a decoy read of a fresh id, which no user has.
+        let user = deps.store.get_user(owner.unwrap_or_default()).await;
+        user.map(|user| user.filter(|_| owner.is_some()))
+    };
+    let candidates: Vec<(UserRecord, StoredCode)> = match kind {
+        CodeKind::Reset => vec![read(registered).await?],
+        CodeKind::EmailVerification => {
+            let (own, changing) = tokio::try_join!(read(registered), read(pending))?;
+            let changing = changing.filter(|u| u.pending_email.as_ref() == Some(email));
+            vec![own, changing]
+        }
+    }
+    .into_iter()
+    .flatten()
+    .filter_map(|user| kind.stored(&user).cloned().map(|code| (user, code)))
+    .collect();
+    // Tries are counted against the codes (a new code, new tries), or the address if none.
+    let named = if candidates.is_empty() {
+        kind.without_code(email)
+    } else {
+        candidates
+            .iter()
+            .map(|(_, code)| code.hash.as_str())
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let expires_at = candidates.iter().map(|(_, code)| code.expires_at).max();
     let tries = Quota::Counter {
         key: keys::code_tries(&deps.key_part(&named), &deps.key_part(source_ip)),
         limit: deps.config.codes.reset_max_attempts,
-        resets_at: stored
-            .as_ref()
-            .map_or(now + 1, |code| code.expires_at.max(now + 1)),
+        resets_at: expires_at.map_or(now + 1, |at| at.max(now + 1)),
     };
     let out_of_tries = deps
         .store
         .consume(std::slice::from_ref(&tries), now)
         .await?;
-    let (Some(user), Some(stored), None) = (user, stored, out_of_tries) else {
-        tracing::warn!(event = kind.rejected(), user_id = ?owner.map(|id| id.to_string()), reason = "no code or no tries left", source_ip = %source_ip);
-        return Err(ApiError::InvalidCode);
-    };
-    // Expiry is checked here, not left to DynamoDB's TTL, which deletes late (FP-03).
-    if stored.expires_at <= now || !kind.codes(deps).matches(user.id, code, &stored.hash) {
-        tracing::warn!(event = kind.rejected(), user_id = %user.id, source_ip = %source_ip);
+    let owner = registered.or(pending).map(|id| id.to_string());
+    if candidates.is_empty() || out_of_tries.is_some() {
+        tracing::warn!(event = kind.rejected(), user_id = ?owner, reason = "no code or no tries left", source_ip = %source_ip);
         return Err(ApiError::InvalidCode);
     }
+    // Expiry is checked here, not left to DynamoDB's TTL, which deletes late (FP-03).
+    let matched = candidates.into_iter().find(|(user, stored)| {
+        stored.expires_at > now && kind.matches(deps, user.id, email, code, &stored.hash)
+    });
+    let Some((user, stored)) = matched else {
+        tracing::warn!(event = kind.rejected(), user_id = ?owner, source_ip = %source_ip);
+        return Err(ApiError::InvalidCode);
+    };
     Ok(MatchedCode {
         user,
         stored,
@@ -209,17 +257,13 @@ async fn request_code<S: Users + Codes + Limits>(
         tracing::warn!(event = "code_request_throttled", kind = ?kind, source_ip = %source_ip);
         return Err(ApiError::TooManyAttempts { retry_after_secs });
     }
-    let Some(user_id) = deps
-        .store
-        .find_user_id(&Identifier::Email(email.clone()))
-        .await?
-    else {
+    let Some((user_id, pending)) = code_owner(deps, kind, email).await? else {
         tracing::info!(event = kind.requested(), user_id = "", source_ip = %source_ip);
         return Ok(());
     };
     let code = kind.codes(deps).generate();
     let stored = |ttl: std::time::Duration| StoredCode {
-        hash: kind.codes(deps).hash(user_id, reset::expose(&code)),
+        hash: kind.hash(deps, user_id, email, reset::expose(&code)),
         expires_at: now + ttl.as_secs(),
     };
     let codes = &deps.config.codes;
@@ -235,6 +279,15 @@ async fn request_code<S: Users + Codes + Limits>(
                 deps.config.mail.reset_url_template.as_deref(),
             ),
         ),
+        CodeKind::EmailVerification if pending => {
+            let key = pending_key(deps, email);
+            (
+                deps.store
+                    .request_email_change(user_id, email, &stored(codes.email_ttl), &key)
+                    .await,
+                verification_mail(deps, email, &code),
+            )
+        }
         CodeKind::EmailVerification => (
             deps.store
                 .store_verify_code(user_id, &stored(codes.email_ttl))
@@ -251,6 +304,44 @@ async fn request_code<S: Users + Codes + Limits>(
     deps.send_quietly(&mail, kind.requested()).await;
     tracing::info!(event = kind.requested(), user_id = %user_id, source_ip = %source_ip);
     Ok(())
+}
+
+/// Whose code a request for `email` is about: the account the address belongs to, or (for
+/// verification) the account whose email change waits for it, `true` then.
+async fn code_owner<S: Users + Codes>(
+    deps: &Deps<S>,
+    kind: CodeKind,
+    email: &Email,
+) -> Result<Option<(UserId, bool)>, ApiError> {
+    let (registered, pending) = owners(deps, kind, email).await?;
+    if let Some(id) = registered {
+        return Ok(Some((id, false)));
+    }
+    let Some(id) = pending else {
+        return Ok(None);
+    };
+    // The record names whoever asked last; the change must still be that user's.
+    let user = deps.store.get_user(id).await?;
+    let waiting = user.is_some_and(|u| u.pending_email.as_ref() == Some(email));
+    Ok(waiting.then_some((id, true)))
+}
+
+/// The account `email` belongs to, and (for verification) the one whose email change last
+/// asked for it. Both are read, whichever it is, so an address of either kind or of none costs
+/// the same reads.
+async fn owners<S: Users + Codes>(
+    deps: &Deps<S>,
+    kind: CodeKind,
+    email: &Email,
+) -> Result<(Option<UserId>, Option<UserId>), ApiError> {
+    let identifier = Identifier::Email(email.clone());
+    let registered = deps.store.find_user_id(&identifier);
+    if kind == CodeKind::Reset {
+        return Ok((registered.await?, None));
+    }
+    let key = pending_key(deps, email);
+    let pending = deps.store.find_pending_owner(&key);
+    Ok(tokio::try_join!(registered, pending)?)
 }
 
 /// The mail that carries an email verification code.
@@ -297,4 +388,9 @@ fn request_quotas<S>(
         });
     }
     quotas
+}
+
+/// The name of the record that says who waits to confirm `email` (a keyed hash of it).
+pub(super) fn pending_key<S>(deps: &Deps<S>, email: &Email) -> String {
+    deps.key_part(email.as_str())
 }

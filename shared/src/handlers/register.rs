@@ -5,7 +5,7 @@ use lambda_http::http::StatusCode;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::codes::verification_mail;
+use super::codes::{CodeKind, verification_mail};
 use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
 use crate::domain::{Email, FullName, NewPassword, StoredCode, User, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
@@ -70,7 +70,7 @@ async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Re
     // The verification code is written with the account, in the same transaction.
     let code = deps.email_codes.generate();
     user.verify_code = Some(StoredCode {
-        hash: deps.email_codes.hash(user.id, reset::expose(&code)),
+        hash: CodeKind::EmailVerification.hash(deps, user.id, &user.email, reset::expose(&code)),
         expires_at: deps.now() + deps.config.codes.email_ttl.as_secs(),
     });
     deps.store.create_user(&user).await?;

@@ -332,6 +332,12 @@ mod tests {
         let req = crate::testing::authed("PATCH", "/auth/me", &f.tokens, Some(&change));
         let changed = crate::handlers::update_me::handle(&f.deps, req).await;
         assert_eq!(changed.expect("ok").status(), 200);
+        // The change takes effect when the new address's code comes back.
+        let new_code = f.mailer.code_sent_to("alice@example.net").expect("a code");
+        let verify = json!({"email": "alice@example.net", "code": new_code});
+        let verified =
+            crate::handlers::verify_email::handle(&f.deps, post("/auth/email/verify", &verify));
+        assert_eq!(verified.await.expect("ok").status(), 200);
         for email in ["alice@example.com", "alice@example.net"] {
             let body = json!({"email": email, "code": code, "new_password": NEW_PASSWORD});
             let response = handle(&f.deps, post("/auth/password/reset", &body)).await;

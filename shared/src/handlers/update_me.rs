@@ -1,21 +1,28 @@
 //! `PATCH /auth/me` (and `PUT`): change the username, email or full name. Changing the email
-//! needs `current_password` (RG-04) and is announced to the old address; uniqueness moves
-//! atomically with the change.
+//! needs `current_password` (RG-04), is announced to the old address, and waits for the new
+//! one: a code goes there, and `POST /auth/email/verify` with it switches the account, moving
+//! uniqueness in the same transaction; until then `pending_email` shows it and the old address
+//! signs in.
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
+use super::codes::{CodeKind, pending_key, verification_mail};
 use super::{Deps, authenticate, reauthenticate};
-use crate::domain::{Email, FullName, PasswordAttempt, User, Username};
+use crate::domain::{Email, FullName, Identifier, PasswordAttempt, StoredCode, User, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
-use crate::store::{Limits, Users};
+use crate::reset;
+use crate::store::{Codes, Limits, Users};
 
-endpoint!(update_me, [PATCH, PUT], Users + Limits);
+endpoint!(update_me, [PATCH, PUT], Users + Codes + Limits);
 
 #[tracing::instrument(skip_all)]
-async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn update_me<S: Users + Codes + Limits>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let caller = authenticate(deps, req).await?;
     let user = &caller.user;
     let body = http::json_body(req)?;
@@ -56,28 +63,60 @@ async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
     if let Some(username) = username {
         updated.username = username;
     }
-    if let Some(email) = email {
-        updated.email = email;
-    }
     if full_name.is_some() || clears_name {
         updated.full_name = full_name;
     }
-    let email_changes = updated.email != user.email;
-    if email_changes {
+    let new_email = email.filter(|email| *email != user.email);
+    if new_email.is_some() {
         let Some(current_password) = current_password else {
             return Err(ApiError::ReauthenticationRequired);
         };
         reauthenticate(deps, &caller, &current_password).await?;
     }
-    if updated == *user {
-        return Ok(http::json(StatusCode::OK, &User::from(user)));
+    if let Some(new_email) = &new_email {
+        // Someone else's already: say so now (the switch checks again, in its transaction).
+        let owner = deps
+            .store
+            .find_user_id(&Identifier::Email(new_email.clone()))
+            .await?;
+        if owner.is_some_and(|owner| owner != user.id) {
+            return Err(ApiError::EmailTaken);
+        }
     }
-    updated.updated_at = deps.now_datetime()?;
-    deps.store.update_profile(user, &updated).await?;
-    tracing::info!(event = "profile_updated", user_id = %user.id, email_changed = email_changes);
-    if email_changes {
-        let notice = Mail::email_changed(user.email.as_str(), updated.email.as_str());
-        deps.send_quietly(&notice, "email_changed").await;
+    let requested = new_email.is_some();
+    let mut mails = Vec::new();
+    if let Some(new_email) = new_email {
+        // The address changes only once its owner enters the code mailed to it: a typo cannot
+        // lock the account out, and the old address keeps signing in meanwhile. Recorded
+        // before the other fields: if what follows fails, the retry replaces this code, which
+        // nobody has received (the mail goes only after everything is written).
+        let code = deps.email_codes.generate();
+        let stored = StoredCode {
+            hash: CodeKind::EmailVerification.hash(deps, user.id, &new_email, reset::expose(&code)),
+            expires_at: deps.now() + deps.config.codes.email_ttl.as_secs(),
+        };
+        let key = pending_key(deps, &new_email);
+        deps.store
+            .request_email_change(user.id, &new_email, &stored, &key)
+            .await?;
+        mails.push((
+            Mail::email_changed(user.email.as_str(), new_email.as_str()),
+            "email_changed",
+        ));
+        mails.push((
+            verification_mail(deps, &new_email, &code),
+            "verification_requested",
+        ));
+        updated.pending_email = Some(new_email);
+    }
+    let profile_changes = updated.username != user.username || updated.full_name != user.full_name;
+    if profile_changes {
+        updated.updated_at = deps.now_datetime()?;
+        deps.store.update_profile(user, &updated).await?;
+    }
+    tracing::info!(event = "profile_updated", user_id = %user.id, email_change_requested = requested);
+    for (mail, kind) in &mails {
+        deps.send_quietly(mail, kind).await;
     }
     Ok(http::json(StatusCode::OK, &User::from(&updated)))
 }
@@ -85,10 +124,11 @@ async fn update_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{login, register as registration};
+    use crate::handlers::{login, register as registration, verify_email};
     use crate::store::Store;
     use crate::testing::{
-        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, register,
+        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, post,
+        register,
     };
     use serde_json::{Value, json};
 
@@ -156,11 +196,29 @@ mod tests {
         )
         .await;
         assert_eq!(ok.status(), 200);
-        assert_eq!(body_json(&ok)["email"], "new@example.com");
+        // The new address waits for its code; the old one still signs in meanwhile.
+        assert_eq!(body_json(&ok)["email"], "alice@example.com");
+        assert_eq!(body_json(&ok)["pending_email"], "new@example.com");
         let login = |identifier: &str| {
             let body = json!({"identifier": identifier, "password": PASSWORD});
             login::handle(&deps, crate::testing::post("/auth/login", &body))
         };
+        assert_eq!(login("new@example.com").await.expect("ok").status(), 401);
+        assert_eq!(login("alice@example.com").await.expect("ok").status(), 200);
+        let code = mailer.code_sent_to("new@example.com").expect("a code");
+        let wrong_address = json!({"email": "alice@example.com", "code": code});
+        let refused = verify_email::handle(&deps, post("/auth/email/verify", &wrong_address));
+        assert_eq!(
+            refused.await.expect("ok").status(),
+            400,
+            "bound to the new address"
+        );
+        let verify = json!({"email": "new@example.com", "code": code});
+        let switched = verify_email::handle(&deps, post("/auth/email/verify", &verify));
+        let switched = body_json(&switched.await.expect("ok"));
+        assert_eq!(switched["email"], "new@example.com");
+        assert_eq!(switched["pending_email"], Value::Null);
+        assert_eq!(switched["email_verified"], true);
         assert_eq!(login("new@example.com").await.expect("ok").status(), 200);
         assert_eq!(login("alice@example.com").await.expect("ok").status(), 401);
 
@@ -181,6 +239,30 @@ mod tests {
             1,
             "a name change mails nobody"
         );
+    }
+
+    /// API.md: 409 `email_taken` at verification if someone took the address meanwhile; the
+    /// account keeps its address, and the other account keeps the new one.
+    #[tokio::test]
+    async fn an_address_taken_before_its_code_comes_back_is_a_conflict() {
+        let mailer = std::sync::Arc::new(crate::testing::MemoryMailer::default());
+        let deps = deps().with_mailer(mailer.clone());
+        let tokens = alice(&deps).await;
+        let change = json!({"email": "new@example.com", "current_password": PASSWORD});
+        assert_eq!(patch(&deps, &tokens, change).await.status(), 200);
+        let code = mailer.code_sent_to("new@example.com").expect("a code");
+        register(&deps, "bob", "new@example.com", PASSWORD).await;
+        let verify = json!({"email": "new@example.com", "code": code});
+        let taken = verify_email::handle(&deps, post("/auth/email/verify", &verify));
+        let taken = taken.await.expect("ok");
+        assert_eq!(taken.status(), 409);
+        assert_eq!(body_json(&taken)["code"], "email_taken");
+        let me = patch(&deps, &tokens, json!({})).await;
+        assert_eq!(body_json(&me)["email"], "alice@example.com");
+        // And an address someone already has is refused at once.
+        let again = json!({"email": "new@example.com", "current_password": PASSWORD});
+        let refused = patch(&deps, &tokens, again).await;
+        assert_eq!(body_json(&refused)["code"], "email_taken");
     }
 
     #[tokio::test]

@@ -1,12 +1,13 @@
 //! `POST /auth/email/verify`: the address and the code mailed to it at registration (or by a
-//! resend) mark the address verified. A wrong, expired, used or exhausted code, or an address
+//! resend) mark the address verified; for an email change, the new address and its code switch
+//! the account to it (409 `email_taken` if someone took it meanwhile). A wrong, expired, used or exhausted code, or an address
 //! without an account or without a pending code, all answer 400 `invalid_code`, with the same
 //! reads and writes (see `codes::check_code`).
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::codes::{CodeKind, check_code};
+use super::codes::{CodeKind, check_code, pending_key};
 use super::{Deps, client_ip};
 use crate::domain::{Email, User};
 use crate::error::{ApiError, FieldErrors};
@@ -35,18 +36,26 @@ async fn verify_email<S: Users + Codes + Limits>(
     };
     let source_ip = client_ip(req);
     let matched = check_code(deps, CodeKind::EmailVerification, &email, code, &source_ip).await?;
-    let user = match deps
-        .store
-        .verify_email(matched.user.id, &matched.stored.hash, deps.now_datetime()?)
-        .await
-    {
+    let now = deps.now_datetime()?;
+    let hash = &matched.stored.hash;
+    // The code is bound to the address it was mailed to: a pending change's, or the account's.
+    let switches = matched.user.pending_email.as_ref() == Some(&email);
+    let outcome = if switches {
+        let pending = pending_key(deps, &email);
+        deps.store
+            .confirm_email_change(&matched.user, hash, &pending, now)
+            .await
+    } else {
+        deps.store.verify_email(matched.user.id, hash, now).await
+    };
+    let user = match outcome {
         Ok(user) => user,
         // Used by a concurrent request, or replaced by a newer code: single use.
         Err(StoreError::Conflict) => return Err(ApiError::InvalidCode),
         Err(err) => return Err(err.into()),
     };
     deps.refund_probe(&matched.probe).await;
-    tracing::info!(event = "email_verified", user_id = %user.id, source_ip = %source_ip);
+    tracing::info!(event = "email_verified", user_id = %user.id, email_changed = switches, source_ip = %source_ip);
     Ok(http::json(StatusCode::OK, &User::from(&user)))
 }
 

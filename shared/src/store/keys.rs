@@ -70,3 +70,9 @@ pub fn code_tries(hashed_code: &str, hashed_client: &str) -> String {
 pub fn cooldown(name: &str, hashed: &str) -> String {
     format!("COOLDOWN#{name}#{hashed}")
 }
+
+/// The user waiting to confirm an address (a keyed hash) as its new one, in the tokens table
+/// until the code expires.
+pub fn pending_email(hashed_email: &str) -> String {
+    format!("PENDING#{hashed_email}")
+}

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Identifier, Lockout, StoredCode, UserId, UserRecord};
+use crate::domain::{Email, Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::throttle::Quota;
 
@@ -196,6 +196,36 @@ pub trait Codes: Send + Sync {
         &self,
         user_id: UserId,
         code_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<UserRecord, StoreError>> + Send;
+
+    /// Records, in one transaction, that `user_id` asked to change its address to `new_email`:
+    /// the pending address and its code on the user (replacing any earlier code), and the record
+    /// `pending_key` naming the user until the code expires. `Conflict` when there is no such
+    /// user.
+    fn request_email_change(
+        &self,
+        user_id: UserId,
+        new_email: &Email,
+        code: &StoredCode,
+        pending_key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Who last asked to change to the address of `pending_key`.
+    fn find_pending_owner(
+        &self,
+        pending_key: &str,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
+
+    /// Switches `user` to its pending address if its code is still `code_hash`, in one
+    /// transaction: the user (verified, the codes cleared), the old uniqueness record freed and
+    /// the new one taken, the pending record gone. `EmailTaken` when someone took the address
+    /// meanwhile; `Conflict` when the code was spent or replaced.
+    fn confirm_email_change(
+        &self,
+        user: &UserRecord,
+        code_hash: &str,
+        pending_key: &str,
         updated_at: OffsetDateTime,
     ) -> impl Future<Output = Result<UserRecord, StoreError>> + Send;
 }

@@ -16,6 +16,19 @@ impl MemoryMailer {
         self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The code (8 digits, in bold) of the newest mail to `to` that carries one.
+    pub fn code_sent_to(&self, to: &str) -> Option<String> {
+        self.sent()
+            .into_iter()
+            .rev()
+            .filter(|m| m.to == to)
+            .find_map(|m| {
+                let (_, after) = m.html.split_once("<strong>")?;
+                let code: String = after.chars().take_while(char::is_ascii_digit).collect();
+                (code.len() == 8).then_some(code)
+            })
+    }
+
     /// What was sent but the verification codes that every registration mails.
     pub fn sent_but_verification(&self) -> Vec<Mail> {
         let mut sent = self.sent();

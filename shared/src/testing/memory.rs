@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Identifier, Lockout, StoredCode, UserId, UserRecord};
+use crate::domain::{Email, Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::store::{
     Attempt, Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome, Sessions,
@@ -31,6 +31,8 @@ struct Inner {
     counters: HashMap<String, Counter>,
     /// Cooldowns by key -> until.
     cooldowns: HashMap<String, u64>,
+    /// Pending email changes: the hashed address -> who asked last.
+    pending: HashMap<String, UserId>,
     published: Option<PublicKeys>,
 }
 
@@ -326,6 +328,57 @@ impl Codes for MemoryStore {
         user.verify_code = None;
         user.updated_at = updated_at;
         Ok(user.clone())
+    }
+
+    async fn request_email_change(
+        &self,
+        user_id: UserId,
+        new_email: &Email,
+        code: &StoredCode,
+        pending_key: &str,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        user.pending_email = Some(new_email.clone());
+        user.verify_code = Some(code.clone());
+        inner.pending.insert(pending_key.to_owned(), user_id);
+        Ok(())
+    }
+
+    async fn find_pending_owner(&self, pending_key: &str) -> Result<Option<UserId>, StoreError> {
+        Ok(self.lock().pending.get(pending_key).copied())
+    }
+
+    async fn confirm_email_change(
+        &self,
+        user: &UserRecord,
+        code_hash: &str,
+        pending_key: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<UserRecord, StoreError> {
+        let mut inner = self.lock();
+        let stored = inner.users.get(&user.id).ok_or(StoreError::Conflict)?;
+        let new_email = stored.pending_email.clone().ok_or(StoreError::Conflict)?;
+        if stored.verify_code.as_ref().map(|c| c.hash.as_str()) != Some(code_hash)
+            || stored.email != user.email
+        {
+            return Err(StoreError::Conflict);
+        }
+        let new_key = keys::email(new_email.as_str());
+        if inner.markers.contains_key(&new_key) {
+            return Err(StoreError::EmailTaken);
+        }
+        inner.markers.remove(&keys::email(user.email.as_str()));
+        inner.markers.insert(new_key, user.id);
+        inner.pending.remove(pending_key);
+        let switched = inner.user(user.id)?;
+        switched.email = new_email;
+        switched.pending_email = None;
+        switched.email_verified = true;
+        switched.verify_code = None;
+        switched.reset_code = None;
+        switched.updated_at = updated_at;
+        Ok(switched.clone())
     }
 }
 

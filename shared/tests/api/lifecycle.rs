@@ -293,8 +293,12 @@ async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
     );
     let response = update_me::handle(&deps, req).await.expect("ok");
     assert_eq!(response.status(), 200, "{}", body_json(&response));
-    assert_eq!(body_json(&response)["email"], new_email);
-    // RG-04: the notice went through SES to the old address, and none to the new one.
+    // The new address waits for its code: the account keeps the old one meanwhile.
+    assert_eq!(body_json(&response)["email"], old_email);
+    assert_eq!(body_json(&response)["pending_email"], new_email);
+    assert_eq!(login_with(&deps, &old_email, PASSWORD).await.status(), 200);
+    assert_eq!(login_with(&deps, &new_email, PASSWORD).await.status(), 401);
+    // RG-04: the notice went through SES to the old address, the code to the new one.
     let notices = mails_to(&old_email);
     let subjects: Vec<&str> = notices
         .iter()
@@ -305,9 +309,17 @@ async fn an_email_change_moves_uniqueness_and_tells_the_old_address() {
         2,
         "the reset code, then the notice: {subjects:?}"
     );
-    assert_eq!(subjects[1], "Your email address was changed");
-    assert!(mails_to(&new_email).is_empty());
-    // ...resets nothing after it: the change removed it.
+    assert_eq!(subjects[1], "Your email address is about to change");
+    assert!(mails_to(&new_email).is_empty(), "only the code went there");
+    let new_code = verification_code(&new_email).expect("a code to the new address");
+    let verify = json!({"email": new_email, "code": new_code});
+    let switched = verify_email::handle(&deps, post("/auth/email/verify", &verify))
+        .await
+        .expect("infallible");
+    assert_eq!(switched.status(), 200, "{}", body_json(&switched));
+    assert_eq!(body_json(&switched)["email"], new_email);
+    assert_eq!(body_json(&switched)["email_verified"], true);
+    // ...resets nothing after it: the switch removed it.
     for email in [&old_email, &new_email] {
         let refused = reset(&deps, email, &code).await;
         assert_eq!(body_json(&refused)["code"], "invalid_code", "{email}");

@@ -37,6 +37,7 @@ pub(super) mod attr {
     pub const EMAIL_VERIFIED: &str = "email_verified";
     pub const VERIFY_CODE_HASH: &str = "verify_code_hash";
     pub const VERIFY_CODE_EXPIRES_AT: &str = "verify_code_expires_at";
+    pub const PENDING_EMAIL: &str = "pending_email";
     pub const SID: &str = "sid";
     pub const SUCCESSOR_JTI: &str = "successor_jti";
     pub const SUCCESSOR_IAT: &str = "successor_iat";
@@ -133,6 +134,9 @@ impl From<&UserRecord> for Item {
             item.insert(attr::VERIFY_CODE_HASH.into(), s(&code.hash));
             item.insert(attr::VERIFY_CODE_EXPIRES_AT.into(), n(code.expires_at));
         }
+        if let Some(pending) = &user.pending_email {
+            item.insert(attr::PENDING_EMAIL.into(), s(pending.as_str()));
+        }
         item
     }
 }
@@ -175,6 +179,10 @@ impl TryFrom<&Item> for UserRecord {
                 Some(AttributeValue::Bool(true))
             ),
             verify_code: code_attrs(item, attr::VERIFY_CODE_HASH, attr::VERIFY_CODE_EXPIRES_AT),
+            pending_email: str_attr(item, attr::PENDING_EMAIL)
+                .map(Email::parse)
+                .transpose()
+                .map_err(bad)?,
         })
     }
 }
@@ -218,6 +226,7 @@ mod tests {
         assert_eq!(UserRecord::try_from(&item).expect("parses"), user);
         user.email_verified = true;
         user.verify_code = None;
+        user.pending_email = Some(Email::parse("alice@new.example").expect("valid"));
         let item = Item::from(&user);
         assert_eq!(
             str_attr(&item, "pk"),
