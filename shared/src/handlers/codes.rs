@@ -15,6 +15,7 @@
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
+use secrecy::SecretString;
 use serde_json::json;
 
 use super::{Deps, client_ip};
@@ -69,7 +70,27 @@ impl CodeKind {
         }
     }
 
-    pub(super) fn codes<S>(self, deps: &Deps<S>) -> &ResetCodes {
+    /// A new code for `user`, mailed to `email`: the code to mail, and its stored form, which
+    /// expires after this kind's lifetime.
+    pub(super) fn issue<S>(
+        self,
+        deps: &Deps<S>,
+        user: UserId,
+        email: &Email,
+    ) -> (SecretString, StoredCode) {
+        let code = self.codes(deps).generate();
+        let ttl = match self {
+            Self::Reset => deps.config.codes.reset_ttl,
+            Self::EmailVerification => deps.config.codes.email_ttl,
+        };
+        let stored = StoredCode {
+            hash: self.hash(deps, user, email, reset::expose(&code)),
+            expires_at: deps.now() + ttl.as_secs(),
+        };
+        (code, stored)
+    }
+
+    fn codes<S>(self, deps: &Deps<S>) -> &ResetCodes {
         match self {
             Self::Reset => &deps.reset_codes,
             Self::EmailVerification => &deps.email_codes,
@@ -79,7 +100,7 @@ impl CodeKind {
     /// The stored form of `code`, mailed to `email` for `user`. A verification code is bound
     /// to its address, so the code of a pending change never verifies the current address, nor
     /// the reverse.
-    pub(super) fn hash<S>(self, deps: &Deps<S>, user: UserId, email: &Email, code: &str) -> String {
+    fn hash<S>(self, deps: &Deps<S>, user: UserId, email: &Email, code: &str) -> String {
         match self {
             Self::Reset => deps.reset_codes.hash(user, code),
             Self::EmailVerification => deps.email_codes.hash_for(user, email.as_str(), code),
@@ -261,21 +282,14 @@ async fn request_code<S: Users + Codes + Limits>(
         tracing::info!(event = kind.requested(), user_id = "", source_ip = %source_ip);
         return Ok(());
     };
-    let code = kind.codes(deps).generate();
-    let stored = |ttl: std::time::Duration| StoredCode {
-        hash: kind.hash(deps, user_id, email, reset::expose(&code)),
-        expires_at: now + ttl.as_secs(),
-    };
-    let codes = &deps.config.codes;
+    let (code, stored) = kind.issue(deps, user_id, email);
     let (written, mail) = match kind {
         CodeKind::Reset => (
-            deps.store
-                .store_reset_code(user_id, &stored(codes.reset_ttl))
-                .await,
+            deps.store.store_reset_code(user_id, &stored).await,
             Mail::reset_code(
                 email.as_str(),
                 reset::expose(&code),
-                codes.reset_ttl.as_secs() / 60,
+                deps.config.codes.reset_ttl.as_secs() / 60,
                 deps.config.mail.reset_url_template.as_deref(),
             ),
         ),
@@ -283,15 +297,13 @@ async fn request_code<S: Users + Codes + Limits>(
             let key = pending_key(deps, email);
             (
                 deps.store
-                    .request_email_change(user_id, email, &stored(codes.email_ttl), &key)
+                    .request_email_change(user_id, email, &stored, &key)
                     .await,
                 verification_mail(deps, email, &code),
             )
         }
         CodeKind::EmailVerification => (
-            deps.store
-                .store_verify_code(user_id, &stored(codes.email_ttl))
-                .await,
+            deps.store.store_verify_code(user_id, &stored).await,
             verification_mail(deps, email, &code),
         ),
     };
@@ -345,11 +357,7 @@ async fn owners<S: Users + Codes>(
 }
 
 /// The mail that carries an email verification code.
-pub(super) fn verification_mail<S>(
-    deps: &Deps<S>,
-    email: &Email,
-    code: &secrecy::SecretString,
-) -> Mail {
+pub(super) fn verification_mail<S>(deps: &Deps<S>, email: &Email, code: &SecretString) -> Mail {
     let hours = deps.config.codes.email_ttl.as_secs().div_ceil(3600);
     Mail::verification_code(email.as_str(), reset::expose(code), hours)
 }

@@ -7,10 +7,9 @@ use time::OffsetDateTime;
 
 use super::codes::{CodeKind, verification_mail};
 use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
-use crate::domain::{Email, FullName, NewPassword, StoredCode, User, UserRecord, Username};
+use crate::domain::{Email, FullName, NewPassword, User, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::reset;
 use crate::store::{Limits, Users};
 
 endpoint!(register, [POST], Users + Limits);
@@ -68,11 +67,8 @@ async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Re
     let password_hash = deps.passwords.hash(password.expose()).await?;
     let mut user = UserRecord::new(username, email, full_name, password_hash, now);
     // The verification code is written with the account, in the same transaction.
-    let code = deps.email_codes.generate();
-    user.verify_code = Some(StoredCode {
-        hash: CodeKind::EmailVerification.hash(deps, user.id, &user.email, reset::expose(&code)),
-        expires_at: deps.now() + deps.config.codes.email_ttl.as_secs(),
-    });
+    let (code, stored) = CodeKind::EmailVerification.issue(deps, user.id, &user.email);
+    user.verify_code = Some(stored);
     deps.store.create_user(&user).await?;
     deps.refund_probe(&probe).await;
     tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %source_ip);

@@ -9,11 +9,10 @@ use lambda_http::http::StatusCode;
 
 use super::codes::{CodeKind, pending_key, verification_mail};
 use super::{Deps, authenticate, reauthenticate};
-use crate::domain::{Email, FullName, Identifier, PasswordAttempt, StoredCode, User, Username};
+use crate::domain::{Email, FullName, Identifier, PasswordAttempt, User, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
-use crate::reset;
 use crate::store::{Codes, Limits, Users};
 
 endpoint!(update_me, [PATCH, PUT], Users + Codes + Limits);
@@ -90,11 +89,7 @@ async fn update_me<S: Users + Codes + Limits>(
         // lock the account out, and the old address keeps signing in meanwhile. Recorded
         // before the other fields: if what follows fails, the retry replaces this code, which
         // nobody has received (the mail goes only after everything is written).
-        let code = deps.email_codes.generate();
-        let stored = StoredCode {
-            hash: CodeKind::EmailVerification.hash(deps, user.id, &new_email, reset::expose(&code)),
-            expires_at: deps.now() + deps.config.codes.email_ttl.as_secs(),
-        };
+        let (code, stored) = CodeKind::EmailVerification.issue(deps, user.id, &new_email);
         let key = pending_key(deps, &new_email);
         deps.store
             .request_email_change(user.id, &new_email, &stored, &key)
