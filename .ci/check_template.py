@@ -32,7 +32,9 @@ def main():
         sys.exit(f"template.yaml does not parse: {problems}")
     with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
         cargo = tomllib.load(f)
-    resources = template["Resources"]
+    # Fn::ForEach entries (AWS::LanguageExtensions) are expanded at deploy; they are checked below.
+    loops = {k: v for k, v in template["Resources"].items() if k.startswith("Fn::ForEach::")}
+    resources = {k: v for k, v in template["Resources"].items() if k not in loops}
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
     packages = sorted(os.listdir(os.path.join(ROOT, "functions")))
 
@@ -170,6 +172,17 @@ def main():
     check("token reuse raises an alarm", any(
         r["Type"] == "AWS::Logs::MetricFilter" and "token_reused" in r["Properties"]["FilterPattern"]
         for r in resources.values()))
+    name, names, fragment = loops["Fn::ForEach::FunctionErrors"]
+    check("every function has an errors alarm", {f"{n}Function" for n in names} == set(functions),
+          sorted({f"{n}Function" for n in names} ^ set(functions)))
+    with open(os.path.join(ROOT, "samconfig.toml"), "rb") as f:
+        samconfig = tomllib.load(f)
+    check("sam build and deploy expand the ForEach loops", "AWS::LanguageExtensions" in template["Transform"]
+          and samconfig["default"]["global"]["parameters"].get("language_extensions") is True)
+    alarm = fragment["${" + name + "}ErrorsAlarm"]["Properties"]
+    check("the errors alarm watches the looped function", alarm["MetricName"] == "Errors"
+          and alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Fn::Sub": "${${" + name + "}Function}"}}]
+          and alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], alarm)
 
     print(f"template: {results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
