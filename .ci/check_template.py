@@ -93,7 +93,8 @@ def main():
     globals_ = template["Globals"]["Function"]
     memory = {f["Metadata"]["BuildProperties"]["Binary"]: f["Properties"].get("MemorySize", globals_["MemorySize"])
               for f in functions.values()}
-    for name in ("me", "refresh", "logout", "forgot-password", "verify-email", "resend-verification"):
+    for name in ("me", "refresh", "logout", "forgot-password", "verify-email", "resend-verification",
+                 "list-sessions", "revoke-session"):
         check(f"{name} (no password hashing) fits the smallest Lambda", memory[name] == 128, memory[name])
     for name in ("register", "login", "change-password", "reset-password", "delete-me"):
         check(f"{name} hashes on a full vCPU", memory[name] >= 1769, memory[name])
@@ -113,6 +114,10 @@ def main():
         check(f"{name} reads no secret", not readers[name], readers[name])
     tokens = resources["TokensTable"]["Properties"]
     check("the tokens table expires items by TTL (DB-02)", tokens["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True})
+    sessions = resources["SessionsTable"]["Properties"]
+    check("the sessions table expires items by TTL", sessions["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True})
+    check("a user's sessions are one partition, listed by a Query (SS-01)", sessions["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
     users = resources["UsersTable"]
     check("users table has point-in-time recovery (DB-05)",
           users["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True)
@@ -124,14 +129,19 @@ def main():
     # What each function's code calls, by table (the store's operations per endpoint): DynamoDB
     # Local does not check IAM, so a missing grant would only show deployed.
     needs = {
-        "register": {"Users": {"PutItem"}, "Tokens": {"UpdateItem"}},
-        "login": {"Users": {"GetItem", "BatchGetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem"}},
-        "refresh": {"Users": {"GetItem"}, "Tokens": {"GetItem", "PutItem", "ConditionCheckItem"}},
-        "logout": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"GetItem", "PutItem"}},
+        "register": {"Users": {"PutItem"}, "Tokens": {"UpdateItem"}, "Sessions": {"PutItem"}},
+        "login": {"Users": {"GetItem", "BatchGetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem"},
+                  "Sessions": {"PutItem"}},
+        "refresh": {"Users": {"GetItem"}, "Tokens": {"GetItem", "PutItem", "ConditionCheckItem"},
+                    "Sessions": {"UpdateItem", "DeleteItem"}},
+        "logout": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"GetItem", "PutItem"},
+                   "Sessions": {"Query", "DeleteItem"}},
         "me": {"Users": {"GetItem"}},
         "update-me": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"UpdateItem", "PutItem"}},
-        "delete-me": {"Users": {"GetItem", "DeleteItem"}, "Tokens": {"UpdateItem"}},
-        "change-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "delete-me": {"Users": {"GetItem", "DeleteItem"}, "Tokens": {"UpdateItem"}, "Sessions": {"Query", "DeleteItem"}},
+        "change-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}, "Sessions": {"PutItem"}},
+        "list-sessions": {"Users": {"GetItem"}, "Sessions": {"Query"}},
+        "revoke-session": {"Users": {"GetItem"}, "Tokens": {"PutItem"}, "Sessions": {"GetItem", "DeleteItem"}},
         "forgot-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "reset-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "verify-email": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"GetItem", "UpdateItem", "DeleteItem"}},
@@ -144,7 +154,7 @@ def main():
             for statement in policy.get("Statement", []):
                 table = json.dumps(statement["Resource"])
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                for name in ("Users", "Tokens"):
+                for name in ("Users", "Tokens", "Sessions"):
                     if f'"{name}Table.Arn"' in table or f'"{name}Table", "Arn"' in table:
                         granted.setdefault(name, set()).update(a.removeprefix("dynamodb:") for a in actions)
         for table, actions in needs.get(binary, {}).items():

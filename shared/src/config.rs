@@ -34,11 +34,12 @@ pub struct Config {
     pub mail: MailSettings,
 }
 
-/// The DynamoDB tables (`USERS_TABLE`, `TOKENS_TABLE`).
+/// The DynamoDB tables (`USERS_TABLE`, `TOKENS_TABLE`, `SESSIONS_TABLE`).
 #[derive(Debug, Clone)]
 pub struct Tables {
     pub users: String,
     pub tokens: String,
+    pub sessions: String,
 }
 
 /// Token signing and lifetimes.
@@ -130,6 +131,7 @@ impl Config {
             tables: Tables {
                 users: env.required("USERS_TABLE")?,
                 tokens: env.required("TOKENS_TABLE")?,
+                sessions: env.required("SESSIONS_TABLE")?,
             },
             tokens: TokenSettings::from_env(&env)?,
             sessions: SessionSettings {
@@ -365,6 +367,7 @@ mod tests {
         let mut env: HashMap<String, String> = [
             ("USERS_TABLE", "users"),
             ("TOKENS_TABLE", "tokens"),
+            ("SESSIONS_TABLE", "sessions"),
             ("JWT_SECRET", SECRET),
         ]
         .into_iter()
@@ -403,7 +406,7 @@ mod tests {
     #[test]
     fn missing_secret_stops_start() {
         let err = Config::from_lookup(|name| match name {
-            "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
+            "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
             _ => None,
         })
         .expect_err("no secret");

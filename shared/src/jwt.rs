@@ -429,7 +429,7 @@ mod tests {
 
     fn config_with_secret(secret: &str, previous: Option<&str>) -> Config {
         Config::from_lookup(|name| match name {
-            "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
+            "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
             "JWT_SECRET" => Some(secret.into()),
             "JWT_SECRET_PREVIOUS" => previous.map(str::to_owned),
             "JWT_ISSUER" => Some("https://auth.test".into()),
@@ -594,7 +594,7 @@ mod tests {
     #[test]
     fn the_issuer_comes_from_the_key_document_unless_configured() {
         let unset = Config::from_lookup(|name| match name {
-            "USERS_TABLE" | "TOKENS_TABLE" => Some("t".into()),
+            "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
             "JWT_SECRET" => Some(SECRET.into()),
             _ => None,
         })

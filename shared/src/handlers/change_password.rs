@@ -4,7 +4,10 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{Deps, authenticate, authenticated_delivery, client_ip, new_session, reauthenticate};
+use super::{
+    Deps, authenticate, authenticated_delivery, begin_session, client_ip, reauthenticate,
+    session_tokens,
+};
 use crate::domain::{NewPassword, PasswordAttempt};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
@@ -51,19 +54,28 @@ async fn change_password<S: Users + Limits>(
 
     let password_hash = deps.passwords.hash(new.expose()).await?;
     let now = deps.now_datetime()?;
-    deps.store
-        .set_password(user.id, user.token_version, &password_hash, now)
-        .await?;
+    let seen_version = user.token_version;
     user.password_hash = password_hash;
     user.token_version += 1;
     user.updated_at = now;
+    // The change and the session it begins, in one write.
+    let session = begin_session(deps, req, &user);
+    deps.store
+        .set_password(user.id, seen_version, &user.password_hash, now, &session)
+        .await?;
     tracing::info!(event = "password_changed", user_id = %user.id, source_ip = %client_ip(req));
     deps.send_quietly(
         &Mail::password_changed(user.email.as_str()),
         "password_changed",
     )
     .await;
-    new_session(deps, &user, authenticated_delivery(req), StatusCode::OK)
+    session_tokens(
+        deps,
+        &user,
+        &session,
+        authenticated_delivery(req),
+        StatusCode::OK,
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `DELETE /auth/me`: delete the account. Needs the password (DL-01); removes the user with its
 //! email and username in one transaction, which also ends every session and refuses every
-//! token (they name a user that no longer exists), and clears the cookies (DL-02).
+//! token (they name a user that no longer exists), and clears the cookies (DL-02). Then the
+//! session records go too (best effort: they are already dead, and TTL removes any left).
 
 use lambda_http::Request;
 
@@ -8,12 +9,15 @@ use super::{Deps, authenticate, client_ip, reauthenticate};
 use crate::domain::PasswordAttempt;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
-use crate::store::{Limits, Users};
+use crate::store::{Limits, Sessions, Users};
 
-endpoint!(delete_me, [DELETE], Users + Limits);
+endpoint!(delete_me, [DELETE], Users + Sessions + Limits);
 
 #[tracing::instrument(skip_all)]
-async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn delete_me<S: Users + Sessions + Limits>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let caller = authenticate(deps, req).await?;
     let user = &caller.user;
     let body = http::json_body(req)?;
@@ -31,6 +35,9 @@ async fn delete_me<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<R
     reauthenticate(deps, &caller, &password).await?;
     deps.store.delete_user(user).await?;
     tracing::info!(event = "account_deleted", user_id = %user.id, source_ip = %client_ip(req));
+    if let Err(err) = deps.store.delete_sessions(user.id).await {
+        tracing::warn!(event = "session_records_left", user_id = %user.id, error = %err);
+    }
     let mut response = http::no_content();
     http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
     Ok(response)
@@ -69,11 +76,19 @@ mod tests {
         assert_eq!(delete(&deps, &tokens, json!({})).await.status(), 422);
         assert_eq!(deps.store.user_count(), 1, "still there");
 
+        crate::testing::sign_in(&deps, "alice").await;
+        let user = crate::testing::user_id(&tokens);
+        assert_eq!(
+            deps.store.list_sessions(user).await.map(|s| s.len()).ok(),
+            Some(2)
+        );
         let deleted = delete(&deps, &tokens, json!({"password": PASSWORD})).await;
         assert_eq!(deleted.status(), 204);
         let cleared: Vec<_> = deleted.headers().get_all("set-cookie").iter().collect();
         assert_eq!(cleared.len(), 2);
         assert_eq!(deps.store.user_count(), 0);
+        let left = deps.store.list_sessions(user).await.map(|s| s.len()).ok();
+        assert_eq!(left, Some(0), "the session records are gone too");
         // Old tokens are refused; the email and username can be registered again.
         let me = me::handle(
             &deps,

@@ -156,7 +156,8 @@ impl Deps<DynamoStore> {
         let sdk = crate::aws::sdk_config().await;
         let env = |name: &str| std::env::var(name).unwrap_or_default();
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = DynamoStore::new(client, env("USERS_TABLE"), env("TOKENS_TABLE"));
+        let store = DynamoStore::new(client, env("USERS_TABLE"), env("TOKENS_TABLE"))
+            .with_sessions_table(env("SESSIONS_TABLE"));
         // Deployed, the secrets come from Secrets Manager; they and the published keys are read
         // side by side. While the JWT secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its
         // previous value verifies too.

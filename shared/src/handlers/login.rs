@@ -5,17 +5,20 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
+use super::{Deps, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::{Attempt, Limits, LockTarget, Users, keys};
+use crate::store::{Attempt, Limits, LockTarget, Sessions, Users, keys};
 use crate::throttle::{self, Quota, Window};
 
-endpoint!(login, [POST], Users + Limits);
+endpoint!(login, [POST], Users + Sessions + Limits);
 
 #[tracing::instrument(skip_all)]
-async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn login<S: Users + Sessions + Limits>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
     let body = http::json_body(req)?;
@@ -158,8 +161,12 @@ async fn login<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Respo
                 tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);
                 return Err(ApiError::EmailNotVerified);
             }
-            tracing::info!(event = "login_succeeded", user_id = %user.id, source_ip = %source_ip);
-            new_session(deps, &user, delivery, StatusCode::OK)
+            // Tokens only for a recorded session: one a user could not see or end is never
+            // handed out.
+            let session = begin_session(deps, req, &user);
+            deps.store.create_session(&session).await?;
+            tracing::info!(event = "login_succeeded", user_id = %user.id, sid = %session.sid, source_ip = %source_ip);
+            session_tokens(deps, &user, &session, delivery, StatusCode::OK)
         }
         user => {
             let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();

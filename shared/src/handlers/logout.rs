@@ -1,8 +1,10 @@
 //! `POST /auth/logout`: end the presented session, or with `"scope": "global"` every session of
-//! the user and every access token issued before (RT-06). Answers 204 and clears the cookies;
-//! a session logout refuses only a forged or malformed token (401), so logging out twice is 204.
-//! A global logout needs a live token (API.md): a refresh token that is unspent and whose
-//! session stands, or a valid access token; anything else is 401 `invalid_token`.
+//! the user and every access token issued before (RT-06), or with `"scope": "others"` every
+//! session but the presented one. Answers 204 and clears the cookies (but for `others`: the
+//! asking session goes on); a session logout refuses only a forged or malformed token (401), so
+//! logging out twice is 204. `global` and `others` need a live token (API.md): a refresh token
+//! that is unspent and whose session stands, or a valid access token; anything else is 401
+//! `invalid_token`.
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
@@ -23,6 +25,8 @@ enum Scope {
     Session,
     /// Every session of the user.
     Global,
+    /// Every session of the user but the presented one.
+    Others,
 }
 
 endpoint!(logout, [POST], Sessions + Users);
@@ -36,8 +40,10 @@ async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Result<Re
     let scope = match body.optional_str("scope", &mut errors) {
         None | Some("session") => Scope::Session,
         Some("global") => Scope::Global,
+        Some("others") => Scope::Others,
         Some(_) => {
-            errors.insert("scope".into(), "must be \"global\" or \"session\"".into());
+            let expected = "must be \"session\", \"others\" or \"global\"";
+            errors.insert("scope".into(), expected.into());
             Scope::Session
         }
     };
@@ -61,12 +67,23 @@ async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Result<Re
             Err(err)
         }
     };
-    if scope == Scope::Global {
-        return match global_logout(deps, req, presented.as_ref()).await {
-            Ok(()) => Ok(logged_out()),
-            Err(err @ ApiError::InvalidToken) => refused(err),
-            Err(err) => Err(err),
+    if scope != Scope::Session {
+        let live = match live_session(deps, req, presented.as_ref()).await {
+            Ok(live) => live,
+            Err(err @ ApiError::InvalidToken) => return refused(err),
+            Err(err) => return Err(err),
         };
+        if scope == Scope::Others {
+            let ended = end_other_sessions(deps, &live).await?;
+            tracing::info!(event = "logout", scope = "others", user_id = %live.user_id, sid = %live.sid, ended, source_ip = %client_ip(req));
+            // The asking session goes on: its cookies stay.
+            return Ok(http::no_content());
+        }
+        deps.store
+            .revoke_all_sessions(live.user_id, live.version)
+            .await?;
+        tracing::info!(event = "logout", scope = "global", user_id = %live.user_id, sid = %live.sid, source_ip = %client_ip(req));
+        return Ok(logged_out());
     }
     let Some(presented) = presented else {
         // Nothing to revoke: a browser whose cookies a first logout already cleared.
@@ -96,40 +113,77 @@ async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Result<Re
     Ok(response)
 }
 
-/// Ends every session of the user, for a live token only: a refresh token that is unspent and
-/// whose session stands, or else a valid access token. A token a logout, a rotation or a
+/// The session a `global` or `others` logout comes from, proved live: the refresh token
+/// presented is unspent, its session stands and is not older than the user's last revocation
+/// point; or, with no refresh token, a valid access token. A token a logout, a rotation or a
 /// revocation already ended cannot end the sessions that followed it.
-async fn global_logout<S: Sessions + Users>(
+struct LiveSession {
+    user_id: UserId,
+    version: u64,
+    sid: String,
+}
+
+async fn live_session<S: Sessions + Users>(
     deps: &Deps<S>,
     req: &Request,
     presented: Option<&PresentedRefreshToken>,
-) -> Result<(), ApiError> {
-    let (user_id, version, sid) = match presented {
-        Some(presented) => {
-            let claims = deps
-                .tokens
-                .verify(&presented.token, TokenUse::Refresh, deps.now())
-                .map_err(|_| ApiError::InvalidToken)?;
-            let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
-            let (live, user) = tokio::try_join!(
-                deps.store.is_live(&claims.jti, &claims.sid),
-                deps.store.get_user(user_id),
-            )?;
-            let current = user.is_some_and(|user| claims.ver >= user.token_version);
-            if !live || !current {
-                tracing::warn!(event = "global_logout_refused", user_id = %user_id, sid = %claims.sid, source_ip = %client_ip(req));
-                return Err(ApiError::InvalidToken);
-            }
-            (user_id, claims.ver, claims.sid)
-        }
-        None => {
-            let caller = authenticate(deps, req).await?;
-            (caller.user.id, caller.user.token_version, caller.sid)
-        }
+) -> Result<LiveSession, ApiError> {
+    let Some(presented) = presented else {
+        let caller = authenticate(deps, req).await?;
+        return Ok(LiveSession {
+            user_id: caller.user.id,
+            version: caller.user.token_version,
+            sid: caller.sid,
+        });
     };
-    deps.store.revoke_all_sessions(user_id, version).await?;
-    tracing::info!(event = "logout", scope = "global", user_id = %user_id, sid = %sid, source_ip = %client_ip(req));
-    Ok(())
+    let claims = deps
+        .tokens
+        .verify(&presented.token, TokenUse::Refresh, deps.now())
+        .map_err(|_| ApiError::InvalidToken)?;
+    let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
+    let (live, user) = tokio::try_join!(
+        deps.store.is_live(&claims.jti, &claims.sid),
+        deps.store.get_user(user_id),
+    )?;
+    let current = user.is_some_and(|user| claims.ver >= user.token_version);
+    if !live || !current {
+        tracing::warn!(event = "logout_refused", user_id = %user_id, sid = %claims.sid, source_ip = %client_ip(req));
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(LiveSession {
+        user_id,
+        version: claims.ver,
+        sid: claims.sid,
+    })
+}
+
+/// Revokes every live session of the user but `live`'s own, one by one (each revocation is
+/// one transaction: the refusal and the record's removal); how many it ended.
+async fn end_other_sessions<S: Sessions>(
+    deps: &Deps<S>,
+    live: &LiveSession,
+) -> Result<usize, ApiError> {
+    let now = deps.now();
+    let idle_timeout = deps.config.sessions.idle_timeout.as_secs();
+    let others: Vec<_> = deps
+        .store
+        .list_sessions(live.user_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.sid != live.sid && s.is_live(now, idle_timeout, live.version))
+        .collect();
+    for session in &others {
+        deps.store
+            .revoke_session(
+                &session.sid,
+                live.user_id,
+                "logout_others",
+                now,
+                session.ttl(),
+            )
+            .await?;
+    }
+    Ok(others.len())
 }
 
 #[cfg(test)]
@@ -138,7 +192,8 @@ mod tests {
     use crate::handlers::{me, refresh};
     use crate::store::Store;
     use crate::testing::{
-        alice, authed, bearer, body_json, cookie_post, deps, event, get, post, sign_in,
+        PASSWORD, alice, authed, bearer, body_json, cookie_post, deps, event, get, post, register,
+        sid, sign_in,
     };
     use serde_json::{Value, json};
 
@@ -217,15 +272,66 @@ mod tests {
             "b's token spent"
         );
         for dead in [&a, &b] {
-            let global = json!({"refresh_token": dead["refresh_token"], "scope": "global"});
-            let response = handle(&deps, post("/auth/logout", &global)).await;
-            let response = response.expect("infallible");
-            assert_eq!(response.status(), 401);
-            assert_eq!(body_json(&response)["code"], "invalid_token");
+            for scope in ["global", "others"] {
+                let body = json!({"refresh_token": dead["refresh_token"], "scope": scope});
+                let response = handle(&deps, post("/auth/logout", &body)).await;
+                let response = response.expect("infallible");
+                assert_eq!(response.status(), 401, "{scope}");
+                assert_eq!(body_json(&response)["code"], "invalid_token");
+            }
         }
         assert_eq!(refresh_status(&deps, &c).await, 200, "c lives on");
         let me = me::handle(&deps, get("/auth/me", &[("authorization", &bearer(&c))]));
         assert_eq!(me.await.expect("ok").status(), 200);
+    }
+
+    #[tokio::test]
+    async fn others_ends_every_session_but_the_presented_one() {
+        let deps = deps();
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
+        let c = sign_in(&deps, "alice").await;
+        let bob = register(&deps, "bob", "bob@example.com", PASSWORD).await;
+        let others = json!({"refresh_token": a["refresh_token"], "scope": "others"});
+        let response = handle(&deps, post("/auth/logout", &others))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), 204);
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "the asking session keeps its cookies"
+        );
+        assert_eq!(refresh_status(&deps, &b).await, 401);
+        assert_eq!(refresh_status(&deps, &c).await, 401);
+        assert_eq!(deps.store.revocation(&sid(&b)), Some("logout_others"));
+        assert_eq!(
+            refresh_status(&deps, &a).await,
+            200,
+            "the asking session goes on"
+        );
+        assert_eq!(refresh_status(&deps, &bob).await, 200, "another user's too");
+        let me = me::handle(&deps, get("/auth/me", &[("authorization", &bearer(&a))]));
+        assert_eq!(
+            me.await.expect("ok").status(),
+            200,
+            "no revocation point was raised"
+        );
+    }
+
+    #[tokio::test]
+    async fn others_with_an_access_token_keeps_that_tokens_session() {
+        let deps = deps();
+        let a = alice(&deps).await;
+        let b = sign_in(&deps, "alice").await;
+        let req = authed(
+            "POST",
+            "/auth/logout",
+            &b,
+            Some(&json!({"scope": "others"})),
+        );
+        assert_eq!(handle(&deps, req).await.expect("ok").status(), 204);
+        assert_eq!(refresh_status(&deps, &a).await, 401);
+        assert_eq!(refresh_status(&deps, &b).await, 200);
     }
 
     #[tokio::test]

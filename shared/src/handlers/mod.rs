@@ -35,16 +35,17 @@ mod codes;
 mod deps;
 mod session;
 
-use auth::{authenticate, authenticated_delivery, reauthenticate};
+use auth::{Caller, authenticate, authenticated_delivery, reauthenticate};
 pub use deps::{Deps, KeysNeeded};
 use session::{
-    PresentedRefreshToken, check_cookie_mode_origin, new_session, presented_refresh_token,
-    problem_clearing_cookies, token_response,
+    PresentedRefreshToken, begin_session, check_cookie_mode_origin, presented_refresh_token,
+    problem_clearing_cookies, session_tokens, token_response, user_agent,
 };
 
 pub mod change_password;
 pub mod delete_me;
 pub mod forgot_password;
+pub mod list_sessions;
 pub mod login;
 pub mod logout;
 pub mod me;
@@ -52,6 +53,7 @@ pub mod refresh;
 pub mod register;
 pub mod resend_verification;
 pub mod reset_password;
+pub mod revoke_session;
 pub mod update_me;
 pub mod verify_email;
 pub mod well_known;

@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::{
     Deps, check_cookie_mode_origin, client_ip, presented_refresh_token, problem_clearing_cookies,
-    token_response,
+    token_response, user_agent,
 };
 use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
-use crate::store::{Rotation, RotationOutcome, Sessions, Users};
+use crate::store::{Rotation, RotationOutcome, SessionRecord, Sessions, Users};
 
 endpoint!(refresh, [POST], Users + Sessions);
 
@@ -87,7 +87,19 @@ async fn rotate<S: Users + Sessions>(
         spent_at_ms: now_ms,
         expires_at: claims.verifiable_until(),
     };
-    let successor = match deps.store.rotate_refresh_token(&rotation).await? {
+    // The rotation's write also moves the session record's last use (and gives a session begun
+    // before records existed its record).
+    let session = SessionRecord {
+        user_id,
+        sid: claims.sid.clone(),
+        created_at: claims.auth_time.unwrap_or(claims.iat),
+        last_used_at: now,
+        expires_at: claims.exp,
+        token_version: claims.ver,
+        user_agent: user_agent(req),
+        client: http::source_ip(req).map(|ip| deps.key_part(&ip)),
+    };
+    let successor = match deps.store.rotate_refresh_token(&rotation, &session).await? {
         RotationOutcome::Rotated => rotation,
         RotationOutcome::SessionRevoked => return Err(ApiError::InvalidToken),
         RotationOutcome::AlreadySpent {
@@ -148,7 +160,6 @@ mod tests {
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
     use crate::testing::{alice, body_json, config_with, cookie_post, deps, event, post, sign_in};
-    use base64ct::Encoding;
     use serde_json::{Value, json};
     use std::sync::Arc;
     use time::Duration;
@@ -197,7 +208,14 @@ mod tests {
         assert_eq!(reused.status(), 401);
         assert_eq!(body_json(&reused)["code"], "token_reused");
         assert_eq!(refresh_with(&deps, r2).await.status(), 401);
-        assert_eq!(deps.store.revocation(&claims_sid(r2)), Some("token_reused"));
+        assert_eq!(
+            deps.store.revocation(
+                crate::testing::token_claims(r2.as_str().unwrap_or_default())["sid"]
+                    .as_str()
+                    .unwrap_or_default()
+            ),
+            Some("token_reused")
+        );
     }
 
     #[tokio::test]
@@ -320,15 +338,5 @@ mod tests {
                 .iter()
                 .all(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
         );
-    }
-
-    fn claims_sid(token: &Value) -> String {
-        let payload = token
-            .as_str()
-            .and_then(|t| t.split('.').nth(1))
-            .unwrap_or_default();
-        let bytes = base64ct::Base64UrlUnpadded::decode_vec(payload).unwrap_or_default();
-        let claims: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        claims["sid"].as_str().unwrap_or_default().to_owned()
     }
 }

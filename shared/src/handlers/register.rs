@@ -6,7 +6,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::codes::{CodeKind, verification_mail};
-use super::{Deps, check_cookie_mode_origin, client_ip, new_session};
+use super::{Deps, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
 use crate::domain::{Email, FullName, NewPassword, User, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
@@ -69,17 +69,22 @@ async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Re
     // The verification code is written with the account, in the same transaction.
     let (code, stored) = CodeKind::EmailVerification.issue(deps, user.id, &user.email);
     user.verify_code = Some(stored);
-    deps.store.create_user(&user).await?;
+    // No session before the address is verified when that is required (sign in afterwards);
+    // otherwise the first session's record is written with the account, too.
+    let signs_in = !deps.config.sessions.require_verified_email;
+    let session = signs_in.then(|| begin_session(deps, req, &user));
+    deps.store.create_user(&user, session.as_ref()).await?;
     deps.refund_probe(&probe).await;
     tracing::info!(event = "user_registered", user_id = %user.id, source_ip = %source_ip);
     let mail = verification_mail(deps, &user.email, &code);
     deps.send_quietly(&mail, "verification_requested").await;
-    if deps.config.sessions.require_verified_email {
-        // No session before the address is verified: sign in afterwards.
-        let body = json!({"user": User::from(&user), "verification_required": true});
-        return Ok(http::json(StatusCode::CREATED, &body));
+    match session {
+        Some(session) => session_tokens(deps, &user, &session, delivery, StatusCode::CREATED),
+        None => {
+            let body = json!({"user": User::from(&user), "verification_required": true});
+            Ok(http::json(StatusCode::CREATED, &body))
+        }
     }
-    new_session(deps, &user, delivery, StatusCode::CREATED)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
+use lambda_http::http::header::USER_AGENT;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -11,6 +12,7 @@ use crate::domain::{User, UserRecord};
 use crate::error::ApiError;
 use crate::http::{self, ACCESS_COOKIE, REFRESH_COOKIE, Response, TokenDelivery};
 use crate::jwt::Claims;
+use crate::store::SessionRecord;
 
 /// The token response of API.md, with the token strings left out in cookie mode.
 #[derive(Serialize)]
@@ -25,18 +27,53 @@ struct TokenBody<'a> {
     user: User,
 }
 
-/// Signs a fresh session for `user` (a new `sid`: a sign-in never reuses a session, RT-10) and
-/// answers with the token response.
-pub(super) fn new_session<S>(
+/// The longest `User-Agent` a session keeps (in bytes, cut at a character boundary).
+const MAX_USER_AGENT_BYTES: usize = 256;
+
+/// The record of a session that `user` (as it is once the sign-in is written) begins now with
+/// this request: a new `sid` (a sign-in never reuses a session, RT-10), its absolute expiry,
+/// the `User-Agent` truncated, and the client address only as a keyed hash. The sign-in stores
+/// it with its own write, then answers with `session_tokens`.
+pub(super) fn begin_session<S>(deps: &Deps<S>, req: &Request, user: &UserRecord) -> SessionRecord {
+    let now = deps.now();
+    let sid = Uuid::new_v4().to_string();
+    let expires_at = deps.tokens.refresh_claims(user, &sid, now, now).exp;
+    SessionRecord {
+        user_id: user.id,
+        sid,
+        created_at: now,
+        last_used_at: now,
+        expires_at,
+        token_version: user.token_version,
+        user_agent: user_agent(req),
+        client: http::source_ip(req).map(|ip| deps.key_part(&ip)),
+    }
+}
+
+/// The request's `User-Agent`, truncated to `MAX_USER_AGENT_BYTES`; `None` when absent, empty
+/// or not text.
+pub(super) fn user_agent(req: &Request) -> Option<String> {
+    let agent = req.headers().get(USER_AGENT)?.to_str().ok()?.trim();
+    let mut end = agent.len().min(MAX_USER_AGENT_BYTES);
+    while !agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    (end > 0).then(|| agent[..end].to_owned())
+}
+
+/// The token response of a session `begin_session` made, once its record is stored.
+pub(super) fn session_tokens<S>(
     deps: &Deps<S>,
     user: &UserRecord,
+    session: &SessionRecord,
     delivery: TokenDelivery,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let now = deps.now();
-    let sid = Uuid::new_v4().to_string();
-    let access = deps.tokens.access_claims(user, &sid, now);
-    let refresh = deps.tokens.refresh_claims(user, &sid, now, now);
+    let access = deps.tokens.access_claims(user, &session.sid, now);
+    let refresh = deps
+        .tokens
+        .refresh_claims(user, &session.sid, session.created_at, now);
     token_response(deps, user, access, refresh, delivery, status)
 }
 

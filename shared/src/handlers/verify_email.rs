@@ -65,6 +65,7 @@ mod tests {
     use crate::domain::{Identifier, UserRecord};
     use crate::handlers::{forgot_password, login, register, resend_verification, reset_password};
     use crate::jwt::TokenUse;
+    use crate::store::Sessions;
     use crate::testing::{
         ManualClock, MemoryMailer, MemoryStore, PASSWORD, access_keys, alice, body_json,
         config_with, from_ip, post,
@@ -289,6 +290,9 @@ mod tests {
         assert!(
             registered.get("access_token").is_none() && registered.get("refresh_token").is_none()
         );
+        let user = crate::testing::user_id(&registered);
+        let sessions = f.deps.store.list_sessions(user).await.expect("lists");
+        assert!(sessions.is_empty(), "no session record either");
         let sign_in = |password: &str| {
             let body = json!({"identifier": "alice", "password": password});
             login::handle(&f.deps, post("/auth/login", &body))

@@ -53,6 +53,43 @@ pub struct Rotation {
     pub expires_at: u64,
 }
 
+/// A session's record (sessions table): one per sign-in, what `GET /auth/sessions` lists. A
+/// revocation deletes it (the revocation itself is the `SESSION#` record of the tokens table,
+/// which the rotation checks); expiry, idleness and a later revocation point are read from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: UserId,
+    /// The `sid` claim of the session's tokens.
+    pub sid: String,
+    pub created_at: u64,
+    /// The sign-in, or the last refresh.
+    pub last_used_at: u64,
+    /// The absolute expiry: the `exp` of the session's refresh tokens (rotation keeps it).
+    pub expires_at: u64,
+    /// The user's token version when the session began: a later revocation point ends it.
+    pub token_version: u64,
+    /// The `User-Agent` that began it, truncated.
+    pub user_agent: Option<String>,
+    /// A keyed hash of the client address that began it, never the address.
+    pub client: Option<String>,
+}
+
+impl SessionRecord {
+    /// Whether the session can still refresh at `now`: not past its expiry, not unused longer
+    /// than `idle_timeout`, and begun at the user's current `token_version`. Checked in code,
+    /// because TTL deletion can lag by days.
+    pub fn is_live(&self, now: u64, idle_timeout: u64, token_version: u64) -> bool {
+        now < self.expires_at
+            && now.saturating_sub(self.last_used_at) <= idle_timeout
+            && self.token_version >= token_version
+    }
+
+    /// When the record may go: its refresh tokens verify no longer.
+    pub fn ttl(&self) -> u64 {
+        self.expires_at + crate::jwt::LEEWAY_SECS
+    }
+}
+
 /// What became of a rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotationOutcome {
@@ -69,9 +106,13 @@ pub enum RotationOutcome {
 
 /// Users and their uniqueness records.
 pub trait Users: Send + Sync {
-    /// Creates the user and claims its email and username, all or nothing.
-    fn create_user(&self, user: &UserRecord)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Creates the user and claims its email and username, with the record of its first
+    /// `session` when it signs in at once, all or nothing.
+    fn create_user(
+        &self,
+        user: &UserRecord,
+        session: Option<&SessionRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The id of the user an email or username belongs to (a strongly consistent read).
     fn find_user_id(
@@ -96,14 +137,16 @@ pub trait Users: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Replaces the password hash and raises the token version, which revokes every session and
-    /// access token; clears failed sign-ins and any reset code. Only while the token version
-    /// is still `seen_version`; `Conflict` otherwise.
+    /// access token; clears failed sign-ins and any reset code; records the new `session` that
+    /// the change begins; all in one transaction. Only while the token version is still
+    /// `seen_version`; `Conflict` otherwise.
     fn set_password(
         &self,
         user_id: UserId,
         seen_version: u64,
         password_hash: &str,
         updated_at: OffsetDateTime,
+        session: &SessionRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Replaces a hash made with older parameters by a hash of the same password at the current
@@ -121,13 +164,42 @@ pub trait Users: Send + Sync {
     -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Refresh-token rotation and session revocation.
+/// Session records, refresh-token rotation and session revocation.
 pub trait Sessions: Send + Sync {
+    /// Records a session that a sign-in begins.
+    fn create_session(
+        &self,
+        session: &SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every session record of a user, live or not (a strongly consistent Query of the user's
+    /// partition, never a Scan): the caller keeps the live ones (`SessionRecord::is_live`).
+    fn list_sessions(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// One session of one user: `None` for an unknown id and for another user's alike.
+    fn get_session(
+        &self,
+        user_id: UserId,
+        sid: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Deletes every session record of a user (the account is gone; its tokens already fail).
+    fn delete_sessions(
+        &self,
+        user_id: UserId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Spends a refresh token and records its successor, in one atomic conditional write: of
-    /// any number of concurrent rotations of one token, exactly one is `Rotated`.
+    /// any number of concurrent rotations of one token, exactly one is `Rotated`. The same
+    /// write moves the session record's last use to `session.last_used_at` (and writes the
+    /// rest of `session` where the session has no record yet).
     fn rotate_refresh_token(
         &self,
         rotation: &Rotation,
+        session: &SessionRecord,
     ) -> impl Future<Output = Result<RotationOutcome, StoreError>> + Send;
 
     /// Whether a refresh token has been spent (a strongly consistent read).
@@ -141,8 +213,8 @@ pub trait Sessions: Send + Sync {
         sid: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Revokes one session until `expires_at` (its refresh tokens' expiry). Idempotent: the
-    /// first revocation and its reason stay.
+    /// Revokes one session until `expires_at` (its refresh tokens' expiry) and deletes its
+    /// record, in one transaction. Idempotent: the first revocation and its reason stay.
     fn revoke_session(
         &self,
         sid: &str,
@@ -282,8 +354,6 @@ pub trait Limits: Send + Sync {
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 }
 
-/// Every capability: what a handler that needs all of them asks for, and what each store
-/// (DynamoDB, the in-memory fake) provides.
 /// What the service publishes: the public keys of its access tokens, with the issuer. Only the
 /// key rotation writes them.
 pub trait Published: Send + Sync {
@@ -296,6 +366,8 @@ pub trait Published: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Every capability: what a handler that needs all of them asks for, and what each store
+/// (DynamoDB, the in-memory fake) provides.
 pub trait Store: Users + Sessions + Codes + Limits + Published {}
 
 impl<T: Users + Sessions + Codes + Limits + Published> Store for T {}

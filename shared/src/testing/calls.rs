@@ -29,6 +29,7 @@ impl CallCounter {
             &config.tables.users,
             &config.tables.tokens,
         )
+        .with_sessions_table(&config.tables.sessions)
     }
 
     /// A client for `sdk` whose calls this counter counts.

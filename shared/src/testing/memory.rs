@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::domain::{Email, Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::store::{
-    Attempt, Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome, Sessions,
-    StoreError, Users, keys,
+    Attempt, Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome,
+    SessionRecord, Sessions, StoreError, Users, keys,
 };
 use crate::throttle::{self, Quota};
 
@@ -27,6 +27,8 @@ struct Inner {
     spent: HashMap<String, Rotation>,
     /// Revoked sessions -> reason.
     revoked: HashMap<String, &'static str>,
+    /// Session records by user and id.
+    sessions: HashMap<(UserId, String), SessionRecord>,
     /// Counters and identifier locks by key.
     counters: HashMap<String, Counter>,
     /// Cooldowns by key -> until.
@@ -55,6 +57,11 @@ impl Inner {
             LockTarget::Counter { key, .. } => Some(counter(key).unwrap_or_default()),
             LockTarget::Trusted(key) => counter(key),
         }
+    }
+
+    fn put_session(&mut self, session: &SessionRecord) {
+        let key = (session.user_id, session.sid.clone());
+        self.sessions.insert(key, session.clone());
     }
 
     fn set_lockout(&mut self, target: &LockTarget, lockout: Lockout) {
@@ -112,7 +119,11 @@ impl Published for MemoryStore {
 }
 
 impl Users for MemoryStore {
-    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        session: Option<&SessionRecord>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let email = keys::email(user.email.as_str());
         let username = keys::username(&user.username.key());
@@ -128,6 +139,9 @@ impl Users for MemoryStore {
         inner.markers.insert(email, user.id);
         inner.markers.insert(username, user.id);
         inner.users.insert(user.id, user.clone());
+        if let Some(session) = session {
+            inner.put_session(session);
+        }
         Ok(())
     }
 
@@ -184,6 +198,7 @@ impl Users for MemoryStore {
         seen_version: u64,
         password_hash: &str,
         updated_at: OffsetDateTime,
+        session: &SessionRecord,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let user = inner.user(user_id)?;
@@ -191,6 +206,7 @@ impl Users for MemoryStore {
             return Err(StoreError::Conflict);
         }
         replace_password(user, password_hash, updated_at);
+        inner.put_session(session);
         Ok(())
     }
 
@@ -218,9 +234,44 @@ impl Users for MemoryStore {
 }
 
 impl Sessions for MemoryStore {
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.lock().put_session(session);
+        Ok(())
+    }
+
+    async fn list_sessions(&self, user_id: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn get_session(
+        &self,
+        user_id: UserId,
+        sid: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(&(user_id, sid.to_owned()))
+            .cloned())
+    }
+
+    async fn delete_sessions(&self, user_id: UserId) -> Result<(), StoreError> {
+        self.lock()
+            .sessions
+            .retain(|(owner, _), _| *owner != user_id);
+        Ok(())
+    }
+
     async fn rotate_refresh_token(
         &self,
         rotation: &Rotation,
+        session: &SessionRecord,
     ) -> Result<RotationOutcome, StoreError> {
         let mut inner = self.lock();
         let session_revoked = inner.revoked.contains_key(&rotation.sid);
@@ -237,6 +288,9 @@ impl Sessions for MemoryStore {
         inner
             .spent
             .insert(rotation.spent_jti.clone(), rotation.clone());
+        let key = (session.user_id, session.sid.clone());
+        let record = inner.sessions.entry(key).or_insert_with(|| session.clone());
+        record.last_used_at = session.last_used_at;
         Ok(RotationOutcome::Rotated)
     }
 
@@ -252,12 +306,14 @@ impl Sessions for MemoryStore {
     async fn revoke_session(
         &self,
         sid: &str,
-        _user_id: UserId,
+        user_id: UserId,
         reason: &'static str,
         _revoked_at: u64,
         _expires_at: u64,
     ) -> Result<(), StoreError> {
-        self.lock().revoked.entry(sid.to_owned()).or_insert(reason);
+        let mut inner = self.lock();
+        inner.revoked.entry(sid.to_owned()).or_insert(reason);
+        inner.sessions.remove(&(user_id, sid.to_owned()));
         Ok(())
     }
 

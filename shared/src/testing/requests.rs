@@ -30,6 +30,7 @@ pub fn config_with(vars: &[(&str, &str)]) -> Config {
         match name {
             "USERS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "users".into())),
             "TOKENS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "tokens".into())),
+            "SESSIONS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "sessions".into())),
             "JWT_SECRET" => Some(TEST_SECRET.into()),
             "JWT_ISSUER" => Some("http://127.0.0.1:9000".into()),
             "ALLOWED_ORIGINS" => Some("http://localhost:3000".into()),
@@ -196,4 +197,26 @@ pub async fn register<S: Store>(
         .expect("infallible");
     assert_eq!(response.status(), 201, "{}", body_json(&response));
     body_json(&response)
+}
+
+/// The claims of a token, unverified (for assertions on tokens a handler just issued).
+pub fn token_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// The session id (`sid`) of a token response.
+pub fn sid(tokens: &Value) -> String {
+    let claims = token_claims(tokens["refresh_token"].as_str().unwrap_or_default());
+    claims["sid"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The user id of a token response.
+pub fn user_id(tokens: &Value) -> crate::domain::UserId {
+    crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
+        .expect("a token response names its user")
 }

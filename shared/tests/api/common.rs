@@ -88,7 +88,8 @@ pub async fn counted_deps_with(
 /// sender.
 pub fn deps_over(config: Config, sdk: &aws_config::SdkConfig) -> Deps<DynamoStore> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
-    let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens);
+    let store = DynamoStore::new(client, &config.tables.users, &config.tables.tokens)
+        .with_sessions_table(&config.tables.sessions);
     with_mailer(Deps::new(config, store, access_keys()), sdk)
 }
 

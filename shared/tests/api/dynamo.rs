@@ -346,9 +346,10 @@ async fn no_password_hash_or_token_reaches_an_error_body_or_a_log_line() {
 #[tokio::test]
 async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
     // Counted by an SDK interceptor: register is the address's conflict budget, one transaction,
-    // and the budget's unit given back; a clean login is four round
-    // trips (the address's budget with the identifier lookup, the user with the address's trust,
-    // the reservation, then clearing, trusting and refunding at once); GET /auth/me one read.
+    // (which also records the first session) and the budget's unit given back; a clean login
+    // is five round trips (the address's budget with the identifier lookup, the user with the
+    // address's trust, the reservation, then clearing, trusting and refunding at once, then
+    // the session's record); GET /auth/me one read.
     let (deps, counter) = counted_deps().await;
     let name = unique("budget");
     let body = register_body(&name, &format!("{name}@example.com"));
@@ -377,6 +378,7 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
         [
             ("BatchGetItem".to_owned(), 2),
             ("GetItem".to_owned(), 1),
+            ("PutItem".to_owned(), 1),
             ("UpdateItem".to_owned(), 5),
         ]
         .into()

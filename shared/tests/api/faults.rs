@@ -12,8 +12,8 @@ use crate::common::*;
 use lambda_http::Request;
 use serde_json::{Value, json};
 use shared::handlers::{
-    Deps, change_password, delete_me, forgot_password, login, logout, me, refresh, register,
-    resend_verification, reset_password, update_me, verify_email,
+    Deps, change_password, delete_me, forgot_password, list_sessions, login, logout, me, refresh,
+    register, resend_verification, reset_password, revoke_session, update_me, verify_email,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
@@ -29,6 +29,9 @@ enum Endpoint {
     Refresh,
     Logout,
     LogoutAll,
+    LogoutOthers,
+    ListSessions,
+    RevokeSession,
     Me,
     UpdateMe,
     ChangePassword,
@@ -55,12 +58,15 @@ struct Scope {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 13] = [
+    const ALL: [Endpoint; 16] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
         Endpoint::Logout,
         Endpoint::LogoutAll,
+        Endpoint::LogoutOthers,
+        Endpoint::ListSessions,
+        Endpoint::RevokeSession,
         Endpoint::Me,
         Endpoint::UpdateMe,
         Endpoint::ChangePassword,
@@ -77,10 +83,16 @@ impl Endpoint {
             Self::Login
             | Self::Refresh
             | Self::Me
+            | Self::ListSessions
             | Self::UpdateMe
             | Self::ChangePassword
             | Self::VerifyEmail => 200,
-            Self::Logout | Self::LogoutAll | Self::DeleteMe | Self::Reset => 204,
+            Self::Logout
+            | Self::LogoutAll
+            | Self::LogoutOthers
+            | Self::RevokeSession
+            | Self::DeleteMe
+            | Self::Reset => 204,
             Self::Forgot | Self::ResendVerification => 202,
         }
     }
@@ -108,11 +120,13 @@ impl Endpoint {
     /// Whether the call at `index` is bookkeeping after the request has succeeded, which a
     /// failure leaves undone without changing the answer: what registration does once the
     /// account is written (giving back the unit of the address's conflict budget, mailing the
-    /// verification code), and verification's giving back of its wrong-code unit, its last
-    /// call.
+    /// verification code), verification's giving back of its wrong-code unit, its last
+    /// call, and the removal of a deleted account's session records.
     fn best_effort(self, index: usize, calls: &[String]) -> bool {
         match self {
-            Self::Register => calls[..index].iter().any(|c| c == "TransactWriteItems"),
+            Self::Register | Self::DeleteMe => {
+                calls[..index].iter().any(|c| c == "TransactWriteItems")
+            }
             Self::VerifyEmail => index + 1 == calls.len(),
             _ => false,
         }
@@ -123,7 +137,9 @@ impl Endpoint {
             Self::Register => register::handle(deps, req).await,
             Self::Login => login::handle(deps, req).await,
             Self::Refresh => refresh::handle(deps, req).await,
-            Self::Logout | Self::LogoutAll => logout::handle(deps, req).await,
+            Self::Logout | Self::LogoutAll | Self::LogoutOthers => logout::handle(deps, req).await,
+            Self::ListSessions => list_sessions::handle(deps, req).await,
+            Self::RevokeSession => revoke_session::handle(deps, req).await,
             Self::Me => me::handle(deps, req).await,
             Self::UpdateMe => update_me::handle(deps, req).await,
             Self::ChangePassword => change_password::handle(deps, req).await,
@@ -191,6 +207,22 @@ impl Endpoint {
                 "/auth/logout",
                 json!({"refresh_token": refresh_token, "scope": "global"}),
             ),
+            Self::LogoutOthers => {
+                second_session(deps, &name).await;
+                plain(
+                    "/auth/logout",
+                    json!({"refresh_token": refresh_token, "scope": "others"}),
+                )
+            }
+            Self::ListSessions => authed("GET", "/auth/sessions", None),
+            Self::RevokeSession => {
+                let other = shared::testing::sid(&second_session(deps, &name).await);
+                let bearer = shared::testing::bearer(&tokens);
+                Box::new(move || {
+                    let path = format!("/auth/sessions/{other}");
+                    request("DELETE", &path, &[("authorization", bearer.as_str())], None)
+                })
+            }
             Self::Me => authed("GET", "/auth/me", None),
             Self::UpdateMe => {
                 let new_email = format!("new.{email}");
@@ -227,6 +259,16 @@ impl Endpoint {
     }
 }
 
+/// Signs `name` in once more (while no fault is armed): the token response of a second session.
+async fn second_session(deps: &Deps<DynamoStore>, name: &str) -> Value {
+    let body = json!({"identifier": name, "password": PASSWORD});
+    let response = login::handle(deps, post("/auth/login", &body))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    body_json(&response)
+}
+
 /// One test at a time: the local endpoint answers one request at a time, and a test's calls
 /// must not wait on another's long enough to time out.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -255,10 +297,11 @@ async fn faulty_deps_with(vars: &[(&str, &str)]) -> (Arc<Deps<DynamoStore>>, Fau
         .timeout_config(timeouts)
         .retry_config(retry)
         .build();
-    let (users, tokens) = fresh_tables().await;
+    let (users, tokens, sessions) = fresh_tables().await;
     let mut all = vec![
         ("USERS_TABLE", users.as_str()),
         ("TOKENS_TABLE", tokens.as_str()),
+        ("SESSIONS_TABLE", sessions.as_str()),
         ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
         ("FORGOT_ADDRESS_HOURLY_LIMIT", "1000"),
         ("FORGOT_CLIENT_LIMIT", "100000"),
@@ -270,10 +313,10 @@ async fn faulty_deps_with(vars: &[(&str, &str)]) -> (Arc<Deps<DynamoStore>>, Fau
 
 /// Empty copies of the tables `make test` made, for one test, so that what a test compares
 /// before and after holds only its own items.
-async fn fresh_tables() -> (String, String) {
+async fn fresh_tables() -> (String, String, String) {
     let client = aws_sdk_dynamodb::Client::new(&shared::aws::sdk_config().await);
     let mut names = Vec::new();
-    for var in ["USERS_TABLE", "TOKENS_TABLE"] {
+    for var in ["USERS_TABLE", "TOKENS_TABLE", "SESSIONS_TABLE"] {
         let source = std::env::var(var).unwrap_or_default();
         let described = client
             .describe_table()
@@ -294,7 +337,7 @@ async fn fresh_tables() -> (String, String) {
             .expect("create a table");
         names.push(name);
     }
-    (names.remove(0), names.remove(0))
+    (names.remove(0), names.remove(0), names.remove(0))
 }
 
 /// The endpoint's calls when nothing fails, one per attempt.
@@ -402,6 +445,7 @@ async fn snapshot(deps: &Deps<DynamoStore>, scope: &Scope, may_change: &[&str]) 
         .await
         .into_iter()
         .chain(scan(&deps.config.tables.tokens).await)
+        .chain(scan(&deps.config.tables.sessions).await)
         .filter(|item| belongs(item))
         // A pending address may be recorded (see `may_change`): its record goes with it.
         .filter(|item| {
@@ -440,6 +484,9 @@ fault_matrix! {
     reset_password_under_faults => Endpoint::Reset,
     verify_email_under_faults => Endpoint::VerifyEmail,
     resend_verification_under_faults => Endpoint::ResendVerification,
+    logout_others_under_faults => Endpoint::LogoutOthers,
+    list_sessions_under_faults => Endpoint::ListSessions,
+    revoke_session_under_faults => Endpoint::RevokeSession,
 }
 
 #[tokio::test]
@@ -533,8 +580,12 @@ async fn a_hung_dependency_is_cut_off_by_the_production_timeouts() {
         .to_builder()
         .http_client(faults.clone())
         .build();
-    let (users, tokens) = fresh_tables().await;
-    let config = mail_config(&[("USERS_TABLE", &users), ("TOKENS_TABLE", &tokens)]);
+    let (users, tokens, sessions) = fresh_tables().await;
+    let config = mail_config(&[
+        ("USERS_TABLE", &users),
+        ("TOKENS_TABLE", &tokens),
+        ("SESSIONS_TABLE", &sessions),
+    ]);
     let deps = deps_over(config, &sdk);
     let prepared = Endpoint::Me.prepare(&deps).await;
     faults.arm(Fault::Timeout, Calls::Operation("GetItem"));
@@ -579,10 +630,14 @@ async fn every_table_write_is_a_single_call_or_a_transaction() {
             Endpoint::Register => 3,
             // The address's budget and the reservation, each counted before the check; after a
             // right password, clearing the count, trusting the address, refunding the budget:
-            // bookkeeping of throttles, none of which needs another to have happened.
-            Endpoint::Login => 5,
-            // The session's re-authentication reserved and cleared, then the change itself.
-            Endpoint::ChangePassword | Endpoint::DeleteMe => 3,
+            // bookkeeping of throttles, none of which needs another to have happened; last,
+            // the session's record (no tokens without it).
+            Endpoint::Login => 6,
+            // The session's re-authentication reserved and cleared, then the change itself
+            // (for a password change, with the record of the session it begins).
+            Endpoint::ChangePassword => 3,
+            // The same, then the dead account's session record removed (best effort).
+            Endpoint::DeleteMe => 4,
             // The same, with the email change's request (a transaction: the user's pending
             // address and code, and the record naming the user under it) before the profile.
             Endpoint::UpdateMe => 4,

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use crate::common::*;
 use serde_json::{Value, json};
 use shared::clock::Clock;
-use shared::handlers::{Deps, login, logout, me, refresh};
+use shared::handlers::{Deps, list_sessions, login, logout, me, refresh, revoke_session};
 use shared::http::Response;
 use shared::store::DynamoStore;
 use shared::testing::ManualClock;
-use shared::testing::{body_json, get, post};
+use shared::testing::{body_json, get, post, sid};
 use time::Duration;
 
 async fn refresh_with(deps: &Deps<DynamoStore>, token: &Value) -> Response {
@@ -273,7 +273,11 @@ async fn logout_revokes_the_session_until_its_tokens_expire() {
             .status(),
         204
     );
-    assert_eq!(counter.calls(), [("PutItem".to_owned(), 1)].into());
+    // One transaction: the revocation, and the session's record removed.
+    assert_eq!(
+        counter.calls(),
+        [("TransactWriteItems".to_owned(), 1)].into()
+    );
 
     let sid = claims(token)["sid"].as_str().unwrap_or_default().to_owned();
     let tokens = scan_tokens().await;
@@ -326,4 +330,219 @@ async fn global_logout_refuses_every_refresh_and_every_older_access_token() {
     let c = sign_in(&deps, &name).await;
     assert_eq!(me_with(&deps, &c).await, 200, "a new sign-in works");
     assert_eq!(refresh_with(&deps, &c["refresh_token"]).await.status(), 200);
+}
+
+// -------------------------------------------------------------------------------------------
+// The session list (SS-01): records in the sessions table, one partition per user.
+
+async fn session_ids(deps: &Deps<DynamoStore>, tokens: &Value) -> Vec<String> {
+    let req = shared::testing::authed("GET", "/auth/sessions", tokens, None);
+    let response = list_sessions::handle(deps, req).await.expect("infallible");
+    assert_eq!(response.status(), 200, "{}", body_json(&response));
+    let body = body_json(&response);
+    let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
+    sessions
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn session_records(sid: &str) -> Vec<Item> {
+    let table = std::env::var("SESSIONS_TABLE").unwrap_or_default();
+    let sk = format!("SESSION#{sid}");
+    scan(&table)
+        .await
+        .into_iter()
+        .filter(|item| attr(item, "sk") == sk)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_list_is_one_query_and_follows_sign_ins_refreshes_and_revocations() {
+    let (clock, shared_clock) = with_clock();
+    let (deps, counter) = counted_deps_with(config(), shared_clock).await;
+    let (name, first) = sign_up(&deps).await;
+    clock.advance(Duration::seconds(5));
+    let second = sign_in(&deps, &name).await;
+    clock.advance(Duration::seconds(5));
+    let third = sign_in(&deps, &name).await;
+    let (s1, s2, s3) = (sid(&first), sid(&second), sid(&third));
+
+    counter.reset();
+    assert_eq!(
+        session_ids(&deps, &first).await,
+        [s3.clone(), s2.clone(), s1.clone()]
+    );
+    assert_eq!(
+        counter.calls(),
+        [("GetItem".to_owned(), 1), ("Query".to_owned(), 1)].into(),
+        "the user, then one Query of its sessions: never a Scan"
+    );
+
+    // A refresh moves the record's last use in the rotation's own transaction.
+    clock.advance(Duration::seconds(30));
+    counter.reset();
+    let refreshed = refresh_with(&deps, &second["refresh_token"]).await;
+    assert_eq!(refreshed.status(), 200);
+    assert_eq!(
+        counter.calls(),
+        [
+            ("GetItem".to_owned(), 1),
+            ("TransactWriteItems".to_owned(), 1)
+        ]
+        .into()
+    );
+    let record = session_records(&s2).await;
+    assert_eq!(record.len(), 1);
+    assert_eq!(
+        number(&record[0], "last_used_at"),
+        clock.unix().unsigned_abs()
+    );
+    let exp = claims(&second["refresh_token"])["exp"]
+        .as_u64()
+        .unwrap_or_default();
+    assert_eq!(
+        number(&record[0], "expires_at"),
+        exp,
+        "rotation keeps the expiry"
+    );
+    assert_eq!(number(&record[0], "ttl"), exp + shared::jwt::LEEWAY_SECS);
+    assert_eq!(
+        attr(&record[0], "client").len(),
+        32,
+        "the address only as a keyed hash"
+    );
+    assert!(
+        !format!("{record:?}").contains("203.0.113"),
+        "never the address itself"
+    );
+
+    // Ending one session removes its record with the revocation, in one transaction.
+    let req = shared::testing::authed("DELETE", &format!("/auth/sessions/{s3}"), &first, None);
+    let response = revoke_session::handle(&deps, req)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 204);
+    assert!(session_records(&s3).await.is_empty());
+    assert_eq!(
+        refresh_with(&deps, &third["refresh_token"]).await.status(),
+        401
+    );
+    assert_eq!(session_ids(&deps, &first).await, [s2.clone(), s1.clone()]);
+
+    // Ending the others leaves the asking session alone.
+    let body = json!({"refresh_token": first["refresh_token"], "scope": "others"});
+    let response = logout::handle(&deps, post("/auth/logout", &body))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 204);
+    let second = body_json(&refreshed);
+    assert_eq!(
+        refresh_with(&deps, &second["refresh_token"]).await.status(),
+        401
+    );
+    assert_eq!(session_ids(&deps, &first).await, [s1]);
+    assert_eq!(
+        refresh_with(&deps, &first["refresh_token"]).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_session_without_a_record_gets_one_at_its_first_refresh() {
+    // Sessions begun before records existed: their first refresh writes the record, dated
+    // from the session's sign-in (`auth_time`).
+    let deps = deps().await;
+    let (_, first) = sign_up(&deps).await;
+    let s1 = sid(&first);
+    let client = aws_sdk_dynamodb::Client::new(&shared::aws::sdk_config().await);
+    let record = session_records(&s1)
+        .await
+        .pop()
+        .expect("registration wrote it");
+    let key: Item = [
+        ("pk".to_owned(), record["pk"].clone()),
+        ("sk".to_owned(), record["sk"].clone()),
+    ]
+    .into();
+    client
+        .delete_item()
+        .table_name(&deps.config.tables.sessions)
+        .set_key(Some(key))
+        .send()
+        .await
+        .expect("deletes");
+    let refreshed = refresh_with(&deps, &first["refresh_token"]).await;
+    assert_eq!(refreshed.status(), 200);
+    let again = session_records(&s1).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        number(&again[0], "created_at"),
+        number(&record, "created_at")
+    );
+    assert_eq!(
+        number(&again[0], "expires_at"),
+        number(&record, "expires_at")
+    );
+    assert_eq!(session_ids(&deps, &body_json(&refreshed)).await, [s1]);
+}
+
+#[tokio::test]
+async fn a_revocation_racing_refreshes_never_leaves_a_dead_session_listed() {
+    // Each refresh's transaction checks the revocation and touches the record; the revocation
+    // writes itself and deletes the record: whatever the order, a revoked session has no
+    // record afterwards, and at most one refresh wins.
+    let deps = deps().await;
+    for _ in 0..3 {
+        let (name, first) = sign_up(&deps).await;
+        let other = sign_in(&deps, &name).await;
+        let target = sid(&other);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let (deps, token) = (Arc::clone(&deps), other["refresh_token"].clone());
+            tasks.push(tokio::spawn(async move {
+                refresh_with(&deps, &token).await.status().as_u16()
+            }));
+        }
+        let (revoker, path) = (first.clone(), format!("/auth/sessions/{target}"));
+        let deps2 = Arc::clone(&deps);
+        let revoke = tokio::spawn(async move {
+            let req = shared::testing::authed("DELETE", &path, &revoker, None);
+            revoke_session::handle(&deps2, req)
+                .await
+                .expect("infallible")
+                .status()
+                .as_u16()
+        });
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.expect("task"));
+        }
+        assert_eq!(revoke.await.expect("task"), 204);
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
+        assert!(session_records(&target).await.is_empty(), "{statuses:?}");
+        assert_eq!(session_ids(&deps, &first).await, [sid(&first)]);
+    }
+}
+
+#[tokio::test]
+async fn another_users_session_is_not_found_and_stands() {
+    let deps = deps().await;
+    let (_, alice) = sign_up(&deps).await;
+    let (_, bob) = sign_up(&deps).await;
+    let path = format!("/auth/sessions/{}", sid(&bob));
+    let req = shared::testing::authed("DELETE", &path, &alice, None);
+    let response = revoke_session::handle(&deps, req)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 404);
+    assert_eq!(body_json(&response)["code"], "not_found");
+    assert_eq!(session_records(&sid(&bob)).await.len(), 1);
+    assert_eq!(
+        refresh_with(&deps, &bob["refresh_token"]).await.status(),
+        200
+    );
 }

@@ -35,7 +35,6 @@ impl Codes for DynamoStore {
             updated_at,
             "reset_code_hash = :code",
             (":code", s(code_hash)),
-            true,
         )
         .await
     }

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use super::corrupt;
 use crate::crypto::saturating_u32;
 use crate::domain::{Email, FullName, Lockout, StoredCode, UserId, UserRecord, Username};
-use crate::store::{Rotation, StoreError, keys};
+use crate::store::{Rotation, SessionRecord, StoreError, keys};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -20,6 +20,8 @@ pub(super) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 /// Attribute names, as stored.
 pub(super) mod attr {
     pub const PK: &str = "pk";
+    /// The sort key (sessions table only).
+    pub const SK: &str = "sk";
     pub const TTL: &str = "ttl";
     pub const USER_ID: &str = "user_id";
     pub const ID: &str = "id";
@@ -47,6 +49,10 @@ pub(super) mod attr {
     pub const COUNT: &str = "count";
     pub const UNTIL: &str = "until";
     pub const DOCUMENT: &str = "document";
+    pub const LAST_USED_AT: &str = "last_used_at";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const USER_AGENT: &str = "user_agent";
+    pub const CLIENT: &str = "client";
 }
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
@@ -187,6 +193,60 @@ impl TryFrom<&Item> for UserRecord {
     }
 }
 
+/// The key of a session's record: its user's partition, its id.
+pub(super) fn session_key(user_id: UserId, sid: &str) -> Item {
+    Item::from([
+        (attr::PK.into(), s(keys::user(user_id))),
+        (attr::SK.into(), s(keys::session(sid))),
+    ])
+}
+
+impl From<&SessionRecord> for Item {
+    fn from(session: &SessionRecord) -> Self {
+        let mut item = session_key(session.user_id, &session.sid);
+        item.extend([
+            (attr::CREATED_AT.into(), n(session.created_at)),
+            (attr::LAST_USED_AT.into(), n(session.last_used_at)),
+            (attr::EXPIRES_AT.into(), n(session.expires_at)),
+            (attr::TOKEN_VERSION.into(), n(session.token_version)),
+            (attr::TTL.into(), n(session.ttl())),
+        ]);
+        if let Some(agent) = &session.user_agent {
+            item.insert(attr::USER_AGENT.into(), s(agent));
+        }
+        if let Some(client) = &session.client {
+            item.insert(attr::CLIENT.into(), s(client));
+        }
+        item
+    }
+}
+
+impl TryFrom<&Item> for SessionRecord {
+    type Error = StoreError;
+
+    fn try_from(item: &Item) -> Result<Self, StoreError> {
+        let number =
+            |name| num_attr(item, name).ok_or_else(|| corrupt("a session record lacks a number"));
+        let user_id = str_attr(item, attr::PK)
+            .and_then(|pk| pk.strip_prefix("USER#"))
+            .and_then(UserId::parse)
+            .ok_or_else(|| corrupt("a session record has a bad user"))?;
+        let sid = str_attr(item, attr::SK)
+            .and_then(|sk| sk.strip_prefix("SESSION#"))
+            .ok_or_else(|| corrupt("a session record has a bad id"))?;
+        Ok(SessionRecord {
+            user_id,
+            sid: sid.to_owned(),
+            created_at: number(attr::CREATED_AT)?,
+            last_used_at: number(attr::LAST_USED_AT)?,
+            expires_at: number(attr::EXPIRES_AT)?,
+            token_version: number(attr::TOKEN_VERSION)?,
+            user_agent: str_attr(item, attr::USER_AGENT).map(str::to_owned),
+            client: str_attr(item, attr::CLIENT).map(str::to_owned),
+        })
+    }
+}
+
 /// A stored code kept on an item as its hash and expiry attributes.
 fn code_attrs(item: &Item, hash: &str, expires_at: &str) -> Option<StoredCode> {
     str_attr(item, hash).map(|hash| StoredCode {
@@ -236,5 +296,33 @@ mod tests {
         let mut broken = item.clone();
         broken.remove("email");
         assert!(UserRecord::try_from(&broken).is_err());
+    }
+
+    #[test]
+    fn session_items_round_trip() {
+        let mut session = SessionRecord {
+            user_id: UserId::new(),
+            sid: "0f6c1d9e-2a47-4d5b-9c1e-7b2f3a4d5e6f".into(),
+            created_at: 1_700_000_000,
+            last_used_at: 1_700_000_500,
+            expires_at: 1_700_604_800,
+            token_version: 3,
+            user_agent: Some("Mozilla/5.0".into()),
+            client: Some("9a8b7c".into()),
+        };
+        let item = Item::from(&session);
+        assert_eq!(
+            str_attr(&item, "sk"),
+            Some(format!("SESSION#{}", session.sid).as_str())
+        );
+        assert_eq!(num_attr(&item, "ttl"), Some(1_700_604_830));
+        assert_eq!(SessionRecord::try_from(&item).expect("parses"), session);
+        session.user_agent = None;
+        session.client = None;
+        let item = Item::from(&session);
+        assert_eq!(SessionRecord::try_from(&item).expect("parses"), session);
+        let mut broken = item.clone();
+        broken.remove("expires_at");
+        assert!(SessionRecord::try_from(&broken).is_err());
     }
 }

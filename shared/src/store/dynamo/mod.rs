@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use crate::domain::UserId;
-use crate::store::{StoreError, keys};
+use crate::store::{SessionRecord, StoreError, keys};
 use item::{Item, attr, n, rfc3339, s};
 
 mod codes;
@@ -24,6 +24,13 @@ mod limits;
 mod published;
 mod sessions;
 mod users;
+
+/// A new password (`:h` at `:t`) raises the token version (`:one`) ...
+const PASSWORD_SET: &str =
+    "password_hash = :h, updated_at = :t, token_version = token_version + :one";
+/// ... and clears failed sign-ins and any reset code.
+const PASSWORD_REMOVE: &str =
+    "failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at";
 
 /// Transactions that lose a race on an item (`TransactionConflict`) are tried this many times.
 const CONFLICT_ATTEMPTS: u32 = 4;
@@ -35,6 +42,7 @@ pub struct DynamoStore {
     client: Client,
     users_table: String,
     tokens_table: String,
+    sessions_table: String,
 }
 
 impl DynamoStore {
@@ -47,7 +55,26 @@ impl DynamoStore {
             client,
             users_table: users_table.into(),
             tokens_table: tokens_table.into(),
+            sessions_table: String::new(),
         }
+    }
+
+    /// The store with its sessions table (the functions that sign in, refresh, log out or list
+    /// sessions need it; the key functions do not).
+    #[must_use]
+    pub fn with_sessions_table(mut self, sessions_table: impl Into<String>) -> Self {
+        self.sessions_table = sessions_table.into();
+        self
+    }
+
+    /// A `Put` of a new session's record.
+    fn put_session(&self, session: &SessionRecord) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.sessions_table)
+            .set_item(Some(Item::from(session)))
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     async fn get(&self, pk: String) -> Result<Option<Item>, StoreError> {
@@ -108,9 +135,9 @@ impl DynamoStore {
         update_outcome(result)
     }
 
-    /// Sets a new password hash, raises the token version and clears failed sign-ins and any
-    /// reset code, if `condition` holds; `through_mail` (a reset) also marks the address
-    /// verified.
+    /// A reset's password change, if `condition` holds: the new hash, the token version raised,
+    /// failed sign-ins and any reset code cleared (`PASSWORD_SET`, `PASSWORD_REMOVE`), the address marked
+    /// verified with any verification code dropped (the code came through it).
     async fn replace_password(
         &self,
         user_id: UserId,
@@ -118,26 +145,19 @@ impl DynamoStore {
         updated_at: OffsetDateTime,
         condition: &str,
         (name, value): (&str, AttributeValue),
-        through_mail: bool,
     ) -> Result<(), StoreError> {
-        const CHANGE: &str = "SET password_hash = :h, updated_at = :t, \
-             token_version = token_version + :one \
-             REMOVE failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at";
-        const RESET: &str = "SET password_hash = :h, updated_at = :t, \
-             token_version = token_version + :one, email_verified = :yes \
-             REMOVE failed_logins, locked_until_ms, reset_code_hash, reset_code_expires_at, \
-             verify_code_hash, verify_code_expires_at";
-        let mut values = vec![
+        let update = format!(
+            "SET {PASSWORD_SET}, email_verified = :yes \
+             REMOVE {PASSWORD_REMOVE}, verify_code_hash, verify_code_expires_at"
+        );
+        let values = [
             (":h", s(password_hash)),
             (":t", rfc3339(updated_at)),
             (":one", n(1)),
+            (":yes", AttributeValue::Bool(true)),
             (name, value),
         ];
-        if through_mail {
-            values.push((":yes", AttributeValue::Bool(true)));
-        }
-        let update = if through_mail { RESET } else { CHANGE };
-        self.update_user(user_id, update, condition, &values)
+        self.update_user(user_id, &update, condition, &values)
             .await
             .map(drop)
     }

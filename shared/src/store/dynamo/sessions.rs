@@ -1,20 +1,85 @@
-//! Sessions: refresh-token rotation (one conditional transaction per spend), spent-token
-//! lookups, and revocation of one session or all of a user's.
+//! Sessions: their records (sessions table, one partition per user, listed by a Query),
+//! refresh-token rotation (one conditional transaction per spend, which also keeps the record's
+//! last use), spent-token lookups, and revocation of one session or all of a user's.
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
-use super::item::{CONDITION_FAILED, attr, n, parse_spent, s, spent_item};
+use super::item::{CONDITION_FAILED, Item, attr, n, parse_spent, s, session_key, spent_item};
 use super::{DynamoStore, codes, corrupt, unavailable};
 use crate::domain::UserId;
-use crate::store::{Rotation, RotationOutcome, Sessions, StoreError, keys};
+use crate::store::{Rotation, RotationOutcome, SessionRecord, Sessions, StoreError, keys};
 
 impl Sessions for DynamoStore {
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.sessions_table)
+            .set_item(Some(Item::from(session)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_sessions(&self, user_id: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.sessions_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::user(user_id)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        items.iter().map(SessionRecord::try_from).collect()
+    }
+
+    async fn get_session(
+        &self,
+        user_id: UserId,
+        sid: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.sessions_table)
+            .set_key(Some(session_key(user_id, sid)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .item
+            .as_ref()
+            .map(SessionRecord::try_from)
+            .transpose()
+    }
+
+    async fn delete_sessions(&self, user_id: UserId) -> Result<(), StoreError> {
+        // One at a time: an account is deleted once, and has few sessions left by then.
+        for session in self.list_sessions(user_id).await? {
+            self.client
+                .delete_item()
+                .table_name(&self.sessions_table)
+                .set_key(Some(session_key(user_id, &session.sid)))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     async fn rotate_refresh_token(
         &self,
         rotation: &Rotation,
+        session: &SessionRecord,
     ) -> Result<RotationOutcome, StoreError> {
         let spent = Put::builder()
             .table_name(&self.tokens_table)
@@ -35,13 +100,16 @@ impl Sessions for DynamoStore {
             TransactWriteItem::builder()
                 .condition_check(live_session)
                 .build(),
+            TransactWriteItem::builder()
+                .update(self.touch_session(session)?)
+                .build(),
         ];
         let Err(reasons) = self.transact(items, None).await? else {
             return Ok(RotationOutcome::Rotated);
         };
         const FAILED: Option<&str> = Some(CONDITION_FAILED);
         match codes(&reasons).as_slice() {
-            [FAILED, session] => {
+            [FAILED, session, _] => {
                 let winner = match reasons.first().and_then(|r| r.item.clone()) {
                     Some(item) => item,
                     None => self
@@ -54,7 +122,7 @@ impl Sessions for DynamoStore {
                     session_revoked: *session == FAILED,
                 })
             }
-            [_, FAILED] => Ok(RotationOutcome::SessionRevoked),
+            [_, FAILED, _] => Ok(RotationOutcome::SessionRevoked),
             codes => Err(StoreError::Unavailable(
                 format!("rotation cancelled: {codes:?}").into(),
             )),
@@ -84,9 +152,7 @@ impl Sessions for DynamoStore {
         revoked_at: u64,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
+        let revocation = Put::builder()
             .table_name(&self.tokens_table)
             .item(attr::PK, s(keys::session(sid)))
             .item(attr::USER_ID, s(user_id.to_string()))
@@ -94,14 +160,24 @@ impl Sessions for DynamoStore {
             .item(attr::REVOKED_AT, n(revoked_at))
             .item(attr::TTL, n(expires_at))
             .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(_) => Ok(()),
-                other => Err(unavailable(other)),
-            },
+            .build()
+            .map_err(unavailable)?;
+        let record = Delete::builder()
+            .table_name(&self.sessions_table)
+            .set_key(Some(session_key(user_id, sid)))
+            .build()
+            .map_err(unavailable)?;
+        let items = vec![
+            TransactWriteItem::builder().put(revocation).build(),
+            TransactWriteItem::builder().delete(record).build(),
+        ];
+        match self.transact(items, None).await? {
+            // Revoked before: that revocation deleted the record.
+            Ok(()) => Ok(()),
+            Err(reasons) if codes(&reasons).first() == Some(&Some(CONDITION_FAILED)) => Ok(()),
+            Err(reasons) => Err(StoreError::Unavailable(
+                format!("revocation cancelled: {:?}", codes(&reasons)).into(),
+            )),
         }
     }
 
@@ -123,5 +199,45 @@ impl Sessions for DynamoStore {
             Ok(_) | Err(StoreError::Conflict) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+}
+
+impl DynamoStore {
+    /// The rotation's update of the session record: its last use. The other attributes are
+    /// written only where missing: a session begun before records existed gets one at its
+    /// first refresh. (A revoked session is never touched: its revocation cancels the whole
+    /// rotation.)
+    fn touch_session(&self, session: &SessionRecord) -> Result<Update, StoreError> {
+        let mut set = vec![
+            "last_used_at = :used".to_owned(),
+            "created_at = if_not_exists(created_at, :created)".to_owned(),
+            "expires_at = if_not_exists(expires_at, :exp)".to_owned(),
+            "token_version = if_not_exists(token_version, :ver)".to_owned(),
+            "#ttl = if_not_exists(#ttl, :ttl)".to_owned(),
+        ];
+        let mut values = Item::from([
+            (":used".into(), n(session.last_used_at)),
+            (":created".into(), n(session.created_at)),
+            (":exp".into(), n(session.expires_at)),
+            (":ver".into(), n(session.token_version)),
+            (":ttl".into(), n(session.ttl())),
+        ]);
+        for (name, value) in [
+            (attr::USER_AGENT, &session.user_agent),
+            (attr::CLIENT, &session.client),
+        ] {
+            if let Some(value) = value {
+                set.push(format!("{name} = if_not_exists({name}, :{name})"));
+                values.insert(format!(":{name}"), AttributeValue::S(value.clone()));
+            }
+        }
+        Update::builder()
+            .table_name(&self.sessions_table)
+            .set_key(Some(session_key(session.user_id, &session.sid)))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .expression_attribute_names("#ttl", attr::TTL)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(unavailable)
     }
 }

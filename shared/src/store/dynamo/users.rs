@@ -5,30 +5,37 @@ use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
 use super::item::{CONDITION_FAILED, Item, attr, n, rfc3339, s, str_attr};
-use super::{DynamoStore, codes, corrupt, unavailable};
+use super::{DynamoStore, PASSWORD_REMOVE, PASSWORD_SET, codes, corrupt, unavailable};
 use crate::domain::{Identifier, UserId, UserRecord};
-use crate::store::{StoreError, Users, keys};
+use crate::store::{SessionRecord, StoreError, Users, keys};
 
 impl Users for DynamoStore {
-    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        session: Option<&SessionRecord>,
+    ) -> Result<(), StoreError> {
         let marker = |pk: String| {
             Item::from([
                 ("pk".into(), s(pk)),
                 ("user_id".into(), s(user.id.to_string())),
             ])
         };
-        let items = vec![
+        let mut items = vec![
             self.put_new(Item::from(user))?,
             self.put_new(marker(keys::email(user.email.as_str())))?,
             self.put_new(marker(keys::username(&user.username.key())))?,
         ];
+        if let Some(session) = session {
+            items.push(self.put_session(session)?);
+        }
         // Idempotency (RL-03): a retry of this very request cannot collide with itself.
         let Err(reasons) = self.transact(items, Some(user.id.to_string())).await? else {
             return Ok(());
         };
         match codes(&reasons).as_slice() {
-            [_, Some(CONDITION_FAILED), _] => Err(StoreError::EmailTaken),
-            [_, _, Some(CONDITION_FAILED)] => Err(StoreError::UsernameTaken),
+            [_, Some(CONDITION_FAILED), ..] => Err(StoreError::EmailTaken),
+            [_, _, Some(CONDITION_FAILED), ..] => Err(StoreError::UsernameTaken),
             codes => Err(StoreError::Unavailable(
                 format!("registration cancelled: {codes:?}").into(),
             )),
@@ -138,16 +145,32 @@ impl Users for DynamoStore {
         seen_version: u64,
         password_hash: &str,
         updated_at: OffsetDateTime,
+        session: &SessionRecord,
     ) -> Result<(), StoreError> {
-        self.replace_password(
-            user_id,
-            password_hash,
-            updated_at,
-            "token_version = :seen",
-            (":seen", n(seen_version)),
-            false,
-        )
-        .await
+        let user = Update::builder()
+            .table_name(&self.users_table)
+            .key(attr::PK, s(keys::user(user_id)))
+            .update_expression(format!("SET {PASSWORD_SET} REMOVE {PASSWORD_REMOVE}"))
+            .condition_expression("token_version = :seen")
+            .expression_attribute_values(":h", s(password_hash))
+            .expression_attribute_values(":t", rfc3339(updated_at))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":seen", n(seen_version))
+            .build()
+            .map_err(unavailable)?;
+        let items = vec![
+            TransactWriteItem::builder().update(user).build(),
+            self.put_session(session)?,
+        ];
+        match self.transact(items, None).await? {
+            Ok(()) => Ok(()),
+            Err(reasons) if codes(&reasons).first() == Some(&Some(CONDITION_FAILED)) => {
+                Err(StoreError::Conflict)
+            }
+            Err(reasons) => Err(StoreError::Unavailable(
+                format!("password change cancelled: {:?}", codes(&reasons)).into(),
+            )),
+        }
     }
 
     async fn upgrade_password_hash(
