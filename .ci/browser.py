@@ -6,6 +6,8 @@ origin), then, in a real browser (CK-*, CS-*, CORS):
 - the app signs up, reads the user, refreshes, reads it again, changes the name, signs out, and
   then is refused: each answer's status is asserted, and no token is ever readable from
   JavaScript (`document.cookie` stays empty, no answer body carries a token);
+- it verifies its address with the mailed code; it lists its sessions (two more signed in
+  elsewhere), ends one with its button and then all the others, and its own session goes on;
 - a page on another origin (http://localhost:<evil>, not allowed) can neither read any answer
   (the signed-in user, a refresh) nor change state (sign out, change the password, by fetch or
   by a form), and the user's session is intact afterwards;
@@ -28,7 +30,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from stack import PASSWORD, Checks, Ports, free_port, mails_to, start_stack, stop_with_ctrl_c, unique, wait_for_api  # noqa: E402
+from stack import PASSWORD, Checks, Client, Ports, free_port, mails_to, start_stack, stop_with_ctrl_c, unique, wait_for_api  # noqa: E402
 
 checks = Checks()
 
@@ -187,6 +189,49 @@ def run_checks(driver, app_origin, api, ports, evil_port):
         assert app.submit("verify", {"code": code}) == ("verify", 200)
         assert '"email_verified": true' in app.user_shown(), app.user_shown()
         assert not driver.find_element(By.ID, "verify").is_displayed()
+        assert app.click("logout") == ("logout", 204)
+
+    def the_app_lists_its_sessions_and_ends_the_others():
+        # Issue 16: the session list with a revoke button, and "sign out everywhere else".
+        other = unique("spa")
+        app = App(driver, f"{app_origin}/?api={api}")
+        assert app.submit("register", {"username": other, "email": f"{other}@example.com", "password": PASSWORD}) == ("register", 201)
+        client = Client(f"http://127.0.0.1:{ports.api}")
+        devices = []
+        for agent in ("phone-app/2.1", "tablet-app/1.0"):
+            signed_in = client.call("POST", "/auth/login", {"identifier": other, "password": PASSWORD},
+                                    headers={"user-agent": agent})
+            assert signed_in.status == 200, signed_in.raw
+            devices.append(signed_in.json)
+
+        def listed():
+            return [(li.get_attribute("data-current"), li.text)
+                    for li in driver.find_elements(By.CSS_SELECTOR, "#session-list li")]
+
+        assert app.click("sessions") == ("sessions", 200)
+        shown = listed()
+        assert len(shown) == 3, shown
+        assert [current for current, _ in shown].count("true") == 1, shown
+        assert any("phone-app/2.1" in text for _, text in shown), shown
+        phone = next(li for li in driver.find_elements(By.CSS_SELECTOR, "#session-list li") if "phone-app" in li.text)
+        def then_the_list(action):
+            before = len(app.calls())
+            action()
+            app.wait_for_calls(before + 2)
+            return app.calls()[before:before + 2]
+
+        ended = then_the_list(lambda: phone.find_element(By.CSS_SELECTOR, "button.end-session").click())
+        assert ended == [("end-session", 204), ("sessions", 200)], ended
+        WebDriverWait(driver, 30).until(lambda d: len(listed()) == 2)
+        assert client.call("POST", "/auth/refresh", {"refresh_token": devices[0]["refresh_token"]}).status == 401
+        assert client.call("POST", "/auth/refresh", {"refresh_token": devices[1]["refresh_token"]}).status == 200
+
+        others = then_the_list(lambda: driver.find_element(By.ID, "logout-others").click())
+        assert others == [("logout-others", 204), ("sessions", 200)], others
+        WebDriverWait(driver, 30).until(lambda d: [c for c, _ in listed()] == ["true"])
+        tablet = client.call("POST", "/auth/refresh", {"refresh_token": devices[1]["refresh_token"]})
+        assert tablet.status == 401, tablet.raw
+        assert app.click("refresh") == ("refresh", 200), "this browser's session goes on"
         assert app.click("logout") == ("logout", 204)
 
     def no_token_is_readable_from_javascript():

@@ -29,6 +29,13 @@ SECURITY_HEADERS = {
 
 checks = Checks()
 
+
+def claims(token):
+    """A token's claims, unverified (for the session id of a token this stack just issued)."""
+    import jwt as pyjwt
+
+    return pyjwt.decode(token, options={"verify_signature": False})
+
 def assert_problem(response, status, code):
     assert response.status == status, f"expected {status}, got {response.status}: {response.raw[:300]!r}"
     assert response.header("content-type") == "application/problem+json", response.header("content-type")
@@ -307,6 +314,56 @@ def run_checks(api, endpoint, dynamodb_endpoint):
             me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
             assert_problem(me, 401, "invalid_token")
             assert api.call("POST", "/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
+
+    def sessions_are_listed_and_ended_one_or_all_others():
+        # SS-01 over HTTP: each sign-in is a session, listed newest first with the asking one
+        # marked; one can be ended by id (the route's path parameter through the local router),
+        # another user's id is not found, and "others" ends all but the asking session.
+        username, _, laptop = register(api)
+        ua = {"user-agent": "e2e-phone/1.0"}
+        phone = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}, headers=ua)
+        tablet = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+        assert phone.status == 200 and tablet.status == 200
+
+        def listed(tokens):
+            response = api.call("GET", "/auth/sessions", headers={"authorization": f"Bearer {tokens['access_token']}"})
+            assert response.status == 200, response.raw
+            assert_security_headers(response)
+            return response.json["sessions"]
+
+        def sid(tokens):
+            return claims(tokens["refresh_token"])["sid"]
+
+        sessions = listed(laptop.json)
+        # (Newest first is to the second: these three began within one, so only the set is
+        # compared here; the handler tests check the order on a clock they move.)
+        assert {s["id"] for s in sessions} == {sid(tablet.json), sid(phone.json), sid(laptop.json)}, sessions
+        assert [s["id"] for s in sessions if s["current"]] == [sid(laptop.json)]
+        by_id = {s["id"]: s for s in sessions}
+        assert by_id[sid(phone.json)]["user_agent"] == "e2e-phone/1.0"
+        assert set(sessions[0]) == {"id", "created_at", "last_used_at", "expires_at", "user_agent", "current"}
+
+        _, _, stranger = register(api)
+        bearer = {"authorization": f"Bearer {laptop.json['access_token']}"}
+        foreign = api.call("DELETE", f"/auth/sessions/{sid(stranger.json)}", headers=bearer)
+        unknown = api.call("DELETE", "/auth/sessions/00000000-0000-4000-8000-000000000000", headers=bearer)
+        assert_problem(foreign, 404, "not_found")
+        assert_problem(unknown, 404, "not_found")
+        assert foreign.json == unknown.json, "one answer"
+
+        ended = api.call("DELETE", f"/auth/sessions/{sid(phone.json)}", headers=bearer)
+        assert ended.status == 204, ended.raw
+        assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": phone.json["refresh_token"]}), 401, "invalid_token")
+        assert {s["id"] for s in listed(laptop.json)} == {sid(tablet.json), sid(laptop.json)}
+
+        others = api.call("POST", "/auth/logout", {"refresh_token": laptop.json["refresh_token"], "scope": "others"})
+        assert others.status == 204 and not others.cookies(), others.raw
+        assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": tablet.json["refresh_token"]}), 401, "invalid_token")
+        assert [s["id"] for s in listed(laptop.json)] == [sid(laptop.json)]
+        kept = api.call("POST", "/auth/refresh", {"refresh_token": laptop.json["refresh_token"]})
+        assert kept.status == 200, kept.raw
+        assert listed(kept.json)[0]["last_used_at"] >= listed(kept.json)[0]["created_at"]
+        assert stranger.status == 201 and api.call("POST", "/auth/refresh", {"refresh_token": stranger.json["refresh_token"]}).status == 200
 
     def profile_password_and_deletion():
         username, email, created = register(api)

@@ -96,6 +96,40 @@ $("rename").addEventListener("submit", async (event) => {
   if (status === 200) show(data);
 });
 
+// The session list: each sign-in, newest first; this browser's is marked, the others can be
+// ended one by one (their refresh tokens stop working at once).
+async function loadSessions() {
+  const { status, data } = await call("sessions", "GET", "/auth/sessions");
+  const list = $("session-list");
+  list.replaceChildren();
+  if (status !== 200) return;
+  for (const session of data.sessions) {
+    const item = document.createElement("li");
+    item.dataset.id = session.id;
+    item.dataset.current = String(session.current);
+    const label = session.current ? "this browser" : session.user_agent || "unknown device";
+    item.append(`${label}, since ${session.created_at}, last used ${session.last_used_at} `);
+    if (!session.current) {
+      const end = document.createElement("button");
+      end.textContent = "End";
+      end.className = "end-session";
+      end.addEventListener("click", async () => {
+        await call("end-session", "DELETE", `/auth/sessions/${encodeURIComponent(session.id)}`);
+        await loadSessions();
+      });
+      item.append(end);
+    }
+    list.append(item);
+  }
+}
+
+$("sessions").addEventListener("click", loadSessions);
+
+$("logout-others").addEventListener("click", async () => {
+  await call("logout-others", "POST", "/auth/logout", { scope: "others" });
+  await loadSessions();
+});
+
 $("logout").addEventListener("click", async () => {
   await call("logout", "POST", "/auth/logout", {});
   show(null);
