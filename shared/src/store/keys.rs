@@ -1,4 +1,5 @@
-//! Every item key, in one place: the partition keys of both tables. What each item holds is in
+//! Every item key, in one place: the partition keys of the three tables (and the sessions
+//! table's sort key). What each item holds is in
 //! `docs/storage.md`. Names of addresses and identifiers in throttling keys are keyed hashes
 //! (`Deps::key_part`), never the values themselves.
 
@@ -35,7 +36,8 @@ pub fn spent_token(jti: &str) -> String {
     format!("RT#{jti}")
 }
 
-/// A revoked session.
+/// A revoked session (tokens table); a session's record, in its user's partition (`user`) of
+/// the sessions table.
 pub fn session(sid: &str) -> String {
     format!("SESSION#{sid}")
 }

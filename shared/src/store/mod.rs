@@ -3,7 +3,7 @@
 //! thing (one file per entity), `memory` a fake with the same semantics for handler tests, `keys`
 //! every item key.
 //!
-//! The items of both tables, and the reads and writes of each flow, are described once, in
+//! The items of the three tables, and the reads and writes of each flow, are described once, in
 //! `docs/storage.md`. Uniqueness is enforced by writing the user and its email and username
 //! records in one transaction, each conditioned on `attribute_not_exists(pk)` (RG-01, DB-01):
 //! never a query followed by a put.
