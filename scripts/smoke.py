@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Smoke test of a running service, local or deployed: `make smoke API_URL=https://...`.
 
-Walks one throwaway account through every flow: register, login, me, refresh, logout,
-forgot password (asks you for the code it mails), reset, login with the new password, delete.
+Walks one throwaway account through every flow: register, login, me, the session list, signing
+out the other session, refresh, logout, forgot password (asks you for the code it mails), reset, login with the new password, delete.
 Needs only Python's standard library.
 
     smoke.py API_URL [--email ADDRESS]
@@ -74,6 +74,13 @@ def main():
     if ok:
         step("login", "POST", "/auth/login", 200, {"identifier": email, "password": PASSWORD}, keep=tokens)
         step("me", "GET", "/auth/me", 200, token=state.get("access"))
+        step("two sessions are listed", "GET", "/auth/sessions", 200, token=state.get("access"),
+             keep=lambda answer: {"sessions": len(answer["sessions"])})
+        if state.get("sessions") != 2:
+            failed += 1
+            print(f"FAIL the registration and the sign-in are two sessions: {state.get('sessions')}", flush=True)
+        step("sign out the other session", "POST", "/auth/logout", 204,
+             {"refresh_token": state.get("refresh"), "scope": "others"})
         step("refresh", "POST", "/auth/refresh", 200, {"refresh_token": state.get("refresh")}, keep=tokens)
         step("logout", "POST", "/auth/logout", 204, {"refresh_token": state.get("refresh")})
         step("refresh after logout is refused", "POST", "/auth/refresh", 401, {"refresh_token": state.get("refresh")})
