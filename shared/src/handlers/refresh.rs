@@ -331,12 +331,6 @@ mod tests {
         };
         let reused = handle(&deps, req).await.expect("ok");
         assert_eq!(body_json(&reused)["code"], "token_reused");
-        let cleared: Vec<_> = reused.headers().get_all("set-cookie").iter().collect();
-        assert_eq!(cleared.len(), 2);
-        assert!(
-            cleared
-                .iter()
-                .all(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
-        );
+        crate::testing::assert_cookies_cleared(&reused);
     }
 }

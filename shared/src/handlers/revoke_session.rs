@@ -149,13 +149,7 @@ mod tests {
         );
         let response = handle(&deps, req).await.expect("infallible");
         assert_eq!(response.status(), 204, "{}", body_json(&response));
-        let cleared: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
-        assert_eq!(cleared.len(), 2);
-        assert!(
-            cleared
-                .iter()
-                .all(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
-        );
+        crate::testing::assert_cookies_cleared(&response);
 
         // Without an allowed origin a cookie request changes nothing (CS-01).
         let other = sign_in(&deps, "alice").await;

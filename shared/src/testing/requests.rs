@@ -220,3 +220,16 @@ pub fn user_id(tokens: &Value) -> crate::domain::UserId {
     crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
         .expect("a token response names its user")
 }
+
+/// Asserts that a response clears both token cookies (`Max-Age=0`), as logout and every
+/// revocation must (CK-06).
+pub fn assert_cookies_cleared(response: &Response) {
+    let cleared: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cleared.len(), 2, "both cookies: {cleared:?}");
+    assert!(
+        cleared
+            .iter()
+            .all(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"))),
+        "{cleared:?}"
+    );
+}
