@@ -14,7 +14,7 @@ use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::password::PasswordHasher;
 use crate::reset::ResetCodes;
 use crate::signing::KeyDocument;
-use crate::store::{DynamoStore, Limits, Published, keys};
+use crate::store::{DynamoStore, Limits, Published, SessionRecord, keys};
 use crate::throttle::{self, Quota};
 
 /// Everything a handler needs, built once per cold start.
@@ -77,6 +77,13 @@ impl<S> Deps<S> {
 
     pub(super) fn now_datetime(&self) -> Result<OffsetDateTime, ApiError> {
         OffsetDateTime::from_unix_timestamp(self.clock.unix()).map_err(|_| ApiError::Internal)
+    }
+
+    /// Whether a session record can still refresh now, for a user at `token_version`: its
+    /// expiry, the idle timeout and the revocation point (what the list shows and may end).
+    pub(super) fn session_is_live(&self, session: &SessionRecord, token_version: u64) -> bool {
+        let idle_timeout = self.config.sessions.idle_timeout.as_secs();
+        session.is_live(self.now(), idle_timeout, token_version)
     }
 
     /// A counter name for `value` (an address, an identifier) that does not reveal it.

@@ -60,11 +60,9 @@ pub(super) async fn live_sessions<S: Sessions>(
     deps: &Deps<S>,
     caller: &Caller,
 ) -> Result<Vec<SessionRecord>, ApiError> {
-    let now = deps.now();
-    let idle_timeout = deps.config.sessions.idle_timeout.as_secs();
     let version = caller.user.token_version;
     let mut sessions = deps.store.list_sessions(caller.user.id).await?;
-    sessions.retain(|session| session.is_live(now, idle_timeout, version));
+    sessions.retain(|session| deps.session_is_live(session, version));
     sessions.sort_by(|a, b| (b.created_at, &b.sid).cmp(&(a.created_at, &a.sid)));
     Ok(sessions)
 }

@@ -164,13 +164,12 @@ async fn end_other_sessions<S: Sessions>(
     live: &LiveSession,
 ) -> Result<usize, ApiError> {
     let now = deps.now();
-    let idle_timeout = deps.config.sessions.idle_timeout.as_secs();
     let others: Vec<_> = deps
         .store
         .list_sessions(live.user_id)
         .await?
         .into_iter()
-        .filter(|s| s.sid != live.sid && s.is_live(now, idle_timeout, live.version))
+        .filter(|s| s.sid != live.sid && deps.session_is_live(s, live.version))
         .collect();
     for session in &others {
         deps.store

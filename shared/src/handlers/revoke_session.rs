@@ -24,12 +24,11 @@ async fn revoke_session<S: Users + Sessions>(
     let caller = authenticate(deps, req).await?;
     let sid = session_id(req).ok_or(ApiError::NotFound)?;
     let now = deps.now();
-    let idle_timeout = deps.config.sessions.idle_timeout.as_secs();
     let session = deps
         .store
         .get_session(caller.user.id, &sid)
         .await?
-        .filter(|s| s.is_live(now, idle_timeout, caller.user.token_version))
+        .filter(|s| deps.session_is_live(s, caller.user.token_version))
         .ok_or(ApiError::NotFound)?;
     deps.store
         .revoke_session(&session.sid, session.user_id, "revoked", now, session.ttl())
