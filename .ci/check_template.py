@@ -94,9 +94,10 @@ def main():
     memory = {f["Metadata"]["BuildProperties"]["Binary"]: f["Properties"].get("MemorySize", globals_["MemorySize"])
               for f in functions.values()}
     for name in ("me", "refresh", "logout", "forgot-password", "verify-email", "resend-verification",
-                 "list-sessions", "revoke-session"):
+                 "list-sessions", "revoke-session", "mfa-totp-confirm", "mfa-verify"):
         check(f"{name} (no password hashing) fits the smallest Lambda", memory[name] == 128, memory[name])
-    for name in ("register", "login", "change-password", "reset-password", "delete-me"):
+    for name in ("register", "login", "change-password", "reset-password", "delete-me",
+                 "mfa-totp-setup", "mfa-totp-disable"):
         check(f"{name} hashes on a full vCPU", memory[name] >= 1769, memory[name])
     check("glibc returns Argon2 memory", globals_["Environment"]["Variables"].get("MALLOC_MMAP_THRESHOLD_") == "131072")
     check("functions time out within 10 s (RL-01)", globals_["Timeout"] <= 10)
@@ -109,9 +110,14 @@ def main():
     readers = {f["Metadata"]["BuildProperties"]["Binary"]: {json.dumps(s["Resource"]) for p in f["Properties"].get("Policies", []) for s in p.get("Statement", []) if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])}
                for f in functions.values()}
     signers = {name for name, arns in readers.items() if '{"Ref": "SigningKeys"}' in arns}
-    check("only the token issuers (and the rotation) read the signing keys", signers == {"register", "login", "refresh", "change-password", "rotate-keys"}, signers)
+    check("only the token issuers (and the rotation) read the signing keys", signers == {"register", "login", "refresh", "change-password", "mfa-verify", "rotate-keys"}, signers)
     for name in ("discovery", "jwks"):
         check(f"{name} reads no secret", not readers[name], readers[name])
+    mfa_readers = {name for name, arns in readers.items() if '{"Ref": "MfaKey"}' in arns}
+    check("only the two-step functions read the MFA key", mfa_readers ==
+          {"mfa-totp-setup", "mfa-totp-confirm", "mfa-verify", "mfa-totp-disable"}, mfa_readers)
+    check("the MFA key is generated at deploy time",
+          resources["MfaKey"]["Properties"].get("GenerateSecretString", {}).get("PasswordLength", 0) >= 32)
     tokens = resources["TokensTable"]["Properties"]
     check("the tokens table expires items by TTL (DB-02)", tokens["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True})
     sessions = resources["SessionsTable"]["Properties"]
@@ -130,7 +136,7 @@ def main():
     # Local does not check IAM, so a missing grant would only show deployed.
     needs = {
         "register": {"Users": {"PutItem"}, "Tokens": {"UpdateItem"}, "Sessions": {"PutItem"}},
-        "login": {"Users": {"GetItem", "BatchGetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem"},
+        "login": {"Users": {"GetItem", "BatchGetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem", "PutItem"},
                   "Sessions": {"PutItem"}},
         "refresh": {"Users": {"GetItem"}, "Tokens": {"GetItem", "PutItem", "ConditionCheckItem"},
                     "Sessions": {"UpdateItem", "DeleteItem"}},
@@ -146,6 +152,11 @@ def main():
         "reset-password": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
         "verify-email": {"Users": {"GetItem", "UpdateItem", "PutItem", "DeleteItem"}, "Tokens": {"GetItem", "UpdateItem", "DeleteItem"}},
         "resend-verification": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"GetItem", "UpdateItem", "PutItem"}},
+        "mfa-totp-setup": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "mfa-totp-confirm": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
+        "mfa-verify": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem", "DeleteItem"},
+                       "Sessions": {"PutItem"}},
+        "mfa-totp-disable": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem"}},
     }
     for function in functions.values():
         binary = function["Metadata"]["BuildProperties"]["Binary"]
@@ -166,12 +177,14 @@ def main():
     default = api["DefaultRouteSettings"]
     for route in ("POST /auth/login", "POST /auth/register", "POST /auth/password/reset",
                   "POST /auth/password/forgot", "POST /auth/password/change",
-                  "POST /auth/email/verify", "POST /auth/email/verify/resend"):
+                  "POST /auth/email/verify", "POST /auth/email/verify/resend", "POST /auth/mfa/verify",
+                  "POST /auth/mfa/totp/setup", "POST /auth/mfa/totp/confirm", "DELETE /auth/mfa/totp"):
         settings = api.get("RouteSettings", {}).get(route, {})
         check(f"{route} has a throttle of its own", route in template_routes_keys(template_routes)
               and 0 < settings.get("ThrottlingRateLimit", 0) < default["ThrottlingRateLimit"]
               and 0 < settings.get("ThrottlingBurstLimit", 0) < default["ThrottlingBurstLimit"], settings)
-    for binary in ("register", "login", "update-me", "delete-me", "change-password", "reset-password"):
+    for binary in ("register", "login", "update-me", "delete-me", "change-password", "reset-password",
+                   "mfa-totp-setup", "mfa-totp-disable"):
         function = next(f for f in functions.values() if f["Metadata"]["BuildProperties"]["Binary"] == binary)
         reserved = function["Properties"].get("ReservedConcurrentExecutions")
         check(f"{binary} (Argon2) has a reserved concurrency", json.dumps(reserved) ==

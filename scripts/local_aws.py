@@ -362,14 +362,15 @@ def setup(dynamodb_endpoint, ses_endpoint, prefix):
     except ses.exceptions.AlreadyExistsException:
         pass
     env["MAIL_FROM"] = sender
-    # The two secrets, as the template makes them: the JWT secret with a random value, the
-    # signing keys without keys until the first rotation makes them. (The template creates that
+    # The secrets, as the template makes them: the JWT secret and the MFA key with random
+    # values, the signing keys without keys until the first rotation makes them. (The template creates that
     # secret empty; moto cannot finish a rotation of an empty secret, so here it starts with a
     # placeholder, which the rotation function treats as no keys, as it does an empty secret.)
     secrets = boto3.client("secretsmanager", endpoint_url=ses_endpoint, region_name=REGION)
     for var, name, value in (
         ("JWT_SECRET_ID", f"{prefix}-JwtSecret", secrets_module.token_urlsafe(48)),
         ("SIGNING_KEYS_SECRET_ID", f"{prefix}-SigningKeys", "no keys yet"),
+        ("MFA_KEY_SECRET_ID", f"{prefix}-MfaKey", secrets_module.token_urlsafe(48)),
     ):
         try:
             env[var] = secrets.create_secret(Name=name, SecretString=value)["ARN"]

@@ -32,6 +32,7 @@ pub struct Config {
     pub cookies: CookieSettings,
     pub limits: LimitSettings,
     pub mail: MailSettings,
+    pub mfa: MfaSettings,
 }
 
 /// The DynamoDB tables (`USERS_TABLE`, `TOKENS_TABLE`, `SESSIONS_TABLE`).
@@ -103,6 +104,15 @@ pub struct LimitSettings {
     pub forgot_min_response: Duration,
 }
 
+/// Two-step sign-in: the key that seals TOTP secrets and keys recovery codes (`MFA_KEY`, read
+/// from its own secret by the functions that need it), and the issuer name authenticator apps
+/// show (`MFA_ISSUER`).
+#[derive(Debug, Clone)]
+pub struct MfaSettings {
+    pub key: Option<SecretString>,
+    pub issuer: String,
+}
+
 /// Mail: the sender, and an optional link template for reset mail.
 #[derive(Debug, Clone)]
 pub struct MailSettings {
@@ -156,6 +166,13 @@ impl Config {
                 forgot_min_response: env.millis("FORGOT_MIN_RESPONSE_MS", 300)?,
             },
             mail: MailSettings::from_env(&env)?,
+            mfa: MfaSettings {
+                key: env
+                    .get("MFA_KEY")
+                    .map(|value| checked_secret("MFA_KEY", value))
+                    .transpose()?,
+                issuer: env.get("MFA_ISSUER").unwrap_or_else(|| "Auth".into()),
+            },
         })
     }
 
@@ -167,19 +184,11 @@ impl Config {
 
 impl TokenSettings {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let secret = |var: &'static str, value: String| {
-            check_secret_strength(&value)
-                .map(|()| SecretString::from(value))
-                .map_err(|reason| ConfigError::Invalid {
-                    var,
-                    reason: reason.into(),
-                })
-        };
         Ok(Self {
-            secret: secret("JWT_SECRET", env.required("JWT_SECRET")?)?,
+            secret: checked_secret("JWT_SECRET", env.required("JWT_SECRET")?)?,
             previous_secret: env
                 .get("JWT_SECRET_PREVIOUS")
-                .map(|value| secret("JWT_SECRET_PREVIOUS", value))
+                .map(|value| checked_secret("JWT_SECRET_PREVIOUS", value))
                 .transpose()?,
             issuer: env.get("JWT_ISSUER"),
             audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "auth".into()),
@@ -295,6 +304,16 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// `value` as the secret `var`, when it is strong enough (see [`check_secret_strength`]).
+fn checked_secret(var: &'static str, value: String) -> Result<SecretString, ConfigError> {
+    check_secret_strength(&value)
+        .map(|()| SecretString::from(value))
+        .map_err(|reason| ConfigError::Invalid {
+            var,
+            reason: reason.into(),
+        })
 }
 
 /// Refuses secrets that are short or obviously not random (a repeated character, a word

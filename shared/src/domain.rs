@@ -243,6 +243,38 @@ pub struct UserRecord {
     pub verify_code: Option<StoredCode>,
     /// The address an email change waits to confirm: `email` stays until its code comes back.
     pub pending_email: Option<Email>,
+    /// TOTP, pending (set up, not yet confirmed) or enabled.
+    pub totp: Option<TotpState>,
+}
+
+/// A user's TOTP as stored: the secret only sealed (`totp::MfaKeys`), recovery codes only
+/// hashed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpState {
+    pub sealed_secret: String,
+    /// Whether a first code confirmed it: only then does sign-in ask for a code.
+    pub enabled: bool,
+    /// The last time step accepted: only later ones are (replay, MF-01).
+    pub last_step: Option<u64>,
+    /// The hashes of the recovery codes not yet spent.
+    pub recovery_codes: Vec<String>,
+}
+
+impl fmt::Debug for TotpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpState")
+            .field("enabled", &self.enabled)
+            .field("last_step", &self.last_step)
+            .field("recovery_codes", &self.recovery_codes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRecord {
+    /// Whether sign-in asks for a second factor.
+    pub fn mfa_enabled(&self) -> bool {
+        self.totp.as_ref().is_some_and(|totp| totp.enabled)
+    }
 }
 
 impl UserRecord {
@@ -268,6 +300,7 @@ impl UserRecord {
             email_verified: false,
             verify_code: None,
             pending_email: None,
+            totp: None,
         }
     }
 }
@@ -314,6 +347,7 @@ pub struct User {
     pub full_name: Option<String>,
     pub email_verified: bool,
     pub pending_email: Option<String>,
+    pub mfa_enabled: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -329,6 +363,7 @@ impl From<&UserRecord> for User {
             full_name: record.full_name.as_ref().map(|n| n.as_str().to_owned()),
             email_verified: record.email_verified,
             pending_email: record.pending_email.as_ref().map(|e| e.as_str().to_owned()),
+            mfa_enabled: record.mfa_enabled(),
             created_at: record.created_at,
             updated_at: record.updated_at,
         }

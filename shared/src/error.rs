@@ -39,6 +39,8 @@ pub enum ApiError {
     EmailTaken,
     #[error("this username is taken")]
     UsernameTaken,
+    #[error("two-step sign-in is already enabled; disable it first")]
+    MfaAlreadyEnabled,
     #[error("too many attempts; try again later")]
     TooManyAttempts { retry_after_secs: u64 },
     #[error("the code is invalid or has expired")]
@@ -67,7 +69,9 @@ impl ApiError {
             Self::CsrfRejected | Self::ReauthenticationRequired | Self::EmailNotVerified => {
                 StatusCode::FORBIDDEN
             }
-            Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::EmailTaken | Self::UsernameTaken | Self::MfaAlreadyEnabled => {
+                StatusCode::CONFLICT
+            }
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidCode => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -93,6 +97,7 @@ impl ApiError {
             Self::EmailNotVerified => "email_not_verified",
             Self::EmailTaken => "email_taken",
             Self::UsernameTaken => "username_taken",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::InvalidCode => "invalid_code",
             Self::NotFound => "not_found",
@@ -154,6 +159,7 @@ mod tests {
             ApiError::EmailNotVerified,
             ApiError::EmailTaken,
             ApiError::UsernameTaken,
+            ApiError::MfaAlreadyEnabled,
             ApiError::TooManyAttempts {
                 retry_after_secs: 3,
             },

@@ -81,6 +81,22 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// The claims of a session whose sign-in passed a second factor after the password: an
+    /// access token says so in `amr`, and a refresh token carries it to the access tokens it
+    /// is traded for.
+    #[must_use]
+    pub fn with_second_factor(mut self) -> Self {
+        self.amr = Some(vec!["pwd".to_owned(), "otp".to_owned()]);
+        self
+    }
+
+    /// Whether the session's sign-in passed a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.amr
+            .as_ref()
+            .is_some_and(|amr| amr.iter().any(|method| method == "otp"))
+    }
+
     /// The last second a verifier still accepts the token (its `exp` plus the leeway): records
     /// about it (spent, revoked) must live until then.
     pub fn verifiable_until(&self) -> u64 {

@@ -22,6 +22,7 @@ pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod throttle;
+pub mod totp;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;

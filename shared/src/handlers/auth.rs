@@ -2,7 +2,7 @@
 
 use lambda_http::Request;
 
-use super::Deps;
+use super::{Deps, SignIn};
 use crate::domain::{Lockout, PasswordAttempt, UserRecord};
 use crate::error::ApiError;
 use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
@@ -38,9 +38,15 @@ pub(super) async fn authenticate<S: Users>(
     if claims.ver < user.token_version {
         return Err(ApiError::InvalidToken);
     }
+    let sign_in = if claims.has_second_factor() {
+        SignIn::TwoStep
+    } else {
+        SignIn::Password
+    };
     Ok(Caller {
         user,
         sid: claims.sid,
+        sign_in,
     })
 }
 
@@ -48,6 +54,8 @@ pub(super) async fn authenticate<S: Users>(
 pub(super) struct Caller {
     pub user: UserRecord,
     pub sid: String,
+    /// How the session signed in: a session it replaces keeps it.
+    pub sign_in: SignIn,
 }
 
 /// How to deliver tokens to an authenticated request: as cookies when it authenticated with

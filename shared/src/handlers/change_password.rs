@@ -73,6 +73,7 @@ async fn change_password<S: Users + Limits>(
         deps,
         &user,
         &session,
+        caller.sign_in,
         authenticated_delivery(req),
         StatusCode::OK,
     )

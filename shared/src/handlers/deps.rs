@@ -16,6 +16,7 @@ use crate::reset::ResetCodes;
 use crate::signing::KeyDocument;
 use crate::store::{DynamoStore, Limits, Published, SessionRecord, keys};
 use crate::throttle::{self, Quota};
+use crate::totp::MfaKeys;
 
 /// Everything a handler needs, built once per cold start.
 pub struct Deps<S> {
@@ -27,6 +28,8 @@ pub struct Deps<S> {
     pub email_codes: ResetCodes,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
+    /// The MFA key's uses, in the functions given `MFA_KEY`.
+    pub mfa: Option<MfaKeys>,
     /// Keys the names of throttling counters, so no address is stored in the clear.
     pub(super) throttle_key: [u8; 32],
 }
@@ -49,6 +52,7 @@ impl<S> Deps<S> {
             reset_codes: ResetCodes::new(&config),
             email_codes: ResetCodes::for_email(&config),
             throttle_key: config.derived_key(b"throttle"),
+            mfa: config.mfa.key.as_ref().map(MfaKeys::new),
             passwords: PasswordHasher::new(),
             mailer: Arc::new(NoMailer),
             clock: Arc::new(SystemClock),
@@ -73,6 +77,14 @@ impl<S> Deps<S> {
 
     pub(super) fn now_ms(&self) -> u64 {
         u64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+    }
+
+    /// The MFA keys; a function routed to a TOTP endpoint without them is misdeployed.
+    pub(super) fn mfa_keys(&self) -> Result<&MfaKeys, ApiError> {
+        self.mfa.as_ref().ok_or_else(|| {
+            tracing::error!("MFA_KEY is not configured");
+            ApiError::Internal
+        })
     }
 
     pub(super) fn now_datetime(&self) -> Result<OffsetDateTime, ApiError> {
@@ -144,13 +156,13 @@ impl Deps<DynamoStore> {
     /// builds the AWS clients (endpoint, region and credentials come from the usual AWS
     /// environment, `AWS_ENDPOINT_URL` included).
     pub async fn from_env(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        Ok(Self::build(keys).await?.0)
+        Ok(Self::build(keys, false).await?.0)
     }
 
     /// Like [`Deps::from_env`], with a mailer for the functions that send mail: `MAIL_FROM` is
     /// then required.
     pub async fn from_env_with_mail(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        let (deps, sdk) = Self::build(keys).await?;
+        let (deps, sdk) = Self::build(keys, false).await?;
         let Some(from) = deps.config.mail.from.clone() else {
             tracing::error!("refusing to start: MAIL_FROM is not set");
             return Err(ConfigError::Missing("MAIL_FROM"));
@@ -159,7 +171,21 @@ impl Deps<DynamoStore> {
         Ok(deps.with_mailer(Arc::new(mailer)))
     }
 
-    async fn build(keys: KeysNeeded) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
+    /// Like [`Deps::from_env`], for the two-step sign-in functions: the MFA key
+    /// (`MFA_KEY_SECRET_ID`) is then required.
+    pub async fn from_env_with_mfa(keys: KeysNeeded) -> Result<Self, ConfigError> {
+        let (deps, _) = Self::build(keys, true).await?;
+        if deps.mfa.is_none() {
+            tracing::error!("refusing to start: MFA_KEY_SECRET_ID is not set");
+            return Err(ConfigError::Missing("MFA_KEY_SECRET_ID"));
+        }
+        Ok(deps)
+    }
+
+    async fn build(
+        keys: KeysNeeded,
+        mfa: bool,
+    ) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
         let sdk = crate::aws::sdk_config().await;
         let env = |name: &str| std::env::var(name).unwrap_or_default();
         let client = aws_sdk_dynamodb::Client::new(&sdk);
@@ -175,7 +201,7 @@ impl Deps<DynamoStore> {
                 _ => None,
             }
         };
-        let (jwt_secret, previous_secret, key_document, published) = tokio::join!(
+        let (jwt_secret, previous_secret, mfa_key, key_document, published) = tokio::join!(
             read_secret(&sdk, "JWT_SECRET_ID", CURRENT, "the JWT secret", true),
             read_secret(
                 &sdk,
@@ -184,6 +210,7 @@ impl Deps<DynamoStore> {
                 "the previous JWT secret",
                 accept_previous
             ),
+            read_secret(&sdk, "MFA_KEY_SECRET_ID", CURRENT, "the MFA key", mfa),
             read_secret(
                 &sdk,
                 "SIGNING_KEYS_SECRET_ID",
@@ -193,11 +220,14 @@ impl Deps<DynamoStore> {
             ),
             published,
         );
-        let (jwt_secret, previous_secret) = (jwt_secret?, previous_secret?);
+        let (jwt_secret, previous_secret, mfa_key) = (jwt_secret?, previous_secret?, mfa_key?);
         let config = Config::from_lookup(|name| {
             let from_secret = match name {
                 "JWT_SECRET" => jwt_secret.as_ref(),
                 "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
+                "MFA_KEY" if mfa => mfa_key.as_ref(),
+                // Only the two-step functions hold the MFA key.
+                "MFA_KEY" => return None,
                 _ => None,
             };
             from_secret

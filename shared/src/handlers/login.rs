@@ -5,17 +5,18 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{Deps, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
+use super::second_factor::second_step_required;
+use super::{Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::{Attempt, Limits, LockTarget, Sessions, Users, keys};
+use crate::store::{Attempt, Limits, LockTarget, Mfa, Sessions, Users, keys};
 use crate::throttle::{self, Quota, Window};
 
-endpoint!(login, [POST], Users + Sessions + Limits);
+endpoint!(login, [POST], Users + Sessions + Limits + Mfa);
 
 #[tracing::instrument(skip_all)]
-async fn login<S: Users + Sessions + Limits>(
+async fn login<S: Users + Sessions + Limits + Mfa>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Response, ApiError> {
@@ -137,6 +138,18 @@ async fn login<S: Users + Sessions + Limits>(
         )
         .await;
     match user {
+        Some(user) if verified && user.mfa_enabled() => {
+            // Half a sign-in: the address's unit comes back, but the account's failures stay,
+            // and the address is not trusted, until the second step (MF-03): a password alone
+            // neither unlocks the account nor buys more codes to guess.
+            deps.store.refund(client_quota.key()).await?;
+            upgrade_hash(deps, &user, password.expose()).await;
+            if deps.config.sessions.require_verified_email && !user.email_verified {
+                tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);
+                return Err(ApiError::EmailNotVerified);
+            }
+            second_step_required(deps, &user).await
+        }
         Some(user) if verified => {
             // A success forgets the account's failures, trusts this address (and clears its
             // own), and gives back the unit of the address's budget.
@@ -166,7 +179,14 @@ async fn login<S: Users + Sessions + Limits>(
             let session = begin_session(deps, req, &user);
             deps.store.create_session(&session).await?;
             tracing::info!(event = "login_succeeded", user_id = %user.id, sid = %session.sid, source_ip = %source_ip);
-            session_tokens(deps, &user, &session, delivery, StatusCode::OK)
+            session_tokens(
+                deps,
+                &user,
+                &session,
+                SignIn::Password,
+                delivery,
+                StatusCode::OK,
+            )
         }
         user => {
             let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();

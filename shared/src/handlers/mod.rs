@@ -33,13 +33,14 @@ macro_rules! endpoint {
 mod auth;
 mod codes;
 mod deps;
+mod second_factor;
 mod session;
 
 use auth::{Caller, authenticate, authenticated_delivery, reauthenticate};
 pub use deps::{Deps, KeysNeeded};
 use session::{
-    PresentedRefreshToken, begin_session, check_cookie_mode_origin, presented_refresh_token,
-    problem_clearing_cookies, session_tokens, token_response, user_agent,
+    PresentedRefreshToken, SignIn, begin_session, check_cookie_mode_origin,
+    presented_refresh_token, problem_clearing_cookies, session_tokens, token_response, user_agent,
 };
 
 pub mod change_password;
@@ -49,6 +50,10 @@ pub mod list_sessions;
 pub mod login;
 pub mod logout;
 pub mod me;
+pub mod mfa_totp_confirm;
+pub mod mfa_totp_disable;
+pub mod mfa_totp_setup;
+pub mod mfa_verify;
 pub mod refresh;
 pub mod register;
 pub mod resend_verification;

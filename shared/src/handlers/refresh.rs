@@ -133,7 +133,10 @@ async fn rotate<S: Users + Sessions>(
     let refresh =
         deps.tokens
             .successor_claims(&claims, &successor.successor_jti, successor.successor_iat);
-    let access = deps.tokens.access_claims(&user, &claims.sid, now);
+    let mut access = deps.tokens.access_claims(&user, &claims.sid, now);
+    if claims.has_second_factor() {
+        access = access.with_second_factor();
+    }
     token_response(deps, &user, access, refresh, delivery, StatusCode::OK)
 }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::codes::{CodeKind, verification_mail};
-use super::{Deps, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
+use super::{Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
 use crate::domain::{Email, FullName, NewPassword, User, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery, check};
@@ -79,7 +79,14 @@ async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Re
     let mail = verification_mail(deps, &user.email, &code);
     deps.send_quietly(&mail, "verification_requested").await;
     match session {
-        Some(session) => session_tokens(deps, &user, &session, delivery, StatusCode::CREATED),
+        Some(session) => session_tokens(
+            deps,
+            &user,
+            &session,
+            SignIn::Password,
+            delivery,
+            StatusCode::CREATED,
+        ),
         None => {
             let body = json!({"user": User::from(&user), "verification_required": true});
             Ok(http::json(StatusCode::CREATED, &body))

@@ -61,19 +61,33 @@ pub(super) fn user_agent(req: &Request) -> Option<String> {
     (end > 0).then(|| agent[..end].to_owned())
 }
 
+/// How a session's user signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignIn {
+    /// With the password alone (`amr` `["pwd"]`).
+    Password,
+    /// With the password, then a TOTP or recovery code (`amr` `["pwd", "otp"]`).
+    TwoStep,
+}
+
 /// The token response of a session `begin_session` made, once its record is stored.
 pub(super) fn session_tokens<S>(
     deps: &Deps<S>,
     user: &UserRecord,
     session: &SessionRecord,
+    sign_in: SignIn,
     delivery: TokenDelivery,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let now = deps.now();
-    let access = deps.tokens.access_claims(user, &session.sid, now);
-    let refresh = deps
+    let mut access = deps.tokens.access_claims(user, &session.sid, now);
+    let mut refresh = deps
         .tokens
         .refresh_claims(user, &session.sid, session.created_at, now);
+    if sign_in == SignIn::TwoStep {
+        access = access.with_second_factor();
+        refresh = refresh.with_second_factor();
+    }
     token_response(deps, user, access, refresh, delivery, status)
 }
 

@@ -78,3 +78,8 @@ pub fn cooldown(name: &str, hashed: &str) -> String {
 pub fn pending_email(hashed_email: &str) -> String {
     format!("PENDING#{hashed_email}")
 }
+
+/// A sign-in waiting for its second factor: a hash of its `mfa_token` (tokens table).
+pub fn mfa_challenge(token_hash: &str) -> String {
+    format!("MFA#{token_hash}")
+}

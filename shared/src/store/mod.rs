@@ -1,5 +1,5 @@
-//! Where users live. Five capabilities, one trait each (`Users`, `Sessions`, `Codes`, `Limits`,
-//! `Published`), combined as `Store`, so a handler names only what it uses; `dynamo` is the real
+//! Where users live. Six capabilities, one trait each (`Users`, `Sessions`, `Codes`, `Limits`,
+//! `Published`, `Mfa`), combined as `Store`, so a handler names only what it uses; `dynamo` is the real
 //! thing (one file per entity), `memory` a fake with the same semantics for handler tests, `keys`
 //! every item key.
 //!
@@ -368,9 +368,106 @@ pub trait Published: Send + Sync {
 
 /// Every capability: what a handler that needs all of them asks for, and what each store
 /// (DynamoDB, the in-memory fake) provides.
-pub trait Store: Users + Sessions + Codes + Limits + Published {}
+/// A sign-in waiting for its second factor (`POST /auth/mfa/verify`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaChallenge {
+    /// A hash of the `mfa_token` (the token itself is never stored).
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub expires_at: u64,
+    /// Codes tried so far, each counted before it is checked.
+    pub tries: u32,
+}
 
-impl<T: Users + Sessions + Codes + Limits + Published> Store for T {}
+impl std::fmt::Debug for MfaChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaChallenge")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("tries", &self.tries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A second factor that checked out, as the write that spends it needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// A TOTP code of this time step: accepted only by moving the last step forward to it.
+    Totp { step: u64 },
+    /// A recovery code, by its stored hash: accepted only by removing the hash.
+    RecoveryCode { hash: String },
+}
+
+impl std::fmt::Debug for SecondFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Totp { step } => f.debug_struct("Totp").field("step", step).finish(),
+            Self::RecoveryCode { .. } => f.write_str("RecoveryCode(..)"),
+        }
+    }
+}
+
+/// Two-step sign-in: a user's TOTP, and sign-ins waiting for it. Every write that accepts a
+/// code is conditional on the code being unspent (the step moves forward, the recovery code's
+/// hash is still there), so of any number of racing requests with one code, one wins (MF-01,
+/// MF-02).
+pub trait Mfa: Send + Sync {
+    /// Keeps `sealed_secret` as the user's pending TOTP secret (replacing one not confirmed
+    /// yet). `Conflict` when TOTP is enabled.
+    fn begin_totp(
+        &self,
+        user_id: UserId,
+        sealed_secret: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Enables the pending secret `sealed_secret` at accepted step `step`, with the recovery
+    /// codes' hashes. `Conflict` when that secret is no longer the pending one, or TOTP is
+    /// enabled.
+    fn enable_totp(
+        &self,
+        user_id: UserId,
+        sealed_secret: &str,
+        step: u64,
+        recovery_codes: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the user's TOTP, spending `factor` in the same write. `Conflict` when the factor
+    /// was spent meanwhile (or TOTP is off).
+    fn disable_totp(
+        &self,
+        user_id: UserId,
+        factor: &SecondFactor,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new challenge, until its expiry.
+    fn create_challenge(
+        &self,
+        challenge: &MfaChallenge,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts one try of a challenge, if it is there, unexpired at `now` and has tried fewer
+    /// than `max_tries` codes; the challenge after the count, else `None`.
+    fn try_challenge(
+        &self,
+        token_hash: &str,
+        max_tries: u32,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<MfaChallenge>, StoreError>> + Send;
+
+    /// Ends a challenge with its second factor, in one transaction: the challenge is deleted
+    /// (single use), `factor` spent, and `session` recorded. `Conflict` when any of them lost
+    /// a race.
+    fn complete_challenge(
+        &self,
+        challenge: &MfaChallenge,
+        factor: &SecondFactor,
+        session: &SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+pub trait Store: Users + Sessions + Codes + Limits + Published + Mfa {}
+
+impl<T: Users + Sessions + Codes + Limits + Published + Mfa> Store for T {}
 
 /// A counter of the tokens table, as read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

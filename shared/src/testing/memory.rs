@@ -5,11 +5,12 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use crate::domain::TotpState;
 use crate::domain::{Email, Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::store::{
-    Attempt, Codes, Counter, Limits, LockTarget, Published, Rotation, RotationOutcome,
-    SessionRecord, Sessions, StoreError, Users, keys,
+    Attempt, Codes, Counter, Limits, LockTarget, Mfa, MfaChallenge, Published, Rotation,
+    RotationOutcome, SecondFactor, SessionRecord, Sessions, StoreError, Users, keys,
 };
 use crate::throttle::{self, Quota};
 
@@ -35,10 +36,39 @@ struct Inner {
     cooldowns: HashMap<String, u64>,
     /// Pending email changes: the hashed address -> who asked last.
     pending: HashMap<String, UserId>,
+    /// Sign-ins waiting for their second factor, by token hash.
+    challenges: HashMap<String, MfaChallenge>,
     published: Option<PublicKeys>,
 }
 
 impl Inner {
+    /// Spends `factor` on the user's enabled TOTP, as DynamoDB's conditional update does.
+    fn spend(&mut self, user_id: UserId, factor: &SecondFactor) -> Result<(), StoreError> {
+        let totp = self
+            .user(user_id)?
+            .totp
+            .as_mut()
+            .filter(|totp| totp.enabled)
+            .ok_or(StoreError::Conflict)?;
+        match factor {
+            SecondFactor::Totp { step } => {
+                if totp.last_step.is_some_and(|last| last >= *step) {
+                    return Err(StoreError::Conflict);
+                }
+                totp.last_step = Some(*step);
+            }
+            SecondFactor::RecoveryCode { hash } => {
+                let at = totp
+                    .recovery_codes
+                    .iter()
+                    .position(|code| code == hash)
+                    .ok_or(StoreError::Conflict)?;
+                totp.recovery_codes.remove(at);
+            }
+        }
+        Ok(())
+    }
+
     fn user(&mut self, id: UserId) -> Result<&mut UserRecord, StoreError> {
         self.users.get_mut(&id).ok_or(StoreError::Conflict)
     }
@@ -435,6 +465,93 @@ impl Codes for MemoryStore {
         switched.reset_code = None;
         switched.updated_at = updated_at;
         Ok(switched.clone())
+    }
+}
+
+impl Mfa for MemoryStore {
+    async fn begin_totp(&self, user_id: UserId, sealed_secret: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        if user.mfa_enabled() {
+            return Err(StoreError::Conflict);
+        }
+        user.totp = Some(TotpState {
+            sealed_secret: sealed_secret.to_owned(),
+            enabled: false,
+            last_step: None,
+            recovery_codes: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn enable_totp(
+        &self,
+        user_id: UserId,
+        sealed_secret: &str,
+        step: u64,
+        recovery_codes: &[String],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let totp = inner
+            .user(user_id)?
+            .totp
+            .as_mut()
+            .filter(|totp| !totp.enabled && totp.sealed_secret == sealed_secret)
+            .ok_or(StoreError::Conflict)?;
+        totp.enabled = true;
+        totp.last_step = Some(step);
+        totp.recovery_codes = recovery_codes.to_vec();
+        Ok(())
+    }
+
+    async fn disable_totp(&self, user_id: UserId, factor: &SecondFactor) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.spend(user_id, factor)?;
+        inner.user(user_id)?.totp = None;
+        Ok(())
+    }
+
+    async fn create_challenge(&self, challenge: &MfaChallenge) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner
+            .challenges
+            .insert(challenge.token_hash.clone(), challenge.clone());
+        Ok(())
+    }
+
+    async fn try_challenge(
+        &self,
+        token_hash: &str,
+        max_tries: u32,
+        now: u64,
+    ) -> Result<Option<MfaChallenge>, StoreError> {
+        let mut inner = self.lock();
+        let Some(challenge) = inner
+            .challenges
+            .get_mut(token_hash)
+            .filter(|c| c.expires_at > now && c.tries < max_tries)
+        else {
+            return Ok(None);
+        };
+        challenge.tries += 1;
+        Ok(Some(challenge.clone()))
+    }
+
+    async fn complete_challenge(
+        &self,
+        challenge: &MfaChallenge,
+        factor: &SecondFactor,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.challenges.contains_key(&challenge.token_hash) {
+            return Err(StoreError::Conflict);
+        }
+        // All or nothing: the factor is checked before anything changes.
+        inner.spend(challenge.user_id, factor)?;
+        inner.challenges.remove(&challenge.token_hash);
+        inner.put_session(session);
+        Ok(())
     }
 }
 

@@ -9,7 +9,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::corrupt;
 use crate::crypto::saturating_u32;
-use crate::domain::{Email, FullName, Lockout, StoredCode, UserId, UserRecord, Username};
+use crate::domain::{
+    Email, FullName, Lockout, StoredCode, TotpState, UserId, UserRecord, Username,
+};
 use crate::store::{Rotation, SessionRecord, StoreError, keys};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -53,6 +55,11 @@ pub(super) mod attr {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const USER_AGENT: &str = "user_agent";
     pub const CLIENT: &str = "client";
+    pub const TOTP_SECRET: &str = "totp_secret";
+    pub const TOTP_ENABLED: &str = "totp_enabled";
+    pub const TOTP_LAST_STEP: &str = "totp_last_step";
+    pub const RECOVERY_CODES: &str = "recovery_codes";
+    pub const TRIES: &str = "tries";
 }
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
@@ -143,8 +150,38 @@ impl From<&UserRecord> for Item {
         if let Some(pending) = &user.pending_email {
             item.insert(attr::PENDING_EMAIL.into(), s(pending.as_str()));
         }
+        if let Some(totp) = &user.totp {
+            item.insert(attr::TOTP_SECRET.into(), s(&totp.sealed_secret));
+            if totp.enabled {
+                item.insert(attr::TOTP_ENABLED.into(), AttributeValue::Bool(true));
+            }
+            if let Some(step) = totp.last_step {
+                item.insert(attr::TOTP_LAST_STEP.into(), n(step));
+            }
+            if !totp.recovery_codes.is_empty() {
+                let codes = AttributeValue::Ss(totp.recovery_codes.clone());
+                item.insert(attr::RECOVERY_CODES.into(), codes);
+            }
+        }
         item
     }
+}
+
+/// A user's TOTP attributes, when it has a secret (pending or enabled).
+fn totp_attrs(item: &Item) -> Option<TotpState> {
+    Some(TotpState {
+        sealed_secret: str_attr(item, attr::TOTP_SECRET)?.to_owned(),
+        enabled: matches!(
+            item.get(attr::TOTP_ENABLED),
+            Some(AttributeValue::Bool(true))
+        ),
+        last_step: num_attr(item, attr::TOTP_LAST_STEP),
+        recovery_codes: item
+            .get(attr::RECOVERY_CODES)
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default(),
+    })
 }
 
 impl TryFrom<&Item> for UserRecord {
@@ -189,6 +226,7 @@ impl TryFrom<&Item> for UserRecord {
                 .map(Email::parse)
                 .transpose()
                 .map_err(bad)?,
+            totp: totp_attrs(item),
         })
     }
 }
@@ -293,6 +331,28 @@ mod tests {
             Some(format!("USER#{}", user.id).as_str())
         );
         assert_eq!(UserRecord::try_from(&item).expect("parses"), user);
+        user.totp = Some(TotpState {
+            sealed_secret: "v1.sealed".into(),
+            enabled: false,
+            last_step: None,
+            recovery_codes: Vec::new(),
+        });
+        assert_eq!(
+            UserRecord::try_from(&Item::from(&user)).expect("pending"),
+            user
+        );
+        user.totp = Some(TotpState {
+            sealed_secret: "v1.sealed".into(),
+            enabled: true,
+            last_step: Some(56_789_012),
+            recovery_codes: vec!["aa".into(), "bb".into()],
+        });
+        let item = Item::from(&user);
+        assert!(matches!(
+            item.get("recovery_codes"),
+            Some(AttributeValue::Ss(_))
+        ));
+        assert_eq!(UserRecord::try_from(&item).expect("enabled"), user);
         let mut broken = item.clone();
         broken.remove("email");
         assert!(UserRecord::try_from(&broken).is_err());

@@ -21,6 +21,7 @@ use item::{Item, attr, n, rfc3339, s};
 mod codes;
 mod item;
 mod limits;
+mod mfa;
 mod published;
 mod sessions;
 mod users;

@@ -1,0 +1,81 @@
+//! `POST /auth/mfa/totp/confirm`: a first code from the authenticator app turns the pending
+//! secret on, and the answer carries the 10 recovery codes, shown this once and stored only
+//! as keyed hashes (MF-02). From then on, sign-in asks for a second factor.
+//!
+//! The confirming code's step is the first accepted one (MF-01). Wrong codes spend the
+//! client's budget of wrong codes (AB-03).
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::second_factor::{code_field, unopenable};
+use super::{Deps, authenticate, client_ip};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, Response};
+use crate::store::{Limits, Mfa, StoreError, Users};
+use crate::totp;
+
+endpoint!(mfa_totp_confirm, [POST], Users + Limits + Mfa);
+
+#[tracing::instrument(skip_all)]
+async fn mfa_totp_confirm<S: Users + Limits + Mfa>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(deps, req).await?;
+    let body = http::json_body(req)?;
+    let mut errors = FieldErrors::new();
+    body.reject_unknown(&["code"], &mut errors);
+    let code = code_field(&body, &mut errors);
+    let (Some(code), true) = (code, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let keys = deps.mfa_keys()?;
+    let user = &caller.user;
+    if user.mfa_enabled() {
+        return Err(ApiError::MfaAlreadyEnabled);
+    }
+    let source_ip = client_ip(req);
+    let probe = deps.take_probe("wrong-code", &source_ip).await?;
+    let Some(pending) = user.totp.as_ref() else {
+        return Err(ApiError::InvalidCode);
+    };
+    let secret = keys
+        .open(user.id, &pending.sealed_secret)
+        .ok_or_else(|| unopenable(user))?;
+    let step = totp::is_totp_code(code)
+        .then(|| totp::matching_step(&secret, code, deps.now(), None))
+        .flatten();
+    let Some(step) = step else {
+        tracing::warn!(event = "totp_confirm_rejected", user_id = %user.id, source_ip = %source_ip);
+        return Err(ApiError::InvalidCode);
+    };
+
+    let recovery_codes = totp::new_recovery_codes();
+    let hashes: Vec<String> = recovery_codes
+        .iter()
+        .map(|code| {
+            let canonical = totp::normalize_recovery_code(code.expose_secret())
+                .unwrap_or_else(|| unreachable!("a new recovery code is canonical"));
+            keys.recovery_hash(user.id, &canonical)
+        })
+        .collect();
+    match deps
+        .store
+        .enable_totp(user.id, &pending.sealed_secret, step, &hashes)
+        .await
+    {
+        // Another setup replaced the secret, or another confirmation won.
+        Err(StoreError::Conflict) => return Err(ApiError::InvalidCode),
+        other => other?,
+    }
+    deps.refund_probe(&probe).await;
+    tracing::info!(event = "totp_enabled", user_id = %user.id, source_ip = %source_ip);
+    let shown: Vec<&str> = recovery_codes.iter().map(|c| c.expose_secret()).collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"recovery_codes": shown}),
+    ))
+}
