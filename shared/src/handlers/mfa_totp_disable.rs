@@ -51,7 +51,7 @@ async fn mfa_totp_disable<S: Users + Limits + Mfa>(
         Err(StoreError::Conflict) => return Err(ApiError::InvalidCode),
         other => other?,
     }
-    code_accepted(deps, user, counted).await?;
+    code_accepted(deps, user, counted).await;
     tracing::info!(event = "totp_disabled", user_id = %user.id, source_ip = %source_ip);
     Ok(http::no_content())
 }

@@ -76,7 +76,7 @@ async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
         }
         other => other?,
     }
-    code_accepted(deps, &user, counted).await?;
+    code_accepted(deps, &user, counted).await;
     tracing::info!(event = "login_succeeded", user_id = %user.id, sid = %session.sid, second_factor = true, source_ip = %source_ip);
     session_tokens(
         deps,

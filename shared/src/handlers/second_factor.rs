@@ -154,12 +154,13 @@ pub(super) async fn count_code<S: Limits>(
 
 /// A right code, spent: the account's failures are forgotten (a right password alone on an
 /// account with TOTP forgets none), this address is trusted as the owner's, and the unit of the
-/// client's budget is given back.
+/// client's budget is given back. Best effort, after the fact: the code is spent and the answer
+/// given, so a failure here is logged and costs the owner at most a tighter lock for a while.
 pub(super) async fn code_accepted<S: Limits>(
     deps: &Deps<S>,
     user: &UserRecord,
     counted: CountedCode,
-) -> Result<(), ApiError> {
+) {
     let account = LockTarget::User(user.id);
     let clear_account = async {
         if counted.lock == account || user.lockout.failures > 0 {
@@ -169,15 +170,15 @@ pub(super) async fn code_accepted<S: Limits>(
         }
     };
     // Trusting the address also forgets its own failures.
-    tokio::try_join!(
+    let trusted_until = deps.now() + throttle::TRUSTED_CLIENT_SECS;
+    let cleared = tokio::try_join!(
         clear_account,
-        deps.store.trust_client(
-            &counted.trust_key,
-            deps.now() + throttle::TRUSTED_CLIENT_SECS
-        ),
-    )?;
+        deps.store.trust_client(&counted.trust_key, trusted_until),
+    );
+    if let Err(err) = cleared {
+        tracing::warn!(event = "mfa_bookkeeping_failed", user_id = %user.id, error = %err);
+    }
     deps.refund_probe(&counted.probe).await;
-    Ok(())
 }
 
 #[cfg(test)]

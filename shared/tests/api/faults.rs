@@ -12,8 +12,9 @@ use crate::common::*;
 use lambda_http::Request;
 use serde_json::{Value, json};
 use shared::handlers::{
-    Deps, change_password, delete_me, forgot_password, list_sessions, login, logout, me, refresh,
-    register, resend_verification, reset_password, revoke_session, update_me, verify_email,
+    Deps, change_password, delete_me, forgot_password, list_sessions, login, logout, me,
+    mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_verify, refresh, register,
+    resend_verification, reset_password, revoke_session, update_me, verify_email,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
@@ -40,6 +41,12 @@ enum Endpoint {
     Reset,
     VerifyEmail,
     ResendVerification,
+    /// The first step of a sign-in to an account with TOTP.
+    LoginFirstStep,
+    TotpSetup,
+    TotpConfirm,
+    MfaVerify,
+    TotpDisable,
 }
 
 /// One request ready to send (again), and what it may touch.
@@ -58,7 +65,7 @@ struct Scope {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 16] = [
+    const ALL: [Endpoint; 21] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -75,6 +82,11 @@ impl Endpoint {
         Endpoint::Reset,
         Endpoint::VerifyEmail,
         Endpoint::ResendVerification,
+        Endpoint::LoginFirstStep,
+        Endpoint::TotpSetup,
+        Endpoint::TotpConfirm,
+        Endpoint::MfaVerify,
+        Endpoint::TotpDisable,
     ];
 
     fn success(self) -> u16 {
@@ -86,13 +98,18 @@ impl Endpoint {
             | Self::ListSessions
             | Self::UpdateMe
             | Self::ChangePassword
-            | Self::VerifyEmail => 200,
+            | Self::VerifyEmail
+            | Self::LoginFirstStep
+            | Self::TotpSetup
+            | Self::TotpConfirm
+            | Self::MfaVerify => 200,
             Self::Logout
             | Self::LogoutAll
             | Self::LogoutOthers
             | Self::RevokeSession
             | Self::DeleteMe
-            | Self::Reset => 204,
+            | Self::Reset
+            | Self::TotpDisable => 204,
             Self::Forgot | Self::ResendVerification => 202,
         }
     }
@@ -103,8 +120,12 @@ impl Endpoint {
     /// user's.)
     fn may_change(self) -> &'static [&'static str] {
         match self {
-            // A sign-in's check is counted before the password is compared.
-            Self::Login => &["failed_logins", "locked_until_ms"],
+            // A sign-in's check is counted before the password is compared, and so is a code.
+            Self::Login | Self::LoginFirstStep | Self::TotpDisable => {
+                &["failed_logins", "locked_until_ms"]
+            }
+            // ... and a challenge counts its tries.
+            Self::MfaVerify => &["failed_logins", "locked_until_ms", "tries"],
             Self::Forgot => &["reset_code_hash", "reset_code_expires_at"],
             // A code stored for a new address (or, when the name change after it failed, a
             // pending change nobody got a code for, which the retry replaces).
@@ -127,7 +148,11 @@ impl Endpoint {
             Self::Register | Self::DeleteMe => {
                 calls[..index].iter().any(|c| c == "TransactWriteItems")
             }
-            Self::VerifyEmail => index + 1 == calls.len(),
+            // After the code is spent: the account's failures cleared, the address trusted, the
+            // wrong-code unit given back.
+            Self::MfaVerify => calls[..index].iter().any(|c| c == "TransactWriteItems"),
+            Self::TotpDisable => index + 3 >= calls.len(),
+            Self::VerifyEmail | Self::TotpConfirm => index + 1 == calls.len(),
             _ => false,
         }
     }
@@ -148,6 +173,11 @@ impl Endpoint {
             Self::Reset => reset_password::handle(deps, req).await,
             Self::VerifyEmail => verify_email::handle(deps, req).await,
             Self::ResendVerification => resend_verification::handle(deps, req).await,
+            Self::LoginFirstStep => login::handle(deps, req).await,
+            Self::TotpSetup => mfa_totp_setup::handle(deps, req).await,
+            Self::TotpConfirm => mfa_totp_confirm::handle(deps, req).await,
+            Self::MfaVerify => mfa_verify::handle(deps, req).await,
+            Self::TotpDisable => mfa_totp_disable::handle(deps, req).await,
         };
         response.expect("infallible")
     }
@@ -167,7 +197,17 @@ impl Endpoint {
                 },
             };
         }
-        let (name, tokens) = sign_up(deps).await;
+        let two_step = matches!(
+            self,
+            Self::LoginFirstStep | Self::MfaVerify | Self::TotpDisable
+        );
+        let (name, tokens, recovery) = if two_step {
+            let (name, tokens, _, recovery) = crate::mfa::user_with_totp(deps).await;
+            (name, tokens, recovery)
+        } else {
+            let (name, tokens) = sign_up(deps).await;
+            (name, tokens, Vec::new())
+        };
         let email = format!("{name}@example.com");
         let user_id = tokens["user"]["id"].as_str().unwrap_or_default().to_owned();
         let bearer = shared::testing::bearer(&tokens);
@@ -254,6 +294,47 @@ impl Endpoint {
                 plain("/auth/email/verify", json!({"email": email, "code": code}))
             }
             Self::ResendVerification => plain("/auth/email/verify/resend", json!({"email": email})),
+            Self::LoginFirstStep => plain(
+                "/auth/login",
+                json!({"identifier": name, "password": PASSWORD}),
+            ),
+            Self::TotpSetup => authed(
+                "POST",
+                "/auth/mfa/totp/setup",
+                Some(json!({"current_password": PASSWORD})),
+            ),
+            Self::TotpConfirm => {
+                let setup = Self::TotpSetup
+                    .send(
+                        deps,
+                        request(
+                            "POST",
+                            "/auth/mfa/totp/setup",
+                            &[("authorization", &shared::testing::bearer(&tokens))],
+                            Some(&json!({"current_password": PASSWORD})),
+                        ),
+                    )
+                    .await;
+                assert_eq!(setup.status(), 200);
+                let code = crate::mfa::code(deps, &tokens, 0).await;
+                authed(
+                    "POST",
+                    "/auth/mfa/totp/confirm",
+                    Some(json!({"code": code})),
+                )
+            }
+            Self::MfaVerify => {
+                let mfa_token = crate::mfa::first_step(deps, &name).await;
+                let code = crate::mfa::code(deps, &tokens, 1).await;
+                plain(
+                    "/auth/mfa/verify",
+                    json!({"mfa_token": mfa_token, "code": code}),
+                )
+            }
+            Self::TotpDisable => {
+                let body = json!({"current_password": PASSWORD, "code": recovery[0]});
+                authed("DELETE", "/auth/mfa/totp", Some(body))
+            }
         };
         Prepared { request, scope }
     }
@@ -487,6 +568,11 @@ fault_matrix! {
     logout_others_under_faults => Endpoint::LogoutOthers,
     list_sessions_under_faults => Endpoint::ListSessions,
     revoke_session_under_faults => Endpoint::RevokeSession,
+    login_first_step_under_faults => Endpoint::LoginFirstStep,
+    totp_setup_under_faults => Endpoint::TotpSetup,
+    totp_confirm_under_faults => Endpoint::TotpConfirm,
+    mfa_verify_under_faults => Endpoint::MfaVerify,
+    totp_disable_under_faults => Endpoint::TotpDisable,
 }
 
 #[tokio::test]
@@ -638,6 +724,21 @@ async fn every_table_write_is_a_single_call_or_a_transaction() {
             Endpoint::ChangePassword => 3,
             // The same, then the dead account's session record removed (best effort).
             Endpoint::DeleteMe => 4,
+            // The address's budget and the reservation, counted before the check; the budget's
+            // unit given back after the right password; then the challenge.
+            Endpoint::LoginFirstStep => 4,
+            // The session's re-authentication reserved and cleared, then the pending secret.
+            Endpoint::TotpSetup => 3,
+            // The wrong-code budget, the secret enabled, the budget's unit given back.
+            Endpoint::TotpConfirm => 3,
+            // The challenge's try and the code's counts (the wrong-code budget, the lock), each
+            // before the check; the transaction that ends the challenge, spends the code and
+            // records the session; then the bookkeeping of `code_accepted` (the lock cleared,
+            // the address trusted, the budget's unit given back).
+            Endpoint::MfaVerify => 7,
+            // Re-authentication (reserved, cleared), the code's counts, the removal that
+            // spends it, then `code_accepted`'s bookkeeping.
+            Endpoint::TotpDisable => 8,
             // The same, with the email change's request (a transaction: the user's pending
             // address and code, and the record naming the user under it) before the profile.
             Endpoint::UpdateMe => 4,

@@ -7,4 +7,5 @@ mod common;
 mod dynamo;
 mod faults;
 mod lifecycle;
+mod mfa;
 mod sessions;
