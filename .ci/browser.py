@@ -8,6 +8,9 @@ origin), then, in a real browser (CK-*, CS-*, CORS):
   JavaScript (`document.cookie` stays empty, no answer body carries a token);
 - it verifies its address with the mailed code; it lists its sessions (two more signed in
   elsewhere), ends one with its button and then all the others, and its own session goes on;
+- it turns on two-step sign-in with a code computed (by pyotp) from the key it shows, shows the
+  recovery codes, is asked for a code at the next sign-in and gets in with one, and turns it off
+  with the password and a recovery code;
 - a page on another origin (http://localhost:<evil>, not allowed) can neither read any answer
   (the signed-in user, a refresh) nor change state (sign out, change the password, by fetch or
   by a form), and the user's session is intact afterwards;
@@ -232,6 +235,56 @@ def run_checks(driver, app_origin, api, ports, evil_port):
         tablet = client.call("POST", "/auth/refresh", {"refresh_token": devices[1]["refresh_token"]})
         assert tablet.status == 401, tablet.raw
         assert app.click("refresh") == ("refresh", 200), "this browser's session goes on"
+        assert app.click("logout") == ("logout", 204)
+
+    def the_app_turns_on_two_step_sign_in_and_signs_in_with_a_code():
+        import re
+        import time
+
+        import pyotp
+
+        other = unique("spa")
+        app = App(driver, f"{app_origin}/?api={api}")
+        assert app.submit("register", {"username": other, "email": f"{other}@example.com", "password": PASSWORD}) == ("register", 201)
+        assert driver.find_element(By.ID, "mfa-setup").is_displayed() and not driver.find_element(By.ID, "mfa-disable").is_displayed()
+        assert app.submit("mfa-setup", {"current_password": PASSWORD}) == ("mfa-setup", 200)
+        secret = driver.find_element(By.ID, "mfa-secret").text
+        uri = driver.find_element(By.ID, "mfa-uri").text
+        assert re.fullmatch(r"[A-Z2-7]{32}", secret), secret
+        parsed = pyotp.parse_uri(uri)
+        assert (parsed.secret, parsed.name) == (secret, other), uri
+        totp = pyotp.TOTP(secret)
+        assert app.submit("mfa-confirm", {"code": totp.now()}) == ("mfa-confirm", 200)
+        codes = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#mfa-recovery-codes li")]
+        assert len(set(codes)) == 10 and all(re.fullmatch(r"[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}", c) for c in codes), codes
+        assert driver.find_element(By.ID, "mfa-recovery-codes").is_displayed()
+        assert not driver.find_element(By.ID, "mfa-secret").is_displayed(), "the key is put away once confirmed"
+        assert '"mfa_enabled": true' in app.user_shown(), app.user_shown()
+        assert driver.find_element(By.ID, "mfa-disable").is_displayed() and not driver.find_element(By.ID, "mfa-setup").is_displayed()
+        assert app.click("logout") == ("logout", 204)
+
+        # The password alone: the code is asked for, and nothing is signed in yet.
+        assert app.submit("login", {"identifier": other, "password": PASSWORD}) == ("login", 200)
+        assert driver.find_element(By.ID, "mfa-verify").is_displayed(), "the second step is asked for"
+        assert not driver.find_element(By.ID, "signed-in").is_displayed()
+        assert driver.execute_script("return document.cookie") == ""
+        # The code of the next time step (the confirmation spent this one; one step of drift is
+        # allowed), computed by pyotp from the key the page showed.
+        assert app.submit("mfa-verify", {"code": totp.at(time.time() + 30)}) == ("mfa-verify", 200)
+        assert not driver.find_element(By.ID, "mfa-verify").is_displayed()
+        assert f'"username": "{other}"' in app.user_shown() and '"mfa_enabled": true' in app.user_shown(), app.user_shown()
+        assert app.click("me") == ("me", 200), "the second step set the session cookies"
+        assert not driver.find_element(By.ID, "mfa-recovery").is_displayed(), "recovery codes are shown once"
+        assert driver.execute_script("return document.cookie") == ""
+
+        # Off again with the password and a recovery code; then the password alone signs in.
+        assert app.submit("mfa-disable", {"current_password": PASSWORD, "code": codes[0]}) == ("mfa-disable", 204)
+        assert '"mfa_enabled": false' in app.user_shown(), app.user_shown()
+        assert driver.find_element(By.ID, "mfa-setup").is_displayed()
+        assert app.click("logout") == ("logout", 204)
+        assert app.submit("login", {"identifier": other, "password": PASSWORD}) == ("login", 200)
+        assert not driver.find_element(By.ID, "mfa-verify").is_displayed()
+        assert f'"username": "{other}"' in app.user_shown() and '"mfa_enabled": false' in app.user_shown(), app.user_shown()
         assert app.click("logout") == ("logout", 204)
 
     def no_token_is_readable_from_javascript():

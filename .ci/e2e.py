@@ -2,9 +2,10 @@
 """End-to-end tests of the local stack, over HTTP, exactly as a client sees it.
 
 Starts `scripts/dev` (the stack `make dev` runs) on free ports, checks every endpoint against
-API.md's contract, including its failure cases, cookie mode and a registration race between
-concurrently running function instances, then stops the stack with Ctrl-C (SIGINT) and checks
-that nothing it started is left running and that a second start is clean.
+API.md's contract, including its failure cases, cookie mode, two-step sign-in with codes from
+an outside TOTP implementation (pyotp), and races between concurrently running function
+instances (registrations, refreshes, one TOTP code), then stops the stack with Ctrl-C (SIGINT)
+and checks that nothing it started is left running and that a second start is clean.
 """
 
 import concurrent.futures
@@ -14,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import boto3
 
@@ -21,6 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from stack import (  # noqa: E402
     PASSWORD, ROOT, Checks, Client, Ports, mails_to, port_open, start_stack, stop_with_ctrl_c, unique, wait_for_api,
 )
+
+COOKIE_MODE = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
+RECOVERY_CODE = re.compile(r"^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$")
 
 SECURITY_HEADERS = {
     "cache-control": "no-store",
@@ -58,7 +63,8 @@ def assert_token_response(response, status, username, email, delivery="body"):
     assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and body["refresh_expires_in"] > 0
     user = body["user"]
     assert user["username"] == username and user["email"] == email.lower(), user
-    assert set(user) == {"id", "username", "email", "full_name", "email_verified", "pending_email", "created_at", "updated_at"}, user
+    assert set(user) == {"id", "username", "email", "full_name", "email_verified", "pending_email", "mfa_enabled",
+                         "created_at", "updated_at"}, user
     if delivery == "body":
         assert body["access_token"].count(".") == 2 and body["refresh_token"].count(".") == 2
         assert not response.cookies(), "body mode sets no cookie"
@@ -73,6 +79,81 @@ def register(api, username=None, email=None, headers=None):
     email = email or f"{username}@example.com"
     body = {"username": username, "email": email, "password": PASSWORD}
     return username, email, api.call("POST", "/auth/register", body, headers=headers)
+
+
+def bearer(tokens):
+    return {"authorization": f"Bearer {tokens['access_token']}"}
+
+
+class Authenticator:
+    """An authenticator app for one account, built on pyotp (none of our TOTP code). The server
+    takes the previous, current or next 30 s step (RFC 6238's drift), each step once, and after
+    a step only later ones (MF-01); so this app never offers a step at or before the last one it
+    offered: the current step at first, then the one after the last, waiting for the clock when
+    that one is beyond the next step."""
+
+    def __init__(self, secret):
+        import pyotp
+
+        self.totp = pyotp.TOTP(secret)
+        self.last = None
+
+    def code(self):
+        current = int(time.time() // 30)
+        step = current if self.last is None else max(self.last + 1, current)
+        if step > current + 1:
+            time.sleep((step - 1) * 30 - time.time() + 0.2)
+        self.last = step
+        return self.totp.at(step * 30)
+
+    def wrong_code(self):
+        """A code that no step the server could take (or soon will) matches."""
+        now = time.time()
+        near = {self.totp.at(now + 30 * offset) for offset in range(-2, 4)}
+        return next(c for c in ("000000", "111111", "222222", "333333", "444444") if c not in near)
+
+
+def totp_user(api):
+    """A new user with TOTP set up and confirmed: its username, email, registration tokens,
+    authenticator and recovery codes."""
+    username, email, created = register(api)
+    assert created.status == 201, created.raw
+    setup = api.call("POST", "/auth/mfa/totp/setup", {"current_password": PASSWORD}, headers=bearer(created.json))
+    assert setup.status == 200, setup.raw
+    app = Authenticator(setup.json["secret"])
+    confirmed = api.call("POST", "/auth/mfa/totp/confirm", {"code": app.code()}, headers=bearer(created.json))
+    assert confirmed.status == 200, confirmed.raw
+    return username, email, created.json, app, confirmed.json["recovery_codes"]
+
+
+def second_step_asked(api, identifier, password=PASSWORD, headers=None):
+    """Signs in to an account with TOTP on: the right password answers the second step's
+    `mfa_token`, and no token and no cookie, in either delivery mode. Returns the mfa_token."""
+    login = api.call("POST", "/auth/login", {"identifier": identifier, "password": password}, headers=headers)
+    assert login.status == 200 and login.header("content-type") == "application/json", f"{login.status}: {login.raw[:300]!r}"
+    assert set(login.json) == {"mfa_required", "mfa_token", "methods"}, login.json
+    assert login.json["mfa_required"] is True and login.json["methods"] == ["totp", "recovery_code"], login.json
+    assert isinstance(login.json["mfa_token"], str) and len(login.json["mfa_token"]) >= 16, login.json
+    assert not login.cookies(), f"no cookie before the second step: {login.cookies()}"
+    assert_security_headers(login)
+    return login.json["mfa_token"]
+
+
+def verify_mfa(api, mfa_token, code, headers=None):
+    return api.call("POST", "/auth/mfa/verify", {"mfa_token": mfa_token, "code": code}, headers=headers)
+
+
+def assert_second_factor_session(response, username, email, delivery="body"):
+    """A token response from the second step: the user shows TOTP on, and the access token
+    says the sign-in took a password and a one-time code."""
+    body = assert_token_response(response, 200, username, email, delivery=delivery)
+    assert body["user"]["mfa_enabled"] is True, body["user"]
+    if delivery == "body":
+        access = body["access_token"]
+    else:
+        access = next(c for c in response.cookies() if c.startswith("__Host-access_token=")).split(";")[0].split("=", 1)[1]
+    assert claims(access)["amr"] == ["pwd", "otp"], claims(access)
+    return body
 
 
 def run_checks(api, endpoint, dynamodb_endpoint):
@@ -125,7 +206,7 @@ def run_checks(api, endpoint, dynamodb_endpoint):
         ]
         for path in (
             "/auth/register", "/auth/login", "/auth/refresh", "/auth/logout",
-            "/auth/password/forgot", "/auth/password/reset",
+            "/auth/password/forgot", "/auth/password/reset", "/auth/mfa/verify",
         ):
             for name, raw, content_type, status, code in cases:
                 if name == "empty" and path in ("/auth/refresh", "/auth/logout"):
@@ -459,6 +540,184 @@ def run_checks(api, endpoint, dynamodb_endpoint):
         assert locked.header("retry-after") == "1", locked.header("retry-after")
         time.sleep(1.1)
         assert api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}).status == 200
+
+    def totp_is_set_up_with_the_password_and_turned_on_by_a_code():
+        import pyotp
+
+        username, email, created = register(api)
+        assert created.json["user"]["mfa_enabled"] is False, created.json["user"]
+        auth = bearer(created.json)
+        setup = {"current_password": PASSWORD}
+        assert_problem(api.call("POST", "/auth/mfa/totp/setup", {"current_password": "not the password"}, headers=auth),
+                       401, "invalid_credentials")
+        assert_problem(api.call("POST", "/auth/mfa/totp/setup", {}, headers=auth), 422, "validation_failed")
+        assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup), 401, "invalid_token")
+        first = api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth)
+        assert first.status == 200 and first.header("content-type") == "application/json", first.raw
+        assert_security_headers(first)
+        # Asked again before confirming: a new secret replaces the pending one.
+        second = api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth)
+        assert second.status == 200 and set(second.json) == {"secret", "otpauth_uri"}, second.raw
+        secret = second.json["secret"]
+        assert re.fullmatch(r"[A-Z2-7]{32}", secret) and secret != first.json["secret"], (secret, first.json["secret"])
+        # The URI an authenticator app reads: RFC 6238 SHA-1, 6 digits, 30 s, this account.
+        uri = urllib.parse.urlsplit(second.json["otpauth_uri"])
+        assert (uri.scheme, uri.netloc) == ("otpauth", "totp"), uri
+        issuer, _, account = (urllib.parse.unquote(part) for part in uri.path[1:].partition(":"))
+        assert issuer and account == username, (issuer, account)
+        query = dict(urllib.parse.parse_qsl(uri.query))
+        assert query == {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": "6", "period": "30"}, query
+        parsed = pyotp.parse_uri(second.json["otpauth_uri"])
+        assert (parsed.secret, parsed.issuer, parsed.name, parsed.digits, parsed.interval, parsed.digest().name) == (
+            secret, issuer, username, 6, 30, "sha1"), vars(parsed)
+        # Pending is not on: the password alone still signs in.
+        plain = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+        assert_token_response(plain, 200, username, email)
+        assert plain.json["user"]["mfa_enabled"] is False
+        app = Authenticator(secret)
+        replaced = pyotp.TOTP(first.json["secret"]).now()
+        if replaced not in {app.totp.at(time.time() + 30 * offset) for offset in range(-1, 2)}:
+            assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": replaced}, headers=auth), 400, "invalid_code")
+        assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": app.wrong_code()}, headers=auth), 400, "invalid_code")
+        confirmed = api.call("POST", "/auth/mfa/totp/confirm", {"code": app.code()}, headers=auth)
+        assert confirmed.status == 200 and set(confirmed.json) == {"recovery_codes"}, confirmed.raw
+        assert_security_headers(confirmed)
+        codes = confirmed.json["recovery_codes"]
+        assert len(codes) == 10 and len(set(codes)) == 10, codes
+        assert all(RECOVERY_CODE.match(code) for code in codes), codes
+        assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth), 409, "mfa_already_enabled")
+        assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": app.wrong_code()}, headers=auth),
+                       409, "mfa_already_enabled")
+        me = api.call("GET", "/auth/me", headers=auth)
+        assert me.status == 200 and me.json["mfa_enabled"] is True, me.raw
+
+    def totp_sign_in_takes_a_second_step_and_each_code_once():
+        # MF-01, MF-02, MF-03 over HTTP: the password answers an mfa_token only; a right code
+        # completes the sign-in once; an accepted code is refused afterwards even with a new
+        # mfa_token; each recovery code works once; cookie mode is honoured.
+        username, email, _, app, recovery = totp_user(api)
+        token = second_step_asked(api, username)
+        second_step_asked(api, email, headers=COOKIE_MODE)
+        assert_problem(verify_mfa(api, token, app.wrong_code()), 400, "invalid_code")
+        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        for bad in (forged, "0" * len(token)):
+            assert_problem(verify_mfa(api, bad, app.wrong_code()), 401, "invalid_token")
+        code = app.code()
+        body = assert_second_factor_session(verify_mfa(api, token, code), username, email)
+        me = api.call("GET", "/auth/me", headers=bearer(body))
+        assert me.status == 200 and me.json["mfa_enabled"] is True, me.raw
+        refreshed = api.call("POST", "/auth/refresh", {"refresh_token": body["refresh_token"]})
+        assert refreshed.status == 200 and claims(refreshed.json["access_token"])["amr"] == ["pwd", "otp"], refreshed.raw
+        # The mfa_token is spent by its success; the code is spent for the account.
+        assert_problem(verify_mfa(api, token, code), 401, "invalid_token")
+        again = second_step_asked(api, username)
+        assert_problem(verify_mfa(api, again, code), 400, "invalid_code")
+        # A recovery code instead (the mfa_token lives on after one wrong code), once.
+        assert_second_factor_session(verify_mfa(api, again, recovery[0]), username, email)
+        assert_problem(verify_mfa(api, second_step_asked(api, username), recovery[0]), 400, "invalid_code")
+        # Cookie mode: the tokens only as cookies; from another origin, refused.
+        token = second_step_asked(api, username, headers=COOKIE_MODE)
+        foreign = dict(COOKIE_MODE, origin="https://evil.example")
+        refused = verify_mfa(api, token, recovery[1], headers=foreign)
+        assert_problem(refused, 403, "csrf_rejected")
+        assert not refused.cookies()
+        in_cookies = verify_mfa(api, token, recovery[1], headers=COOKIE_MODE)
+        assert_second_factor_session(in_cookies, username, email, delivery="cookie")
+        cookies = in_cookies.cookies()
+        assert len(cookies) == 2 and cookies[0].startswith("__Host-access_token=") and cookies[1].startswith(
+            "__Secure-refresh_token="), cookies
+        jar = "; ".join(c.split(";")[0] for c in cookies)
+        me = api.call("GET", "/auth/me", headers={"cookie": jar})
+        assert me.status == 200 and me.json["username"] == username, me.raw
+
+    def verifications_racing_with_one_code_admit_exactly_one():
+        # MF-01: two sign-ins wait for their second step and send the same fresh code at once,
+        # to different function instances: the conditional write lets one through. (Two: each
+        # password step and each code counts toward the account's lock of 5 until a second
+        # step completes.)
+        username, email, _, app, _ = totp_user(api)
+        tokens = [second_step_asked(api, username) for _ in range(2)]
+        code = app.code()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda token: verify_mfa(api, token, code), tokens))
+        assert sorted(a.status for a in answers) == [200, 400], [(a.status, a.raw[:200]) for a in answers]
+        for answer in answers:
+            if answer.status == 200:
+                assert_second_factor_session(answer, username, email)
+            else:
+                assert_problem(answer, 400, "invalid_code")
+
+    def an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout():
+        # MF-03, AB-03: five tries per mfa_token, each counted before the code is checked; the
+        # password step and each wrong code are failures of the account's sign-in until a
+        # second step completes (5 lock it for 1 s, doubling: API.md), and only that clears them.
+        username, email, _, app, _ = totp_user(api)
+        password = {"identifier": username, "password": PASSWORD}
+        token = second_step_asked(api, username)                    # failure 1
+        wrong = app.wrong_code()
+        for attempt in range(1, 5):                                 # failures 2 to 5, tries 1 to 4
+            try:
+                assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")
+            except AssertionError as err:
+                raise AssertionError(f"wrong code {attempt}: {err}") from None
+        locked = api.call("POST", "/auth/login", password)
+        assert_problem(locked, 429, "too_many_attempts")
+        assert locked.header("retry-after") == "1", locked.header("retry-after")
+        time.sleep(1.2)
+        assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")   # try 5 (and a 2 s lock)
+        code = app.code()
+        assert_problem(verify_mfa(api, token, code), 401, "invalid_token")   # no sixth try
+
+        def past_the_lock(request):
+            for _ in range(4):
+                answer = request()
+                if answer.status != 429:
+                    return answer
+                time.sleep(int(answer.header("retry-after")) + 0.2)
+            raise AssertionError(f"still locked: {answer.raw[:200]!r}")
+
+        # The refused try spent nothing: the same code completes a new sign-in, once past the
+        # locks that the failures (the new password step included) have set...
+        login = past_the_lock(lambda: api.call("POST", "/auth/login", password))
+        assert login.status == 200 and login.json.get("mfa_required") is True, login.raw
+        fresh = login.json["mfa_token"]
+        assert_second_factor_session(past_the_lock(lambda: verify_mfa(api, fresh, code)), username, email)
+        # ... and that cleared every failure: the next sign-in is not locked.
+        second_step_asked(api, username)
+
+    def totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code():
+        username, email, _, app, recovery = totp_user(api)
+        # A reset (through the mailbox) changes the password, not the second factor.
+        assert api.call("POST", "/auth/password/forgot", {"email": email}).status == 202
+        mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
+        assert len(mails) == 1, mails
+        reset_code = mails[0]["body"].split("<strong>")[1][:8]
+        new_password = "reset yet still two steps"
+        done = api.call("POST", "/auth/password/reset", {"email": email, "code": reset_code, "new_password": new_password})
+        assert done.status == 204, done.raw
+        token = second_step_asked(api, username, password=new_password)
+        body = assert_second_factor_session(verify_mfa(api, token, recovery[0]), username, email)
+        auth = bearer(body)
+        off = "/auth/mfa/totp"
+        # The old password, with a good code (whichever is checked first, nothing is spent
+        # unless both are right); the password with a wrong code; no code; no token.
+        assert_problem(api.call("DELETE", off, {"current_password": PASSWORD, "code": recovery[1]}, headers=auth),
+                       401, "invalid_credentials")
+        assert_problem(api.call("DELETE", off, {"current_password": new_password, "code": app.wrong_code()}, headers=auth),
+                       400, "invalid_code")
+        assert_problem(api.call("DELETE", off, {"current_password": new_password}, headers=auth), 422, "validation_failed")
+        assert_problem(api.call("DELETE", off, {"current_password": new_password, "code": app.wrong_code()}), 401, "invalid_token")
+        disabled = api.call("DELETE", off, {"current_password": new_password, "code": app.code()}, headers=auth)
+        assert disabled.status == 204 and not disabled.raw, disabled.raw
+        assert_security_headers(disabled)
+        # The password alone signs in again, as a password-only sign-in.
+        login = api.call("POST", "/auth/login", {"identifier": username, "password": new_password})
+        tokens = assert_token_response(login, 200, username, email)
+        assert tokens["user"]["mfa_enabled"] is False and claims(tokens["access_token"])["amr"] == ["pwd"], tokens
+        me = api.call("GET", "/auth/me", headers=bearer(tokens))
+        assert me.status == 200 and me.json["mfa_enabled"] is False, me.raw
+        again = api.call("POST", "/auth/mfa/totp/setup", {"current_password": new_password}, headers=bearer(tokens))
+        assert again.status == 200 and again.json["secret"] != app.totp.secret, again.raw
 
     def the_smoke_test_passes_against_the_local_stack():
         email = f"{unique('smoke')}@example.com"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Runs the README's "Try it" section, verbatim, against a running `make dev`.
+"""Runs the README's walk-through sections ("Try it", then "Two-step sign-in (TOTP)"),
+verbatim, against a running `make dev`.
 
-Every `sh` block of that section is run in order, in one bash with `set -euo pipefail`, as a
+Every `sh` block of those sections is run in order, in one bash with `set -euo pipefail`, as a
 person would paste them. `curl` is wrapped to fail on any 4xx or 5xx answer (printing its body),
-so an example that no longer works fails CI. The section must start from an empty stack (the
+so an example that no longer works fails CI. The sections must start from an empty stack (the
 one `make dev` gives at each start).
 
     walkthrough.py [README.md]
@@ -15,21 +16,25 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTION = "## Try it"
+SECTIONS = ("## Try it", "## Two-step sign-in (TOTP)")
 
 
 def blocks(readme):
     text = open(readme).read()
-    start = text.index(f"\n{SECTION}\n")
-    end = text.find("\n## ", start + 1)
-    section = text[start:end if end != -1 else None]
-    return re.findall(r"```sh\n(.*?)```", section, re.S)
+    found = []
+    for heading in SECTIONS:
+        start = text.index(f"\n{heading}\n")
+        end = text.find("\n## ", start + 1)
+        section = text[start:end if end != -1 else None]
+        section_blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+        assert section_blocks, f"no sh block under {heading!r} in {readme}"
+        found += section_blocks
+    return found
 
 
 def main():
     readme = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "README.md")
     found = blocks(readme)
-    assert found, f"no sh block under {SECTION!r} in {readme}"
     script = "\n".join(
         ["set -euo pipefail", 'curl() { command curl --fail-with-body --max-time 300 "$@"; echo; }']
         + [f"echo '--- block {n}'\n{block}" for n, block in enumerate(found, 1)]

@@ -42,13 +42,44 @@ function log(operation, method, path, status, data) {
   $("log").append(item);
 }
 
+// The signed-in user as last shown, and a sign-in waiting for its second step (kept in
+// memory only, like everything else this page knows).
+let shown = null;
+let mfaToken = null;
+
 function show(user) {
+  shown = user;
+  if (user) askForCode(null);
   $("signed-out").hidden = Boolean(user);
   $("signed-in").hidden = !user;
   $("who").textContent = user ? user.username : "";
   $("user").textContent = user ? JSON.stringify(user, null, 2) : "";
   $("verify").hidden = !user || user.email_verified;
   $("verify-email").textContent = user ? user.email : "";
+  const mfa = Boolean(user && user.mfa_enabled);
+  $("mfa-status").textContent = mfa ? "On: sign-in asks for a code after the password." : "Off.";
+  $("mfa-setup").hidden = mfa;
+  $("mfa-disable").hidden = !mfa;
+  if (mfa || !user) $("mfa-pending").hidden = true;
+  if (!user) showRecoveryCodes(null);
+}
+
+// The second step of a sign-in: the code field, for this mfa_token (null: none pending).
+function askForCode(token) {
+  mfaToken = token;
+  $("mfa-verify").hidden = !token;
+  $("mfa-verify").reset();
+  if (token) $("mfa-code").focus();
+}
+
+function showRecoveryCodes(codes) {
+  const list = $("mfa-recovery-codes");
+  list.replaceChildren(...(codes || []).map((code) => {
+    const item = document.createElement("li");
+    item.textContent = code;
+    return item;
+  }));
+  $("mfa-recovery").hidden = !codes;
 }
 
 function fields(form) {
@@ -69,7 +100,18 @@ $("register").addEventListener("submit", async (event) => {
 $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   const { status, data } = await call("login", "POST", "/auth/login", fields(event.target));
+  if (status === 200 && data.mfa_required) askForCode(data.mfa_token);
+  else if (status === 200) show(data.user);
+});
+
+// The second step: in cookie mode like every call, so the tokens arrive as cookies here too.
+$("mfa-verify").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = { mfa_token: mfaToken, code: fields(event.target).code.trim() };
+  const { status, data } = await call("mfa-verify", "POST", "/auth/mfa/verify", body);
   if (status === 200) show(data.user);
+  else if (status === 401) askForCode(null); // the sign-in expired or ran out of tries: start again
+  else $("mfa-verify").reset();
 });
 
 $("verify").addEventListener("submit", async (event) => {
@@ -94,6 +136,39 @@ $("rename").addEventListener("submit", async (event) => {
   event.preventDefault();
   const { status, data } = await call("rename", "PATCH", "/auth/me", fields(event.target));
   if (status === 200) show(data);
+});
+
+// Two-step sign-in: a pending secret (shown as the key and the otpauth link an authenticator
+// app reads), turned on by a first code, which answers the recovery codes this once.
+$("mfa-setup").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { status, data } = await call("mfa-setup", "POST", "/auth/mfa/totp/setup", fields(event.target));
+  event.target.reset();
+  if (status !== 200) return;
+  $("mfa-secret").textContent = data.secret;
+  $("mfa-uri").textContent = data.otpauth_uri;
+  $("mfa-uri").href = data.otpauth_uri;
+  $("mfa-pending").hidden = false;
+  showRecoveryCodes(null);
+});
+
+$("mfa-confirm").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { status, data } = await call("mfa-confirm", "POST", "/auth/mfa/totp/confirm", fields(event.target));
+  event.target.reset();
+  if (status !== 200) return;
+  show(Object.assign({}, shown, { mfa_enabled: true }));
+  showRecoveryCodes(data.recovery_codes);
+});
+
+$("mfa-disable").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { status } = await call("mfa-disable", "DELETE", "/auth/mfa/totp", fields(event.target));
+  event.target.reset();
+  if (status === 204) {
+    show(Object.assign({}, shown, { mfa_enabled: false }));
+    showRecoveryCodes(null);
+  }
 });
 
 // The session list: each sign-in, newest first; this browser's is marked, the others can be

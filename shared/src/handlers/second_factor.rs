@@ -195,8 +195,8 @@ mod tests {
     };
     use crate::store::{Codes, Users};
     use crate::testing::{
-        ManualClock, MemoryStore, PASSWORD, alice, authed, body_json, deps, from_ip, post,
-        retry_after, token_claims, user_id,
+        ManualClock, MemoryStore, PASSWORD, alice, assert_placeholder_token_refused, authed,
+        body_json, deps, event, from_ip, post, retry_after, token_claims, user_id,
     };
 
     type TestDeps = Deps<MemoryStore>;
@@ -236,6 +236,20 @@ mod tests {
             .expect("it opens");
         let step = totp::step_at(deps.now()).saturating_add_signed(offset);
         totp::code_at(&secret, step)
+    }
+
+    /// A code no step within the drift window has for this user: certainly wrong.
+    async fn wrong_code(deps: &TestDeps, tokens: &Value) -> String {
+        let window = [
+            code(deps, tokens, -1).await,
+            code(deps, tokens, 0).await,
+            code(deps, tokens, 1).await,
+        ];
+        ["000000", "111111", "222222", "333333"]
+            .into_iter()
+            .find(|c| !window.iter().any(|w| w == c))
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Alice with TOTP enabled: her token response and her recovery codes.
@@ -391,12 +405,13 @@ mod tests {
         // MF-03.
         let (clock, deps) = clocked();
         let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
         let mfa_token = first_step(&deps).await;
         for _ in 0..3 {
-            assert_eq!(verify(&deps, &mfa_token, "000000").await.0, 400);
+            assert_eq!(verify(&deps, &mfa_token, &wrong).await.0, 400);
         }
         // The lock (5 failures: the sign-in's reservation and these) now answers first.
-        let (status, _) = verify(&deps, &mfa_token, "111111").await;
+        let (status, _) = verify(&deps, &mfa_token, &wrong).await;
         assert_eq!(status, 400);
         let (status, locked) = verify(&deps, &mfa_token, &code(&deps, &tokens, 1).await).await;
         assert_eq!(
@@ -444,10 +459,11 @@ mod tests {
         let config = crate::testing::config_with(&[("PROBE_CLIENT_LIMIT", "3")]);
         let deps =
             Deps::new(config, MemoryStore::new(), crate::testing::access_keys()).with_clock(clock);
-        alice_with_totp(&deps).await;
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
         let mfa_token = first_step(&deps).await;
         let from = |ip: &'static str| {
-            let body = json!({"mfa_token": mfa_token, "code": "000000"});
+            let body = json!({"mfa_token": mfa_token, "code": wrong});
             from_ip(post("/auth/mfa/verify", &body), ip)
         };
         for _ in 0..3 {
@@ -617,5 +633,31 @@ mod tests {
         assert_eq!(body["user"]["mfa_enabled"], false);
         let stored = deps.store.get_user(id).await.ok().flatten().expect("alice");
         assert!(stored.totp.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sample_events_reach_their_handlers() {
+        let (_, deps) = clocked();
+        alice_with_totp(&deps).await;
+        let (status, body) = call(mfa_verify::handle, &deps, event("mfa-verify")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_token")),
+            "its token is no live challenge"
+        );
+        for (name, handler) in [
+            ("mfa-totp-setup", 0),
+            ("mfa-totp-confirm", 1),
+            ("mfa-totp-disable", 2),
+        ] {
+            let req = event(name);
+            let response = match handler {
+                0 => mfa_totp_setup::handle(&deps, req).await,
+                1 => mfa_totp_confirm::handle(&deps, req).await,
+                _ => mfa_totp_disable::handle(&deps, req).await,
+            }
+            .expect("infallible");
+            assert_placeholder_token_refused(&response);
+        }
     }
 }
