@@ -104,6 +104,28 @@ impl Mail {
         }
     }
 
+    /// The notice that two-step sign-in was turned on or off.
+    pub fn two_step_changed(to: &str, enabled: bool) -> Self {
+        let (subject, line) = if enabled {
+            (
+                "Two-step sign-in is on",
+                "Two-step sign-in was just turned on for your account: signing in now also asks for a code from your authenticator app (or one of your recovery codes).",
+            )
+        } else {
+            (
+                "Two-step sign-in is off",
+                "Two-step sign-in was just turned off for your account: signing in now asks for the password only.",
+            )
+        };
+        let help = "If this was not you, reset your password now and review your account.";
+        Self {
+            to: to.to_owned(),
+            subject: subject.into(),
+            text: format!("{line}\n\n{help}\n"),
+            html: format!("<p>{line}</p><p>{help}</p>"),
+        }
+    }
+
     /// The notice to the old address that the account's email was changed (RG-04). It shows the
     /// new address only in part.
     pub fn email_changed(to: &str, new_email: &str) -> Self {

@@ -163,23 +163,28 @@ impl Deps<DynamoStore> {
     /// then required.
     pub async fn from_env_with_mail(keys: KeysNeeded) -> Result<Self, ConfigError> {
         let (deps, sdk) = Self::build(keys, false).await?;
-        let Some(from) = deps.config.mail.from.clone() else {
-            tracing::error!("refusing to start: MAIL_FROM is not set");
-            return Err(ConfigError::Missing("MAIL_FROM"));
-        };
-        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from);
-        Ok(deps.with_mailer(Arc::new(mailer)))
+        deps.mailing(&sdk)
     }
 
     /// Like [`Deps::from_env`], for the two-step sign-in functions: the MFA key
     /// (`MFA_KEY_SECRET_ID`) is then required.
     pub async fn from_env_with_mfa(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        let (deps, _) = Self::build(keys, true).await?;
-        if deps.mfa.is_none() {
-            tracing::error!("refusing to start: MFA_KEY_SECRET_ID is not set");
-            return Err(ConfigError::Missing("MFA_KEY_SECRET_ID"));
-        }
-        Ok(deps)
+        Ok(Self::build(keys, true).await?.0)
+    }
+
+    /// Both: the two-step functions that also mail the owner (turning TOTP on and off).
+    pub async fn from_env_with_mfa_and_mail(keys: KeysNeeded) -> Result<Self, ConfigError> {
+        let (deps, sdk) = Self::build(keys, true).await?;
+        deps.mailing(&sdk)
+    }
+
+    fn mailing(self, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        let Some(from) = self.config.mail.from.clone() else {
+            tracing::error!("refusing to start: MAIL_FROM is not set");
+            return Err(ConfigError::Missing("MAIL_FROM"));
+        };
+        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(sdk), from);
+        Ok(self.with_mailer(Arc::new(mailer)))
     }
 
     async fn build(
@@ -221,13 +226,14 @@ impl Deps<DynamoStore> {
             published,
         );
         let (jwt_secret, previous_secret, mfa_key) = (jwt_secret?, previous_secret?, mfa_key?);
+
         let config = Config::from_lookup(|name| {
             let from_secret = match name {
                 "JWT_SECRET" => jwt_secret.as_ref(),
                 "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
-                "MFA_KEY" if mfa => mfa_key.as_ref(),
                 // Only the two-step functions hold the MFA key.
-                "MFA_KEY" => return None,
+                "MFA_KEY" if !mfa => return None,
+                "MFA_KEY" => mfa_key.as_ref(),
                 _ => None,
             };
             from_secret
@@ -254,6 +260,10 @@ impl Deps<DynamoStore> {
             }
             (KeysNeeded::None, _) => AccessKeys::none(),
         };
+        if mfa && config.mfa.key.is_none() {
+            tracing::error!("refusing to start: MFA_KEY_SECRET_ID is not set");
+            return Err(ConfigError::Missing("MFA_KEY_SECRET_ID"));
+        }
         Ok((Self::new(config, store, access), sdk))
     }
 }

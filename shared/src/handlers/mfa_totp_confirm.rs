@@ -14,6 +14,7 @@ use super::second_factor::{code_field, unopenable};
 use super::{Deps, authenticate, client_ip};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response};
+use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};
 use crate::totp;
 
@@ -72,6 +73,11 @@ async fn mfa_totp_confirm<S: Users + Limits + Mfa>(
         other => other?,
     }
     deps.refund_probe(&probe).await;
+    deps.send_quietly(
+        &Mail::two_step_changed(user.email.as_str(), true),
+        "two_step_changed",
+    )
+    .await;
     tracing::info!(event = "totp_enabled", user_id = %user.id, source_ip = %source_ip);
     let shown: Vec<&str> = recovery_codes.iter().map(|c| c.expose_secret()).collect();
     Ok(http::json(

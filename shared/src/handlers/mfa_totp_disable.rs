@@ -11,6 +11,7 @@ use super::{Deps, authenticate, client_ip, reauthenticate};
 use crate::domain::PasswordAttempt;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
+use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};
 
 endpoint!(mfa_totp_disable, [DELETE], Users + Limits + Mfa);
@@ -52,6 +53,11 @@ async fn mfa_totp_disable<S: Users + Limits + Mfa>(
         other => other?,
     }
     code_accepted(deps, user, counted).await;
+    deps.send_quietly(
+        &Mail::two_step_changed(user.email.as_str(), false),
+        "two_step_changed",
+    )
+    .await;
     tracing::info!(event = "totp_disabled", user_id = %user.id, source_ip = %source_ip);
     Ok(http::no_content())
 }

@@ -570,6 +570,8 @@ mod tests {
     #[tokio::test]
     async fn disabling_needs_the_password_and_a_code_and_a_reset_keeps_totp() {
         let (_, deps) = clocked();
+        let mailer = Arc::new(crate::testing::MemoryMailer::default());
+        let deps = deps.with_mailer(mailer.clone());
         let (tokens, recovery) = alice_with_totp(&deps).await;
         let id = user_id(&tokens);
 
@@ -633,6 +635,26 @@ mod tests {
         assert_eq!(body["user"]["mfa_enabled"], false);
         let stored = deps.store.get_user(id).await.ok().flatten().expect("alice");
         assert!(stored.totp.is_none());
+        // The owner hears of both changes.
+        let notices: Vec<(String, String)> = mailer
+            .sent()
+            .into_iter()
+            .filter(|mail| mail.subject.starts_with("Two-step"))
+            .map(|mail| (mail.to, mail.subject))
+            .collect();
+        assert_eq!(
+            notices,
+            [
+                (
+                    "alice@example.com".to_owned(),
+                    "Two-step sign-in is on".to_owned()
+                ),
+                (
+                    "alice@example.com".to_owned(),
+                    "Two-step sign-in is off".to_owned()
+                ),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -151,8 +151,16 @@ impl Endpoint {
             // After the code is spent: the account's failures cleared, the address trusted, the
             // wrong-code unit given back.
             Self::MfaVerify => calls[..index].iter().any(|c| c == "TransactWriteItems"),
-            Self::TotpDisable => index + 3 >= calls.len(),
-            Self::VerifyEmail | Self::TotpConfirm => index + 1 == calls.len(),
+            // (The notice mail after it is best effort as every mail is.)
+            Self::TotpDisable => {
+                calls[index + 1..]
+                    .iter()
+                    .filter(|c| *c != "SendEmail")
+                    .count()
+                    < 3
+            }
+            Self::TotpConfirm => calls[index + 1..].iter().all(|c| c == "SendEmail"),
+            Self::VerifyEmail => index + 1 == calls.len(),
             _ => false,
         }
     }
