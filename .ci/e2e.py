@@ -736,7 +736,7 @@ def run_checks(api, endpoint, dynamodb_endpoint):
                 smoke.stdin.write(codes[-1]["body"].split("<strong>")[1][:8] + "\n")
                 smoke.stdin.flush()
         assert smoke.wait(timeout=120) == 0, "".join(output)
-        assert output[-1].strip() == "smoke: 13 passed, 0 failed", "".join(output)
+        assert output[-1].strip() == "smoke: 18 passed, 0 failed", "".join(output)
 
     def cargo_lambda_invoke_works_with_every_sample_event():
         port = api.base.rsplit(":", 1)[1]
