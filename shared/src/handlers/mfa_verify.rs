@@ -56,7 +56,8 @@ async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
         .store
         .get_user(challenge.user_id)
         .await?
-        .filter(|user| user.mfa_enabled())
+        // TOTP still on, and no revocation point since the password step.
+        .filter(|user| user.mfa_enabled() && user.token_version == challenge.token_version)
         .ok_or(ApiError::InvalidToken)?;
     let counted = count_code(deps, &user, &source_ip).await?;
     let Some(factor) = check_code(deps, &user, code)? else {

@@ -46,6 +46,7 @@ pub(super) async fn second_step_required<S: Mfa>(
     let challenge = MfaChallenge {
         token_hash: challenge_hash(&mfa_token),
         user_id: user.id,
+        token_version: user.token_version,
         expires_at: deps.now() + CHALLENGE_SECS,
         tries: 0,
     };
@@ -575,7 +576,9 @@ mod tests {
         let (tokens, recovery) = alice_with_totp(&deps).await;
         let id = user_id(&tokens);
 
-        // A reset (through the mailbox) keeps TOTP: the recovery codes are the way back.
+        // A reset (through the mailbox) keeps TOTP: the recovery codes are the way back. A
+        // sign-in waiting for its second step from before the reset is over.
+        let before_reset = first_step(&deps).await;
         let user = deps.store.get_user(id).await.ok().flatten().expect("alice");
         let (code_text, stored) =
             super::super::codes::CodeKind::Reset.issue(&deps, id, &user.email);
@@ -591,6 +594,8 @@ mod tests {
         )
         .await;
         assert!(status == 200 || status == 204, "{status} {body}");
+        let (status, _) = verify(&deps, &before_reset, &recovery[2]).await;
+        assert_eq!(status, 401, "the revocation point ended the challenge");
         let login = json!({"identifier": "alice", "password": "another long passphrase"});
         let (status, body) = call(login::handle, &deps, post("/auth/login", &login)).await;
         assert_eq!((status, body["mfa_required"].as_bool()), (200, Some(true)));

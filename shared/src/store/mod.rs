@@ -374,6 +374,9 @@ pub struct MfaChallenge {
     /// A hash of the `mfa_token` (the token itself is never stored).
     pub token_hash: String,
     pub user_id: UserId,
+    /// The user's token version at the first step: a revocation point in between (a password
+    /// reset, a global logout) ends the challenge too.
+    pub token_version: u64,
     pub expires_at: u64,
     /// Codes tried so far, each counted before it is checked.
     pub tries: u32,
@@ -383,6 +386,7 @@ impl std::fmt::Debug for MfaChallenge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MfaChallenge")
             .field("user_id", &self.user_id)
+            .field("token_version", &self.token_version)
             .field("expires_at", &self.expires_at)
             .field("tries", &self.tries)
             .finish_non_exhaustive()

@@ -108,6 +108,7 @@ impl Mfa for DynamoStore {
                 s(keys::mfa_challenge(&challenge.token_hash)),
             ),
             (attr::USER_ID.into(), s(challenge.user_id.to_string())),
+            (attr::TOKEN_VERSION.into(), n(challenge.token_version)),
             (attr::EXPIRES_AT.into(), n(challenge.expires_at)),
             (attr::TRIES.into(), n(challenge.tries.into())),
             (attr::TTL.into(), n(challenge.expires_at)),
@@ -153,6 +154,7 @@ impl Mfa for DynamoStore {
         Ok(Some(MfaChallenge {
             token_hash: token_hash.to_owned(),
             user_id,
+            token_version: num_attr(&item, attr::TOKEN_VERSION).unwrap_or(0),
             expires_at: num_attr(&item, attr::EXPIRES_AT).unwrap_or(0),
             tries: num_attr(&item, attr::TRIES).map_or(u32::MAX, saturating_u32),
         }))
