@@ -119,6 +119,8 @@ def main():
     mfa_readers = {name for name, arns in readers.items() if '{"Ref": "MfaKey"}' in arns}
     check("only the two-step functions read the MFA key", mfa_readers ==
           {"mfa-totp-setup", "mfa-totp-confirm", "mfa-verify", "mfa-totp-disable"}, mfa_readers)
+    check("the MFA key outlives the stack, as the users table does",
+          resources["MfaKey"].get("DeletionPolicy") == "Retain" and resources["MfaKey"].get("UpdateReplacePolicy") == "Retain")
     check("the MFA key is generated at deploy time",
           resources["MfaKey"]["Properties"].get("GenerateSecretString", {}).get("PasswordLength", 0) >= 32)
     tokens = resources["TokensTable"]["Properties"]

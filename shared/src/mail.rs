@@ -117,7 +117,13 @@ impl Mail {
                 "Two-step sign-in was just turned off for your account: signing in now asks for the password only.",
             )
         };
-        let help = "If this was not you, reset your password now and review your account.";
+        // Whoever turned it on knew the password; a reset keeps TOTP, so an owner who did not
+        // turn it on needs the operator too.
+        let help = if enabled {
+            "If this was not you, someone knows your password: reset it now, and ask the service's operator to turn two-step sign-in off for you."
+        } else {
+            "If this was not you, reset your password now and review your account."
+        };
         Self {
             to: to.to_owned(),
             subject: subject.into(),

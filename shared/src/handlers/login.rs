@@ -139,10 +139,14 @@ async fn login<S: Users + Sessions + Limits + Mfa>(
         .await;
     match user {
         Some(user) if verified && user.mfa_enabled() => {
-            // Half a sign-in: the address's unit comes back, but the account's failures stay,
-            // and the address is not trusted, until the second step (MF-03): a password alone
-            // neither unlocks the account nor buys more codes to guess.
+            // Half a sign-in: the address's unit and this check's reservation come back, but
+            // earlier failures stay, and the address is not trusted, until the second step
+            // (MF-03): a password alone neither unlocks the account nor buys more codes to
+            // guess, and only wrong passwords and wrong codes count.
             deps.store.refund(client_quota.key()).await?;
+            if let Err(err) = deps.store.release_attempt(&target, lockout, now_ms).await {
+                tracing::warn!(event = "release_failed", user_id = %user.id, error = %err);
+            }
             upgrade_hash(deps, &user, password.expose()).await;
             if deps.config.sessions.require_verified_email && !user.email_verified {
                 tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);

@@ -403,32 +403,33 @@ mod tests {
 
     #[tokio::test]
     async fn an_mfa_token_dies_after_five_wrong_codes_and_after_five_minutes() {
-        // MF-03.
+        // MF-03: five tries, each counted before its check; wrong codes count toward the
+        // account lock.
         let (clock, deps) = clocked();
         let (tokens, _) = alice_with_totp(&deps).await;
         let wrong = wrong_code(&deps, &tokens).await;
         let mfa_token = first_step(&deps).await;
-        for _ in 0..3 {
+        for _ in 0..5 {
             assert_eq!(verify(&deps, &mfa_token, &wrong).await.0, 400);
         }
-        // The lock (5 failures: the sign-in's reservation and these) now answers first.
-        let (status, _) = verify(&deps, &mfa_token, &wrong).await;
-        assert_eq!(status, 400);
-        let (status, locked) = verify(&deps, &mfa_token, &code(&deps, &tokens, 1).await).await;
-        assert_eq!(
-            (status, locked["code"].as_str()),
-            (429, Some("too_many_attempts")),
-            "wrong codes count toward the account lock"
-        );
-        clock.advance(Duration::seconds(2));
         let (status, body) = verify(&deps, &mfa_token, &code(&deps, &tokens, 1).await).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (401, Some("invalid_token")),
             "five tries"
         );
+        let body = json!({"identifier": "alice", "password": PASSWORD});
+        let (status, _) = call(login::handle, &deps, post("/auth/login", &body)).await;
+        assert_eq!(status, 429, "five wrong codes lock the account");
+        clock.advance(Duration::seconds(2));
+        let (status, body) = verify(
+            &deps,
+            &first_step(&deps).await,
+            &code(&deps, &tokens, 1).await,
+        )
+        .await;
+        assert_eq!(status, 200, "after the lock, the owner gets in: {body}");
 
-        clock.advance(Duration::seconds(30));
         let fresh = first_step(&deps).await;
         clock.advance(Duration::seconds(301));
         let (status, _) = verify(&deps, &fresh, &code(&deps, &tokens, 0).await).await;
@@ -437,19 +438,54 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_password_alone_neither_unlocks_nor_trusts() {
-        // Someone with the password but not the phone: each sign-in counts, and only a second
-        // step clears the account's failures.
+    async fn a_password_alone_neither_unlocks_nor_counts() {
+        // Someone with the password but not the phone cannot reset the count between rounds
+        // of guesses; the owner's own right password costs nothing.
         let (_, deps) = clocked();
         let (tokens, _) = alice_with_totp(&deps).await;
-        for _ in 0..5 {
-            first_step(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
+        for _ in 0..3 {
+            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
+        }
+        let id = user_id(&tokens);
+        let failures = async || {
+            let stored = deps.store.get_user(id).await.ok().flatten();
+            stored.map(|u| u.lockout.failures)
+        };
+        assert_eq!(failures().await, Some(3), "only the wrong codes counted");
+        first_step(&deps).await;
+        assert_eq!(failures().await, Some(3), "a right password clears nothing");
+        for _ in 0..2 {
+            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
         }
         let body = json!({"identifier": "alice", "password": PASSWORD});
         let (status, _) = call(login::handle, &deps, post("/auth/login", &body)).await;
-        assert_eq!(status, 429, "five half sign-ins lock");
+        assert_eq!(status, 429, "locked");
+    }
+
+    #[tokio::test]
+    async fn a_third_partys_wrong_passwords_never_keep_the_owner_past_the_lock() {
+        // AB-02: a long lock from wrong passwords is waited out like any other; the owner's
+        // right password does not re-arm it against the second step.
+        let (clock, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let body = json!({"identifier": "alice", "password": "wrong password"});
+        for _ in 0..14 {
+            let req = from_ip(post("/auth/login", &body), "198.51.100.66");
+            call(login::handle, &deps, req).await;
+            clock.advance(Duration::seconds(901));
+        }
         let stored = deps.store.get_user(user_id(&tokens)).await.ok().flatten();
-        assert!(stored.is_some_and(|u| u.lockout.failures >= 5));
+        assert!(stored.is_some_and(|u| u.lockout.failures >= 14));
+        let owner = json!({"identifier": "alice", "password": PASSWORD});
+        let req = from_ip(post("/auth/login", &owner), "203.0.113.77");
+        let (status, answer) = call(login::handle, &deps, req).await;
+        assert_eq!(status, 200, "{answer}");
+        let fresh = code(&deps, &tokens, 1).await;
+        let body = json!({"mfa_token": answer["mfa_token"], "code": fresh});
+        let req = from_ip(post("/auth/mfa/verify", &body), "203.0.113.77");
+        let (status, answer) = call(mfa_verify::handle, &deps, req).await;
+        assert_eq!(status, 200, "{answer}");
     }
 
     #[tokio::test]

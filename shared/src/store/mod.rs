@@ -326,6 +326,17 @@ pub trait Limits: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<Attempt, StoreError>> + Send;
 
+    /// Gives back the failure a reservation counted, leaving `admitted` (what
+    /// `reserve_attempt` answered), if nothing has counted since: the count one lower and any
+    /// lock it armed lifted at `now_ms`. For a right password whose sign-in is not over yet
+    /// (a second step follows): it neither counts nor forgets earlier failures.
+    fn release_attempt(
+        &self,
+        target: &LockTarget,
+        admitted: Lockout,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Forgets the failures (and the lock) of `target` after a right password.
     fn clear_attempts(
         &self,

@@ -596,6 +596,23 @@ impl Limits for MemoryStore {
         Ok(Attempt::Admitted { lockout })
     }
 
+    async fn release_attempt(
+        &self,
+        target: &LockTarget,
+        admitted: Lockout,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.lockout(target).map(|l| l.failures) == Some(admitted.failures) {
+            let released = Lockout {
+                failures: admitted.failures.saturating_sub(1),
+                locked_until_ms: admitted.locked_until_ms.min(now_ms),
+            };
+            inner.set_lockout(target, released);
+        }
+        Ok(())
+    }
+
     async fn clear_attempts(&self, target: &LockTarget) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.lockout(target).is_some() {

@@ -732,9 +732,10 @@ async fn every_table_write_is_a_single_call_or_a_transaction() {
             Endpoint::ChangePassword => 3,
             // The same, then the dead account's session record removed (best effort).
             Endpoint::DeleteMe => 4,
-            // The address's budget and the reservation, counted before the check; the budget's
-            // unit given back after the right password; then the challenge.
-            Endpoint::LoginFirstStep => 4,
+            // The address's budget and the reservation, counted before the check; after the
+            // right password, the budget's unit and the reservation given back; then the
+            // challenge.
+            Endpoint::LoginFirstStep => 5,
             // The session's re-authentication reserved and cleared, then the pending secret.
             Endpoint::TotpSetup => 3,
             // The wrong-code budget, the secret enabled, the budget's unit given back.

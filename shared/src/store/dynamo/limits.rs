@@ -273,6 +273,34 @@ impl Limits for DynamoStore {
         })
     }
 
+    async fn release_attempt(
+        &self,
+        target: &LockTarget,
+        admitted: Lockout,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (table, key, count) = self.lock_item(target);
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(attr::PK, s(key))
+            .update_expression("SET #count = :released, #until = :until")
+            .condition_expression("#count = :admitted")
+            .expression_attribute_names("#count", count)
+            .expression_attribute_names("#until", attr::LOCKED_UNTIL)
+            .expression_attribute_values(":admitted", n(admitted.failures.into()))
+            .expression_attribute_values(":released", n(admitted.failures.saturating_sub(1).into()))
+            .expression_attribute_values(":until", n(admitted.locked_until_ms.min(now_ms)))
+            .send()
+            .await;
+        // Someone counted since: the failure stays counted.
+        match update_outcome(result) {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     async fn clear_attempts(&self, target: &LockTarget) -> Result<(), StoreError> {
         let (table, key, count) = self.lock_item(target);
         let result = self
