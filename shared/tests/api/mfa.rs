@@ -62,25 +62,31 @@ pub async fn first_step(deps: &Deps<DynamoStore>, name: &str) -> String {
     body["mfa_token"].as_str().expect("an mfa_token").to_owned()
 }
 
-/// One verification per `(mfa_token, code)`, all in flight at once: their statuses.
-async fn verify_concurrently(deps: &Shared, attempts: Vec<(String, String)>) -> Vec<u16> {
-    let tasks: Vec<_> = attempts
-        .into_iter()
-        .map(|(mfa_token, code)| {
-            let deps = Arc::clone(deps);
-            tokio::spawn(async move {
-                let body = json!({"mfa_token": mfa_token, "code": code});
-                let response = mfa_verify::handle(&deps, post("/auth/mfa/verify", &body)).await;
-                response.expect("infallible").status().as_u16()
-            })
-        })
-        .collect();
+/// The requests, all in flight at once: their statuses, sorted.
+async fn at_once<F>(requests: impl IntoIterator<Item = F>) -> Vec<u16>
+where
+    F: std::future::Future<Output = u16> + Send + 'static,
+{
+    let tasks: Vec<_> = requests.into_iter().map(tokio::spawn).collect();
     let mut statuses = Vec::new();
     for task in tasks {
         statuses.push(task.await.expect("task"));
     }
     statuses.sort_unstable();
     statuses
+}
+
+/// One verification per `(mfa_token, code)`, all in flight at once: their statuses.
+async fn verify_concurrently(deps: &Shared, attempts: Vec<(String, String)>) -> Vec<u16> {
+    at_once(attempts.into_iter().map(|(mfa_token, code)| {
+        let deps = Arc::clone(deps);
+        async move {
+            let body = json!({"mfa_token": mfa_token, "code": code});
+            let response = mfa_verify::handle(&deps, post("/auth/mfa/verify", &body)).await;
+            response.expect("infallible").status().as_u16()
+        }
+    }))
+    .await
 }
 
 /// Dependencies whose account lock stays out of the way, so that every racing request reaches
@@ -223,22 +229,16 @@ async fn one_challenge_checks_at_most_five_codes_however_many_race() {
 async fn racing_disables_with_one_code_one_wins_and_totp_is_gone() {
     let deps = deps().await;
     let (name, tokens, _, recovery) = user_with_totp(&deps).await;
-    let tasks: Vec<_> = (0..2)
-        .map(|_| {
-            let (deps, tokens, code) = (Arc::clone(&deps), tokens.clone(), recovery[5].clone());
-            tokio::spawn(async move {
-                let body = json!({"current_password": PASSWORD, "code": code});
-                let req = authed("DELETE", "/auth/mfa/totp", &tokens, Some(&body));
-                let response = mfa_totp_disable::handle(&deps, req).await;
-                response.expect("infallible").status().as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.expect("task"));
-    }
-    statuses.sort_unstable();
+    let statuses = at_once((0..2).map(|_| {
+        let (deps, tokens, code) = (Arc::clone(&deps), tokens.clone(), recovery[5].clone());
+        async move {
+            let body = json!({"current_password": PASSWORD, "code": code});
+            let req = authed("DELETE", "/auth/mfa/totp", &tokens, Some(&body));
+            let response = mfa_totp_disable::handle(&deps, req).await;
+            response.expect("infallible").status().as_u16()
+        }
+    }))
+    .await;
     assert_eq!(statuses, [204, 400]);
     let item = user_item(user_of(&tokens)).await;
     for name in [
