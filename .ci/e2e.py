@@ -632,9 +632,7 @@ def run_checks(api, endpoint, dynamodb_endpoint):
 
     def verifications_racing_with_one_code_admit_exactly_one():
         # MF-01: two sign-ins wait for their second step and send the same fresh code at once,
-        # to different function instances: the conditional write lets one through. (Two: each
-        # password step and each code counts toward the account's lock of 5 until a second
-        # step completes.)
+        # to different function instances: the conditional write lets one through.
         username, email, _, app, _ = totp_user(api)
         tokens = [second_step_asked(api, username) for _ in range(2)]
         code = app.code()
