@@ -4,8 +4,8 @@ use lambda_http::Request;
 
 use super::{Deps, SignIn};
 use crate::domain::{Lockout, PasswordAttempt, UserRecord};
-use crate::error::ApiError;
-use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
+use crate::error::{ApiError, FieldErrors};
+use crate::http::{self, ACCESS_COOKIE, JsonObject, TokenDelivery, check};
 use crate::jwt::TokenUse;
 use crate::store::{Attempt, Limits, LockTarget, Users, keys};
 use crate::throttle;
@@ -38,15 +38,10 @@ pub(super) async fn authenticate<S: Users>(
     if claims.ver < user.token_version {
         return Err(ApiError::InvalidToken);
     }
-    let sign_in = if claims.has_second_factor() {
-        SignIn::TwoStep
-    } else {
-        SignIn::Password
-    };
     Ok(Caller {
         user,
+        sign_in: SignIn::of(&claims),
         sid: claims.sid,
-        sign_in,
     })
 }
 
@@ -67,6 +62,21 @@ pub(super) fn authenticated_delivery(req: &Request) -> TokenDelivery {
     } else {
         TokenDelivery::of(req)
     }
+}
+
+/// The password a re-authenticating request carries in `field` (`current_password`, or
+/// `password` for an account deletion): required, and within the bounds of a password.
+pub(super) fn password_field(
+    body: &JsonObject,
+    field: &'static str,
+    errors: &mut FieldErrors,
+) -> Option<PasswordAttempt> {
+    check(
+        field,
+        body.required_str(field, errors),
+        PasswordAttempt::parse,
+        errors,
+    )
 }
 
 /// Re-authentication of a signed-in user by password (email change, password change, account

@@ -5,10 +5,10 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use super::{
-    Deps, authenticate, authenticated_delivery, begin_session, client_ip, reauthenticate,
-    session_tokens,
+    Deps, authenticate, authenticated_delivery, begin_session, client_ip, password_field,
+    reauthenticate, session_tokens,
 };
-use crate::domain::{NewPassword, PasswordAttempt};
+use crate::domain::NewPassword;
 use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
@@ -26,12 +26,7 @@ async fn change_password<S: Users + Limits>(
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["current_password", "new_password"], &mut errors);
-    let current = check(
-        "current_password",
-        body.required_str("current_password", &mut errors),
-        PasswordAttempt::parse,
-        &mut errors,
-    );
+    let current = password_field(&body, "current_password", &mut errors);
     let identifiers = [user.username.as_str(), user.email.as_str()];
     let new = check(
         "new_password",

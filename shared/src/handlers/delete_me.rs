@@ -5,10 +5,9 @@
 
 use lambda_http::Request;
 
-use super::{Deps, authenticate, client_ip, reauthenticate};
-use crate::domain::PasswordAttempt;
+use super::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::error::{ApiError, FieldErrors};
-use crate::http::{self, Response, check};
+use crate::http::{self, Response};
 use crate::store::{Limits, Sessions, Users};
 
 endpoint!(delete_me, [DELETE], Users + Sessions + Limits);
@@ -23,12 +22,7 @@ async fn delete_me<S: Users + Sessions + Limits>(
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["password"], &mut errors);
-    let password = check(
-        "password",
-        body.required_str("password", &mut errors),
-        PasswordAttempt::parse,
-        &mut errors,
-    );
+    let password = password_field(&body, "password", &mut errors);
     let (Some(password), true) = (password, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };

@@ -7,10 +7,9 @@
 use lambda_http::Request;
 
 use super::second_factor::{check_code, code_accepted, code_field, count_code};
-use super::{Deps, authenticate, client_ip, reauthenticate};
-use crate::domain::PasswordAttempt;
+use super::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::error::{ApiError, FieldErrors};
-use crate::http::{self, Response, check};
+use crate::http::{self, Response};
 use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};
 
@@ -25,12 +24,7 @@ async fn mfa_totp_disable<S: Users + Limits + Mfa>(
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["current_password", "code"], &mut errors);
-    let current = check(
-        "current_password",
-        body.required_str("current_password", &mut errors),
-        PasswordAttempt::parse,
-        &mut errors,
-    );
+    let current = password_field(&body, "current_password", &mut errors);
     let code = code_field(&body, &mut errors);
     let (Some(current), Some(code), true) = (current, code, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));

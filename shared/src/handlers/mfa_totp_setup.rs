@@ -8,10 +8,9 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 
-use super::{Deps, authenticate, client_ip, reauthenticate};
-use crate::domain::PasswordAttempt;
+use super::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::error::{ApiError, FieldErrors};
-use crate::http::{self, Response, check};
+use crate::http::{self, Response};
 use crate::store::{Limits, Mfa, StoreError, Users};
 use crate::totp;
 
@@ -26,12 +25,7 @@ async fn mfa_totp_setup<S: Users + Limits + Mfa>(
     let body = http::json_body(req)?;
     let mut errors = FieldErrors::new();
     body.reject_unknown(&["current_password"], &mut errors);
-    let current = check(
-        "current_password",
-        body.required_str("current_password", &mut errors),
-        PasswordAttempt::parse,
-        &mut errors,
-    );
+    let current = password_field(&body, "current_password", &mut errors);
     let (Some(current), true) = (current, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };

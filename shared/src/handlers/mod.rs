@@ -36,7 +36,7 @@ mod deps;
 mod second_factor;
 mod session;
 
-use auth::{Caller, authenticate, authenticated_delivery, reauthenticate};
+use auth::{Caller, authenticate, authenticated_delivery, password_field, reauthenticate};
 pub use deps::{Deps, KeysNeeded};
 use session::{
     PresentedRefreshToken, SignIn, begin_session, check_cookie_mode_origin,

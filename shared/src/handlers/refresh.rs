@@ -12,8 +12,8 @@ use lambda_http::http::StatusCode;
 use uuid::Uuid;
 
 use super::{
-    Deps, check_cookie_mode_origin, client_ip, presented_refresh_token, problem_clearing_cookies,
-    token_response, user_agent,
+    Deps, SignIn, check_cookie_mode_origin, client_ip, presented_refresh_token,
+    problem_clearing_cookies, token_response, user_agent,
 };
 use crate::domain::UserId;
 use crate::error::{ApiError, FieldErrors};
@@ -133,10 +133,7 @@ async fn rotate<S: Users + Sessions>(
     let refresh =
         deps.tokens
             .successor_claims(&claims, &successor.successor_jti, successor.successor_iat);
-    let mut access = deps.tokens.access_claims(&user, &claims.sid, now);
-    if claims.has_second_factor() {
-        access = access.with_second_factor();
-    }
+    let access = SignIn::of(&claims).mark(deps.tokens.access_claims(&user, &claims.sid, now));
     token_response(deps, &user, access, refresh, delivery, StatusCode::OK)
 }
 

@@ -70,6 +70,25 @@ pub(super) enum SignIn {
     TwoStep,
 }
 
+impl SignIn {
+    /// How the session of a token signed in, from its `amr`.
+    pub(super) fn of(claims: &Claims) -> Self {
+        if claims.has_second_factor() {
+            Self::TwoStep
+        } else {
+            Self::Password
+        }
+    }
+
+    /// The claims of a new token of the session, saying how it signed in.
+    pub(super) fn mark(self, claims: Claims) -> Claims {
+        match self {
+            Self::TwoStep => claims.with_second_factor(),
+            Self::Password => claims,
+        }
+    }
+}
+
 /// The token response of a session `begin_session` made, once its record is stored.
 pub(super) fn session_tokens<S>(
     deps: &Deps<S>,
@@ -80,14 +99,11 @@ pub(super) fn session_tokens<S>(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let now = deps.now();
-    let mut access = deps.tokens.access_claims(user, &session.sid, now);
-    let mut refresh = deps
+    let access = deps.tokens.access_claims(user, &session.sid, now);
+    let refresh = deps
         .tokens
         .refresh_claims(user, &session.sid, session.created_at, now);
-    if sign_in == SignIn::TwoStep {
-        access = access.with_second_factor();
-        refresh = refresh.with_second_factor();
-    }
+    let (access, refresh) = (sign_in.mark(access), sign_in.mark(refresh));
     token_response(deps, user, access, refresh, delivery, status)
 }
 

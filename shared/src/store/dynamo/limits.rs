@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
@@ -113,6 +114,27 @@ impl DynamoStore {
             LockTarget::Counter { key, .. } | LockTarget::Trusted(key) => {
                 (&self.tokens_table, key.clone(), attr::COUNT)
             }
+        }
+    }
+
+    /// A conditional update of a lock item (`#count` and `#until` named) that gives way: when
+    /// its condition fails, the item stays as the other writer left it.
+    async fn update_lock(
+        &self,
+        target: &LockTarget,
+        update: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> Result<(), StoreError> {
+        let (table, key, count) = self.lock_item(target);
+        let request = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(attr::PK, s(key))
+            .expression_attribute_names("#count", count)
+            .expression_attribute_names("#until", attr::LOCKED_UNTIL);
+        match update_outcome(update(request).send().await) {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err),
         }
     }
 }
@@ -279,45 +301,29 @@ impl Limits for DynamoStore {
         admitted: Lockout,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (table, key, count) = self.lock_item(target);
-        let result = self
-            .client
-            .update_item()
-            .table_name(table)
-            .key(attr::PK, s(key))
-            .update_expression("SET #count = :released, #until = :until")
-            .condition_expression("#count = :admitted")
-            .expression_attribute_names("#count", count)
-            .expression_attribute_names("#until", attr::LOCKED_UNTIL)
-            .expression_attribute_values(":admitted", n(admitted.failures.into()))
-            .expression_attribute_values(":released", n(admitted.failures.saturating_sub(1).into()))
-            .expression_attribute_values(":until", n(admitted.locked_until_ms.min(now_ms)))
-            .send()
-            .await;
         // Someone counted since: the failure stays counted.
-        match update_outcome(result) {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(err) => Err(err),
-        }
+        self.update_lock(target, |update| {
+            update
+                .update_expression("SET #count = :released, #until = :until")
+                .condition_expression("#count = :admitted")
+                .expression_attribute_values(":admitted", n(admitted.failures.into()))
+                .expression_attribute_values(
+                    ":released",
+                    n(admitted.failures.saturating_sub(1).into()),
+                )
+                .expression_attribute_values(":until", n(admitted.locked_until_ms.min(now_ms)))
+        })
+        .await
     }
 
     async fn clear_attempts(&self, target: &LockTarget) -> Result<(), StoreError> {
-        let (table, key, count) = self.lock_item(target);
-        let result = self
-            .client
-            .update_item()
-            .table_name(table)
-            .key(attr::PK, s(key))
-            .update_expression("REMOVE #count, #until")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#count", count)
-            .expression_attribute_names("#until", attr::LOCKED_UNTIL)
-            .send()
-            .await;
-        match update_outcome(result) {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(err) => Err(err),
-        }
+        // Never creates the item: a user or a trust that went away stays gone.
+        self.update_lock(target, |update| {
+            update
+                .update_expression("REMOVE #count, #until")
+                .condition_expression("attribute_exists(pk)")
+        })
+        .await
     }
 
     async fn trust_client(&self, key: &str, until: u64) -> Result<(), StoreError> {
