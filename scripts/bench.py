@@ -2,7 +2,8 @@
 """`make bench`: measures every function and prints one table.
 
 - cold start: spawn -> first response, through a Lambda Runtime API stand-in, beside a bare
-  lambda_http hello-world built with the same (release) profile in the same run;
+  lambda_http hello-world built with the same (release) profile in the same run, and beside
+  that hello-world reading one secret at start (the floor of a function that must);
 - the first request after a cold start beside warm ones, and peak resident memory;
 - stripped release binary sizes;
 - server time per endpoint against the local DynamoDB endpoint, beside the floors measured in
@@ -192,7 +193,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     env = dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
     run(["cargo", "build", "--release", "--workspace", "--bins"], env)
-    run(["cargo", "build", "--release", "-p", "shared", "--example", "baseline_hello", "--example", "cold_start_steps"], env)
+    run(["cargo", "build", "--release", "-p", "shared", "--example", "baseline_hello", "--example", "baseline_secret",
+         "--example", "cold_start_steps"], env)
 
     endpoint, dynamodb = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_REGION="us-east-1",
@@ -241,12 +243,17 @@ def measure(env):
     # Cold start: every function answers its cheapest path (a method it does not serve).
     hello = cold_start(os.path.join(RELEASE, "examples", "baseline_hello"), sample_event("me", method="OPTIONS"), env)
     report["hello"] = {"cold_ms": summary(hello), "size_mib": os.path.getsize(os.path.join(RELEASE, "examples", "baseline_hello")) / 2**20}
+    # The floor of a function that must read a secret at start: the hello-world plus one read.
+    secret = cold_start(os.path.join(RELEASE, "examples", "baseline_secret"), sample_event("me", method="OPTIONS"), env)
+    report["secret_floor"] = {"cold_ms": summary(secret), "cold_ratio": statistics.median(secret) / statistics.median(hello),
+                              "size_mib": os.path.getsize(os.path.join(RELEASE, "examples", "baseline_secret")) / 2**20}
     for name in FUNCTIONS:
         binary = os.path.join(RELEASE, name)
         cold = cold_start(binary, sample_event(name, method="OPTIONS"), env)
         report["functions"][name] = {
             "cold_ms": summary(cold),
             "cold_ratio": statistics.median(cold) / report["hello"]["cold_ms"]["median"],
+            "secret_floor_ratio": statistics.median(cold) / report["secret_floor"]["cold_ms"]["median"],
             "size_mib": os.path.getsize(binary) / 2**20,
         }
 
@@ -322,12 +329,16 @@ def machine():
 def write(report):
     floors = report["server"]["floors"]
     lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {report['machine']['system']}, {report['machine']['date']}", ""]
-    lines += ["| function | cold start ms (median, min-max) | x hello-world | stripped size MiB | peak RSS MiB |", "|---|---|---|---|---|"]
-    h = report["hello"]
-    lines.append(f"| hello-world | {h['cold_ms']['median']:.1f} ({h['cold_ms']['min']:.1f}-{h['cold_ms']['max']:.1f}) | 1.00 | {h['size_mib']:.1f} | |")
+    lines += ["| function | cold start ms (median, min-max) | x hello-world | x hello-world + one secret read | stripped size MiB | peak RSS MiB |",
+              "|---|---|---|---|---|---|"]
+    h, s = report["hello"], report["secret_floor"]
+    lines.append(f"| hello-world | {h['cold_ms']['median']:.1f} ({h['cold_ms']['min']:.1f}-{h['cold_ms']['max']:.1f}) | 1.00 | | {h['size_mib']:.1f} | |")
+    lines.append(f"| hello-world + one secret read | {s['cold_ms']['median']:.1f} ({s['cold_ms']['min']:.1f}-{s['cold_ms']['max']:.1f}) | "
+                 f"{s['cold_ratio']:.2f} | 1.00 | {s['size_mib']:.1f} | |")
     for name, f in report["functions"].items():
         c = f["cold_ms"]
-        lines.append(f"| {name} | {c['median']:.1f} ({c['min']:.1f}-{c['max']:.1f}) | {f['cold_ratio']:.2f} | {f['size_mib']:.1f} | {f['peak_rss_mib']:.1f} |")
+        lines.append(f"| {name} | {c['median']:.1f} ({c['min']:.1f}-{c['max']:.1f}) | {f['cold_ratio']:.2f} | {f['secret_floor_ratio']:.2f} | "
+                     f"{f['size_mib']:.1f} | {f['peak_rss_mib']:.1f} |")
     lines += ["", "Cold start, step by step (median ms): " + ", ".join(f"{k.removesuffix('_ms')} {v:.2f}" for k, v in report["init_ms"].items()) + "."]
     lines += ["", "| first request after a cold start | first ms | warm ms (median) | first / warm |", "|---|---|---|---|"]
     for name, f in report["first_request"].items():
