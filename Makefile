@@ -4,7 +4,7 @@
 
 TOOLS := .venv/.installed
 
-.PHONY: dev rotate-keys test build smoke bench load fuzz audit tools clean
+.PHONY: dev rotate-keys test build rehearse smoke bench load fuzz audit tools clean
 
 # The local stack: API on http://127.0.0.1:9000 (http://localhost:9000 for browser apps), the
 # example app on http://localhost:3000, mail at http://127.0.0.1:4566/local/inbox.
@@ -21,6 +21,11 @@ test: $(TOOLS)
 # Release build of every function for Lambda (arm64), exactly as `sam deploy` will ship it.
 build: $(TOOLS)
 	@bash scripts/build
+
+# The deploy rehearsal: the bootstraps of `make build`, each with its template environment, behind
+# a local stack, and the smoke test through them (arm64 under qemu-user-static on x86_64).
+rehearse: $(TOOLS)
+	@.venv/bin/python scripts/rehearse.py
 
 # The full flow against a running stack: make smoke API_URL=https://... [SMOKE_EMAIL=you@...]
 smoke: $(TOOLS)

@@ -135,7 +135,7 @@ def main():
     app_port, evil_port = free_port(), free_port()
     app_origin = f"http://localhost:{app_port}"
     api = f"http://localhost:{ports.api}"
-    env = {"APP_PORT": str(app_port), "ALLOWED_ORIGINS": app_origin, "USERS_TABLE": "browser-users"}
+    env = {"APP_PORT": str(app_port), "ALLOWED_ORIGINS": app_origin, "STACK_NAME": "browser"}
     profile = tempfile.mkdtemp(prefix="chromium-")
     evil_dir = tempfile.mkdtemp(prefix="elsewhere-")
     with open(os.path.join(evil_dir, "index.html"), "w") as f:

@@ -5,12 +5,15 @@ router, least-privilege policies, and the table settings the design relies on.""
 
 import json
 import os
+import subprocess
 import sys
 import tomllib
 
 from cfnlint.decode import decode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import template_env  # noqa: E402
 results = {"passed": 0, "failed": 0}
 
 
@@ -74,9 +77,8 @@ def main():
                 check(f"{logical_id} sends only from the sender", "ses:FromAddress" in json.dumps(statement.get("Condition")))
                 mailers.add(binary)
 
-    # The functions that build a mailer at start (`Deps::from_env_with_mail`, `..._and_mail`).
-    mailing = {name for name in os.listdir(os.path.join(ROOT, "functions"))
-               if "_mail(" in open(os.path.join(ROOT, "functions", name, "src", "main.rs")).read()}
+    # The functions that build a mailer at start (their needs in shared/src/functions.rs).
+    mailing = {name for name, needs in what_functions_read()["functions"].items() if "MAIL_FROM" in needs["variables"]}
     check("exactly the functions that mail may send mail", mailers == mailing, sorted(mailers ^ mailing))
     check("every function package is deployed", binaries == set(packages), (binaries, packages))
     router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
@@ -212,8 +214,63 @@ def main():
           and alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Fn::Sub": "${${" + name + "}Function}"}}]
           and alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], alarm)
 
+    check_environments(template, functions)
+
     print(f"template: {results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
+
+
+def what_functions_read():
+    """shared/src/functions.rs, the code's own list of what each function reads, as JSON."""
+    result = subprocess.run(["cargo", "run", "--quiet", "-p", "shared", "--example", "function-env"],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def check_environments(template, functions):
+    """Each function is given every variable its code reads, and may read exactly the secrets
+    its code reads: a variable missing from a function's template entry makes it refuse to start
+    deployed, a missing grant makes it fail deployed, an extra grant is privilege it never uses.
+    The environments are resolved as the local stack resolves them (scripts/template_env.py),
+    so a `!If` that leaves a variable out counts as missing."""
+    reads = what_functions_read()["functions"]
+    by_binary = {f["Metadata"]["BuildProperties"]["Binary"]: (logical_id, f) for logical_id, f in functions.items()}
+    check("the code's list and the template name the same functions", set(reads) == set(by_binary),
+          sorted(set(reads) ^ set(by_binary)))
+    resources = {name: f"local-{name}" for name in template["Resources"] if not name.startswith("Fn::ForEach::")}
+    environ = {"PARAMETER_OVERRIDES": "MailFrom=no-reply@auth.test"}
+    resolver = template_env.local_resolver(template, resources, "http://127.0.0.1:9000", environ)
+    environments = template_env.environments(template, resolver)
+    rotated = {res["Properties"]["RotationLambdaARN"]["Fn::GetAtt"][0]: res["Properties"]["SecretId"]["Ref"]
+               for res in template["Resources"].values()
+               if isinstance(res, dict) and res.get("Type") == "AWS::SecretsManager::RotationSchedule"}
+    globals_ = template["Globals"]["Function"]["Environment"]["Variables"]
+    for binary, needs in sorted(reads.items()):
+        if binary not in by_binary:
+            continue
+        logical_id, function = by_binary[binary]
+        env = environments[binary]
+        missing = [name for name in needs["variables"] if name not in env]
+        check(f"{binary} is given every variable its code reads", not missing,
+              f"{binary} lacks {', '.join(missing)} (template.yaml, {logical_id}: Environment)")
+        declared = {**globals_, **function["Properties"].get("Environment", {}).get("Variables", {})}
+        read = set()
+        for name in needs["secrets"]:
+            node = declared.get(name)
+            if isinstance(node, dict) and "Ref" in node:
+                read.add(node["Ref"])
+        if logical_id in rotated:
+            read.add(rotated[logical_id])
+        granted = set()
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                if "secretsmanager:GetSecretValue" in json.dumps(statement["Action"]):
+                    granted.add(statement["Resource"].get("Ref") if isinstance(statement["Resource"], dict)
+                                else json.dumps(statement["Resource"]))
+        check(f"{binary} may read the secrets its code reads", read <= granted,
+              f"{binary} reads {sorted(read - granted)} without a grant")
+        check(f"{binary} may read no secret its code does not read", granted <= read,
+              f"{binary} is granted {sorted(granted - read)} and never reads it")
 
 
 if __name__ == "__main__":

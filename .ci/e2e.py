@@ -21,7 +21,8 @@ import boto3
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 from stack import (  # noqa: E402
-    PASSWORD, ROOT, Checks, Client, Ports, mails_to, port_open, start_stack, stop_with_ctrl_c, unique, wait_for_api,
+    PASSWORD, ROOT, Checks, Client, Ports, mails_to, port_open, run_smoke, start_stack, stop_with_ctrl_c, unique,
+    wait_for_api,
 )
 
 COOKIE_MODE = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
@@ -719,23 +720,8 @@ def run_checks(api, endpoint, dynamodb_endpoint):
         assert again.status == 200 and again.json["secret"] != app.totp.secret, again.raw
 
     def the_smoke_test_passes_against_the_local_stack():
-        email = f"{unique('smoke')}@example.com"
-        smoke = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "scripts", "smoke.py"), api.base, "--email", email],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        output = []
-        for line in smoke.stdout:
-            output.append(line)
-            if line.startswith("Enter the reset code"):
-                deadline = time.monotonic() + 10
-                while not (codes := [m for m in mails_to(endpoint, email) if "reset code" in m["subject"]]):
-                    assert time.monotonic() < deadline, "no reset code mail"
-                    time.sleep(0.05)
-                smoke.stdin.write(codes[-1]["body"].split("<strong>")[1][:8] + "\n")
-                smoke.stdin.flush()
-        assert smoke.wait(timeout=120) == 0, "".join(output)
-        assert output[-1].strip() == "smoke: 18 passed, 0 failed", "".join(output)
+        passed, output = run_smoke(api.base, endpoint)
+        assert passed, output
 
     def cargo_lambda_invoke_works_with_every_sample_event():
         port = api.base.rsplit(":", 1)[1]
@@ -803,10 +789,10 @@ def main():
     endpoint = f"http://127.0.0.1:{ports.aws}"
     access_ttl = "300"
     os.environ["E2E_ACCESS_TTL"] = access_ttl
-    os.environ["E2E_USERS_TABLE"] = "e2e-users"
+    os.environ["E2E_USERS_TABLE"] = "e2e-UsersTable"
     # Every check comes from one address, schemathesis's thousands of requests included: the
     # per-address probe budget (tested by the handler tests) is lifted here.
-    stack_env = {"ACCESS_TOKEN_TTL_SECONDS": access_ttl, "USERS_TABLE": "e2e-users", "PROBE_CLIENT_LIMIT": "1000000"}
+    stack_env = {"ACCESS_TOKEN_TTL_SECONDS": access_ttl, "STACK_NAME": "e2e", "PROBE_CLIENT_LIMIT": "1000000"}
     process, log = start_stack(ports, stack_env)
     try:
         wait_for_api(base, process)
@@ -860,7 +846,7 @@ def signing_keys_rotate_end_to_end():
     ports = Ports()
     base = f"http://127.0.0.1:{ports.api}"
     env = {"ACCESS_TOKEN_TTL_SECONDS": "5", "KEY_LISTED_BEFORE_SIGNING_SECONDS": "3",
-           "PUBLIC_KEYS_MAX_AGE_SECONDS": "1", "USERS_TABLE": "rotation-users"}
+           "PUBLIC_KEYS_MAX_AGE_SECONDS": "1", "STACK_NAME": "rotation"}
     process, log = start_stack(ports, env)
     api = Client(base)
 

@@ -30,6 +30,8 @@ import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import template_env  # noqa: E402
 RELEASE = os.path.join(ROOT, "target", "release")
 OUT = os.path.join(ROOT, "target", "bench")
 COLD_RUNS = 9
@@ -130,22 +132,31 @@ def sample_event(name, method=None, body=None, headers=None):
     return event
 
 
+# Each function's environment as template.yaml declares it (scripts/template_env.py), filled in
+# by main(); the baseline programs, which imitate a token-issuing function, get login's.
+FUNCTION_ENVS = {}
+
+
+def function_env(binary):
+    name = os.path.basename(binary)
+    return FUNCTION_ENVS.get(name, FUNCTION_ENVS.get("login", {}))
+
+
 def spawn(binary, env):
     """Starts a function with a Runtime API stand-in of its own (a dead process's pending
-    `next` must not swallow the next process's event)."""
+    `next` must not swallow the next process's event), with its template environment and the
+    local endpoints and credentials of `env`. Logs at WARN: the figures are not about logging."""
     api = RuntimeApi()
+    plumbing = {k: v for k, v in env.items() if k.startswith("AWS_") or k == "PATH"}
     environment = dict(
-        env,
+        plumbing,
+        **function_env(binary),
         AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.port}",
         AWS_LAMBDA_FUNCTION_NAME=os.path.basename(binary),
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
         AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
         AWS_LAMBDA_LOG_STREAM_NAME="bench",
         AWS_LAMBDA_LOG_GROUP_NAME="bench",
-        AWS_LAMBDA_LOG_FORMAT="JSON",
         AWS_LAMBDA_LOG_LEVEL="WARN",
-        # As template.yaml sets it: keeps glibc from holding on to freed Argon2 memory.
-        MALLOC_MMAP_THRESHOLD_="131072",
     )
     process = subprocess.Popen([binary], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, api
@@ -207,12 +218,19 @@ def main():
     ]
     try:
         run([sys.executable, local_aws, "wait", dynamodb, f"{endpoint}/local/mail"], env)
-        setup = run([sys.executable, local_aws, "setup", "--dynamodb", dynamodb, "--ses", endpoint, "--prefix", "bench"],
-                    env, capture_output=True, text=True).stdout
+        resources_file = os.path.join(OUT, "resources.json")
+        setup = run([sys.executable, local_aws, "setup", "--dynamodb", dynamodb, "--ses", endpoint, "--prefix", "bench",
+                     "--resources", resources_file], env, capture_output=True, text=True).stdout
         env.update(dict(line.split("=", 1) for line in setup.split()))
         # Secrets as deployed: the functions read them from the local Secrets Manager at start,
-        # and the signing keys are made by the rotation function's first rotation.
-        env.update(JWT_ISSUER="http://127.0.0.1:9000", FORGOT_MIN_RESPONSE_MS="0")
+        # and the signing keys are made by the rotation function's first rotation. Forgot
+        # password answers at once here (its floor is a timing, not work).
+        env.update(FORGOT_MIN_RESPONSE_MS="0")
+        with open(resources_file) as f:
+            template = template_env.load_template()
+            resolver = template_env.local_resolver(template, json.load(f), "http://127.0.0.1:9000",
+                                                   {"PARAMETER_OVERRIDES": "MailFrom=no-reply@auth.test"})
+        FUNCTION_ENVS.update(template_env.environments(template, resolver, {"FORGOT_MIN_RESPONSE_MS": "0"}))
         first_keys(env, endpoint)
         report = measure(env)
     finally:
@@ -258,7 +276,9 @@ def measure(env):
         }
 
     # Where the time of a cold start goes, step by step.
-    steps = [json.loads(subprocess.run([os.path.join(RELEASE, "examples", "cold_start_steps")], env=env, capture_output=True,
+    steps_binary = os.path.join(RELEASE, "examples", "cold_start_steps")
+    steps_env = dict({k: v for k, v in env.items() if k.startswith("AWS_") or k == "PATH"}, **function_env(steps_binary))
+    steps = [json.loads(subprocess.run([steps_binary], env=steps_env, capture_output=True,
                                        text=True, check=True).stdout) for _ in range(COLD_RUNS)]
     report["init_ms"] = {key: statistics.median(s[key] for s in steps) for key in steps[0]}
 

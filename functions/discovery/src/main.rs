@@ -6,7 +6,7 @@ use shared::handlers::well_known::WellKnown;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let well_known = WellKnown::from_env().await;
+    let well_known = WellKnown::from_env().await?;
     run(service_fn(|req| async {
         Ok::<_, Error>(well_known.discovery(req).await)
     }))

@@ -2,11 +2,11 @@
 //! `shared::outbox`).
 
 use lambda_http::Error;
-use shared::handlers::{Deps, KeysNeeded, resend_verification};
+use shared::handlers::{Deps, resend_verification};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let deps = Deps::from_env_with_mail(KeysNeeded::None).await?;
+    let deps = Deps::for_function(env!("CARGO_PKG_NAME")).await?;
     shared::outbox::serve(deps, resend_verification::handle).await
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::Clock;
+use shared::functions::var;
 use shared::rotation::{self, RotationEvent, RotationSettings, SecretsManager};
 use shared::store::DynamoStore;
 
@@ -14,7 +15,10 @@ async fn main() -> Result<(), Error> {
     let settings = settings()?;
     let sdk = shared::aws::sdk_config().await;
     let secrets = SecretsManager(aws_sdk_secretsmanager::Client::new(&sdk));
-    let table = std::env::var("USERS_TABLE").map_err(|_| "USERS_TABLE is not set")?;
+    let table = std::env::var(var::USERS_TABLE)
+        .ok()
+        .filter(|table| !table.is_empty())
+        .ok_or("USERS_TABLE is not set")?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, "");
     run(service_fn(|event: LambdaEvent<RotationEvent>| {
         let (secrets, store, settings) = (&secrets, &store, &settings);
@@ -40,7 +44,7 @@ async fn main() -> Result<(), Error> {
 /// `ACCESS_TOKEN_TTL_SECONDS`, and `KEY_LISTED_BEFORE_SIGNING_SECONDS` (default two hours,
 /// API Gateway's key cache).
 fn settings() -> Result<RotationSettings, Error> {
-    let issuer = std::env::var("JWT_ISSUER")
+    let issuer = std::env::var(var::JWT_ISSUER)
         .ok()
         .filter(|issuer| !issuer.is_empty())
         .ok_or("JWT_ISSUER is not set")?;
@@ -55,10 +59,10 @@ fn settings() -> Result<RotationSettings, Error> {
         }
     };
     let listed = seconds(
-        "KEY_LISTED_BEFORE_SIGNING_SECONDS",
+        var::KEY_LISTED_BEFORE_SIGNING_SECONDS,
         shared::signing::API_GATEWAY_KEY_CACHE,
     )?;
-    let access_ttl = seconds("ACCESS_TOKEN_TTL_SECONDS", Duration::from_secs(600))?;
+    let access_ttl = seconds(var::ACCESS_TOKEN_TTL_SECONDS, Duration::from_secs(600))?;
     Ok(RotationSettings {
         issuer,
         rules: rotation::rules(listed, access_ttl),

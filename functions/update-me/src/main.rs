@@ -2,11 +2,11 @@
 //! announced to the old address).
 
 use lambda_http::Error;
-use shared::handlers::{Deps, KeysNeeded, update_me};
+use shared::handlers::{Deps, update_me};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let deps = Deps::from_env_with_mail(KeysNeeded::Verify).await?;
+    let deps = Deps::for_function(env!("CARGO_PKG_NAME")).await?;
     shared::outbox::serve(deps, update_me::handle).await
 }

@@ -1,4 +1,4 @@
-//! Where a cold start's time goes: each step of `Deps::from_env` for a token-issuing function,
+//! Where a cold start's time goes: each step of `Deps::for_function` for a token-issuing function,
 //! in its order, timed (`make bench` prints it). It reads the secrets named by `JWT_SECRET_ID`
 //! and `SIGNING_KEYS_SECRET_ID` from the (local) Secrets Manager, as a deployed function does.
 

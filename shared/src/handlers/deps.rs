@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
+use crate::functions::{self, KeysNeeded, Needs, Start, var};
 use crate::jwt::{AccessKeys, TokenKeys};
 use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::password::PasswordHasher;
@@ -32,17 +33,6 @@ pub struct Deps<S> {
     pub mfa: Option<MfaKeys>,
     /// Keys the names of throttling counters, so no address is stored in the clear.
     pub(super) throttle_key: [u8; 32],
-}
-
-/// The access token keys a function needs (see [`AccessKeys`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeysNeeded {
-    /// It never sees an access token (forgot and reset password).
-    None,
-    /// It verifies access tokens: the published public keys.
-    Verify,
-    /// It issues tokens: the private key document (`SIGNING_KEYS_SECRET_ID`).
-    Sign,
 }
 
 impl<S> Deps<S> {
@@ -152,54 +142,47 @@ impl<S> Deps<S> {
 }
 
 impl Deps<DynamoStore> {
-    /// Reads the configuration, its secrets and the access token keys the function needs, and
-    /// builds the AWS clients (endpoint, region and credentials come from the usual AWS
-    /// environment, `AWS_ENDPOINT_URL` included).
-    pub async fn from_env(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        Ok(Self::build(keys, false).await?.0)
-    }
-
-    /// Like [`Deps::from_env`], with a mailer for the functions that send mail: `MAIL_FROM` is
-    /// then required.
-    pub async fn from_env_with_mail(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        let (deps, sdk) = Self::build(keys, false).await?;
-        deps.mailing(&sdk)
-    }
-
-    /// Like [`Deps::from_env`], for the two-step sign-in functions: the MFA key
-    /// (`MFA_KEY_SECRET_ID`) is then required.
-    pub async fn from_env_with_mfa(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        Ok(Self::build(keys, true).await?.0)
-    }
-
-    /// Both: the two-step functions that also mail the owner (turning TOTP on and off).
-    pub async fn from_env_with_mfa_and_mail(keys: KeysNeeded) -> Result<Self, ConfigError> {
-        let (deps, sdk) = Self::build(keys, true).await?;
-        deps.mailing(&sdk)
+    /// Reads the configuration, its secrets and the access token keys of the function `name`
+    /// (its package name), as [`crate::functions::FUNCTIONS`] lists what it needs, and builds the
+    /// AWS clients (endpoint, region and credentials come from the usual AWS environment,
+    /// `AWS_ENDPOINT_URL` included). A function that sends mail gets a mailer: `MAIL_FROM` is
+    /// then required; a two-step function the MFA key.
+    pub async fn for_function(name: &str) -> Result<Self, ConfigError> {
+        let Some(Start::Endpoint(needs)) = functions::start_of(name) else {
+            tracing::error!(
+                function = name,
+                "refusing to start: not an endpoint of functions.rs"
+            );
+            return Err(ConfigError::UnknownFunction(name.to_owned()));
+        };
+        let (deps, sdk) = Self::build(needs).await?;
+        if needs.mail {
+            deps.mailing(&sdk)
+        } else {
+            Ok(deps)
+        }
     }
 
     fn mailing(self, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let Some(from) = self.config.mail.from.clone() else {
             tracing::error!("refusing to start: MAIL_FROM is not set");
-            return Err(ConfigError::Missing("MAIL_FROM"));
+            return Err(ConfigError::Missing(var::MAIL_FROM));
         };
         let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(sdk), from);
         Ok(self.with_mailer(Arc::new(mailer)))
     }
 
-    async fn build(
-        keys: KeysNeeded,
-        mfa: bool,
-    ) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
+    async fn build(needs: Needs) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
         let sdk = crate::aws::sdk_config().await;
         let env = |name: &str| std::env::var(name).unwrap_or_default();
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = DynamoStore::new(client, env("USERS_TABLE"), env("TOKENS_TABLE"))
-            .with_sessions_table(env("SESSIONS_TABLE"));
+        let store = DynamoStore::new(client, env(var::USERS_TABLE), env(var::TOKENS_TABLE))
+            .with_sessions_table(env(var::SESSIONS_TABLE));
         // Deployed, the secrets come from Secrets Manager; they and the published keys are read
         // side by side. While the JWT secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its
         // previous value verifies too.
-        let accept_previous = env("JWT_SECRET_ACCEPT_PREVIOUS") == "true";
+        let accept_previous = env(var::JWT_SECRET_ACCEPT_PREVIOUS) == "true";
+        let keys = needs.keys;
         let published = async {
             match keys {
                 KeysNeeded::Verify => Some(store.published_keys().await),
@@ -207,18 +190,24 @@ impl Deps<DynamoStore> {
             }
         };
         let (jwt_secret, previous_secret, mfa_key, key_document, published) = tokio::join!(
-            read_secret(&sdk, "JWT_SECRET_ID", CURRENT, "the JWT secret", true),
+            read_secret(&sdk, var::JWT_SECRET_ID, CURRENT, "the JWT secret", true),
             read_secret(
                 &sdk,
-                "JWT_SECRET_ID",
+                var::JWT_SECRET_ID,
                 PREVIOUS,
                 "the previous JWT secret",
                 accept_previous
             ),
-            read_secret(&sdk, "MFA_KEY_SECRET_ID", CURRENT, "the MFA key", mfa),
             read_secret(
                 &sdk,
-                "SIGNING_KEYS_SECRET_ID",
+                var::MFA_KEY_SECRET_ID,
+                CURRENT,
+                "the MFA key",
+                needs.mfa
+            ),
+            read_secret(
+                &sdk,
+                var::SIGNING_KEYS_SECRET_ID,
                 CURRENT,
                 "the signing keys",
                 keys == KeysNeeded::Sign
@@ -226,27 +215,27 @@ impl Deps<DynamoStore> {
             published,
         );
         let (jwt_secret, previous_secret, mfa_key) = (jwt_secret?, previous_secret?, mfa_key?);
+        let Some(jwt_secret) = jwt_secret else {
+            return Err(missing(var::JWT_SECRET_ID));
+        };
 
+        // Secret values come from Secrets Manager only, never from the environment.
         let config = Config::from_lookup(|name| {
             let from_secret = match name {
-                "JWT_SECRET" => jwt_secret.as_ref(),
+                "JWT_SECRET" => Some(&jwt_secret),
                 "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
-                // Only the two-step functions hold the MFA key.
-                "MFA_KEY" if !mfa => return None,
                 "MFA_KEY" => mfa_key.as_ref(),
-                _ => None,
+                _ if functions::SECRET_VALUES.contains(&name) => None,
+                _ => return std::env::var(name).ok(),
             };
-            from_secret
-                .map(|secret| secret.expose_secret().to_owned())
-                .or_else(|| std::env::var(name).ok())
+            from_secret.map(|secret| secret.expose_secret().to_owned())
         })
         .inspect_err(|err| {
             tracing::error!(error = %err, "refusing to start: invalid configuration");
         })?;
         let access = match (keys, published) {
             (KeysNeeded::Sign, _) => {
-                let document =
-                    key_document?.ok_or(ConfigError::Missing("SIGNING_KEYS_SECRET_ID"))?;
+                let document = key_document?.ok_or_else(|| missing(var::SIGNING_KEYS_SECRET_ID))?;
                 KeyDocument::parse(document.expose_secret())
                     .and_then(|document| AccessKeys::signing(&document))
                     .map_err(|err| unreadable("the signing keys", err.to_string()))?
@@ -260,9 +249,8 @@ impl Deps<DynamoStore> {
             }
             (KeysNeeded::None, _) => AccessKeys::none(),
         };
-        if mfa && config.mfa.key.is_none() {
-            tracing::error!("refusing to start: MFA_KEY_SECRET_ID is not set");
-            return Err(ConfigError::Missing("MFA_KEY_SECRET_ID"));
+        if needs.mfa && config.mfa.key.is_none() {
+            return Err(missing(var::MFA_KEY_SECRET_ID));
         }
         Ok((Self::new(config, store, access), sdk))
     }
@@ -290,6 +278,11 @@ async fn read_secret(
         .await
         .map(Some)
         .map_err(|reason| unreadable(what, reason))
+}
+
+fn missing(var: &'static str) -> ConfigError {
+    tracing::error!("refusing to start: {var} is not set");
+    ConfigError::Missing(var)
 }
 
 fn unreadable(what: &'static str, reason: String) -> ConfigError {

@@ -37,7 +37,7 @@ mod second_factor;
 mod session;
 
 use auth::{Caller, authenticate, authenticated_delivery, password_field, reauthenticate};
-pub use deps::{Deps, KeysNeeded};
+pub use deps::Deps;
 use session::{
     PresentedRefreshToken, SignIn, begin_session, check_cookie_mode_origin,
     presented_refresh_token, problem_clearing_cookies, session_tokens, token_response, user_agent,

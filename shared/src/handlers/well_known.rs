@@ -13,7 +13,9 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::ConfigError;
 use crate::error::ApiError;
+use crate::functions::var;
 use crate::http::{self, Response};
 use crate::signing::PublicKeys;
 use crate::store::Published;
@@ -36,13 +38,20 @@ pub struct WellKnown<S> {
 }
 
 impl WellKnown<crate::store::DynamoStore> {
-    /// Reads `USERS_TABLE`, `JWT_ISSUER` and `PUBLIC_KEYS_MAX_AGE_SECONDS`: nothing secret.
-    pub async fn from_env() -> Self {
-        let table = std::env::var("USERS_TABLE").unwrap_or_default();
-        let issuer = std::env::var("JWT_ISSUER")
+    /// Reads `USERS_TABLE` (required: the keys are published there), `JWT_ISSUER` and
+    /// `PUBLIC_KEYS_MAX_AGE_SECONDS`: nothing secret.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let table = std::env::var(var::USERS_TABLE)
+            .ok()
+            .filter(|table| !table.is_empty())
+            .ok_or_else(|| {
+                tracing::error!("refusing to start: USERS_TABLE is not set");
+                ConfigError::Missing(var::USERS_TABLE)
+            })?;
+        let issuer = std::env::var(var::JWT_ISSUER)
             .ok()
             .filter(|issuer| !issuer.is_empty());
-        let max_age = std::env::var("PUBLIC_KEYS_MAX_AGE_SECONDS")
+        let max_age = std::env::var(var::PUBLIC_KEYS_MAX_AGE_SECONDS)
             .ok()
             .and_then(|raw| raw.trim().parse().ok())
             .map_or(REFRESH, Duration::from_secs);
@@ -50,10 +59,10 @@ impl WellKnown<crate::store::DynamoStore> {
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         // These functions touch no tokens table.
         let store = crate::store::DynamoStore::new(client, table, "");
-        Self {
+        Ok(Self {
             max_age,
             ..Self::new(store, issuer)
-        }
+        })
     }
 }
 

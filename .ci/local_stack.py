@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Checks of how the local stacks give each function its environment: the template resolver
+(scripts/template_env.py), the function runner (scripts/function-runner), and the template check
+(.ci/check_template.py) against a template that forgets a variable, the bug class it exists for.
+Runs no function and no service."""
+
+import contextlib
+import copy
+import io
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, ".ci"))
+import check_template  # noqa: E402
+import template_env  # noqa: E402
+from stack import Checks  # noqa: E402
+
+API = "http://127.0.0.1:9000"
+RUNNER = os.path.join(ROOT, "scripts", "function-runner")
+
+
+def resources(template):
+    return {name: f"arn:local:{name}" for name in template["Resources"] if not name.startswith("Fn::ForEach::")}
+
+
+def environments(template, environ=None, tuning=None):
+    environ = {"PARAMETER_OVERRIDES": "MailFrom=no-reply@auth.test", **(environ or {})}
+    resolver = template_env.local_resolver(template, resources(template), API, environ)
+    return template_env.environments(template, resolver, tuning)
+
+
+def run_runner(env_lines, environ, exec_lines=None):
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "probe.env"), "w") as f:
+            f.writelines(f"{line}\n" for line in env_lines)
+        if exec_lines is not None:
+            with open(os.path.join(tmp, "probe.exec"), "w") as f:
+                f.writelines(f"{line}\n" for line in exec_lines)
+        os.symlink("/usr/bin/env", os.path.join(tmp, "probe"))
+        return subprocess.run([RUNNER, os.path.join(tmp, "probe")], env={**environ, "FUNCTION_ENV_DIR": tmp},
+                              capture_output=True, text=True, timeout=30)
+
+
+def main():
+    template = template_env.load_template()
+    checks = Checks()
+
+    def each_function_gets_the_globals_and_its_own_variables():
+        envs = environments(template)
+        for name in ("register", "login", "refresh", "change-password", "mfa-verify"):
+            assert envs[name]["SIGNING_KEYS_SECRET_ID"] == "arn:local:SigningKeys", name
+        assert "SIGNING_KEYS_SECRET_ID" not in envs["me"], "me reads no signing key"
+        assert envs["mfa-verify"]["MFA_KEY_SECRET_ID"] == "arn:local:MfaKey"
+        assert "MFA_KEY_SECRET_ID" not in envs["login"]
+        assert envs["me"]["USERS_TABLE"] == "arn:local:UsersTable" and envs["me"]["JWT_AUDIENCE"] == "auth"
+        # What Lambda derives from the function's configuration.
+        assert envs["login"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1769"
+        assert envs["me"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
+        assert envs["me"]["AWS_LAMBDA_LOG_FORMAT"] == "JSON"
+
+    def conditions_and_parameters_resolve_as_deployed():
+        envs = environments(template)
+        assert envs["rotate-keys"]["JWT_ISSUER"] == API, "no JwtIssuer: the API's own URL"
+        assert envs["login"]["JWT_ISSUER"] == "", "routed functions read the issuer from the keys"
+        assert envs["login"]["JWT_SECRET_ACCEPT_PREVIOUS"] == "false"
+        given = environments(template, {"PARAMETER_OVERRIDES": "MailFrom=a@b.example JwtIssuer=https://auth.example.com "
+                                                               "JwtSecretRotation=accept-previous"})
+        assert given["rotate-keys"]["JWT_ISSUER"] == "https://auth.example.com"
+        assert given["login"]["JWT_SECRET_ACCEPT_PREVIOUS"] == "true"
+        assert given["forgot-password"]["MAIL_FROM"] == "a@b.example"
+        by_name = environments(template, {"COOKIE_SAMESITE": "Lax", "REQUIRE_VERIFIED_EMAIL": "true"})
+        assert by_name["login"]["COOKIE_SAMESITE"] == "Lax" and by_name["login"]["REQUIRE_VERIFIED_EMAIL"] == "true"
+
+    def a_parameter_outside_its_allowed_values_is_refused():
+        for overrides in ("CookieSameSite=Sometimes", "JwtIssuer=http://plain.example", "Nonsense=1"):
+            try:
+                environments(template, {"PARAMETER_OVERRIDES": f"MailFrom=a@b.example {overrides}"})
+            except template_env.TemplateError:
+                continue
+            raise AssertionError(f"{overrides} was accepted")
+
+    def the_caller_sets_tuning_but_never_a_resource():
+        envs = environments(template, {"USERS_TABLE": "mine", "SIGNING_KEYS_SECRET_ID": "mine"},
+                            tuning={"ACCESS_TOKEN_TTL_SECONDS": "60"})
+        assert envs["login"]["USERS_TABLE"] == "arn:local:UsersTable"
+        assert "SIGNING_KEYS_SECRET_ID" not in envs["me"]
+        assert all(env["ACCESS_TOKEN_TTL_SECONDS"] == "60" for env in envs.values())
+
+    def no_value_leaves_a_variable_out():
+        changed = copy.deepcopy(template)
+        variables = changed["Globals"]["Function"]["Environment"]["Variables"]
+        variables["OPTIONAL"] = {"Fn::If": ["HasJwtIssuer", "set", {"Ref": "AWS::NoValue"}]}
+        assert "OPTIONAL" not in environments(changed)["me"]
+        assert environments(changed, {"PARAMETER_OVERRIDES": "MailFrom=a@b.example JwtIssuer=https://x.example"}
+                            )["me"]["OPTIONAL"] == "set"
+
+    def the_template_check_names_the_function_and_the_variable_it_lacks():
+        broken = copy.deepcopy(template)
+        del broken["Resources"]["LoginFunction"]["Properties"]["Environment"]["Variables"]["SIGNING_KEYS_SECRET_ID"]
+        functions = {k: v for k, v in broken["Resources"].items()
+                     if isinstance(v, dict) and v.get("Type") == "AWS::Serverless::Function"}
+        before = dict(check_template.results)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            check_template.check_environments(broken, functions)
+        check_template.results.update(before)
+        assert "login lacks SIGNING_KEYS_SECRET_ID" in out.getvalue(), out.getvalue()
+
+    def the_runner_gives_only_the_template_environment_and_the_plumbing():
+        environ = {"PATH": os.environ["PATH"], "LEAK": "1", "JWT_SECRET": "never", "USERS_TABLE": "callers",
+                   "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1", "AWS_ENDPOINT_URL": "http://127.0.0.1:2",
+                   "AWS_REGION": "us-east-1", "HOME": "/root"}
+        result = run_runner(["USERS_TABLE=template", "A=b=c"], environ)
+        assert result.returncode == 0, result.stderr
+        seen = dict(line.split("=", 1) for line in result.stdout.splitlines())
+        assert seen["USERS_TABLE"] == "template" and seen["A"] == "b=c", seen
+        assert seen["AWS_LAMBDA_RUNTIME_API"] == "127.0.0.1:1" and seen["AWS_ENDPOINT_URL"] == "http://127.0.0.1:2"
+        assert not {"LEAK", "JWT_SECRET", "HOME", "FUNCTION_ENV_DIR"} & set(seen), sorted(seen)
+
+    def the_runner_refuses_a_function_the_template_does_not_declare():
+        with tempfile.TemporaryDirectory() as tmp:
+            result = subprocess.run([RUNNER, os.path.join(tmp, "ghost")], env={"FUNCTION_ENV_DIR": tmp, "PATH": "/usr/bin:/bin"},
+                                    capture_output=True, text=True, timeout=30)
+        assert result.returncode != 0 and "no environment for ghost" in result.stderr, result.stderr
+
+    def the_runner_runs_the_built_bootstrap_when_told():
+        result = run_runner(["X=1"], {"PATH": "/usr/bin:/bin"}, exec_lines=["/bin/sh", "-c", "echo bootstrap $X"])
+        assert result.returncode == 0 and result.stdout.strip() == "bootstrap 1", (result.stdout, result.stderr)
+
+    for name, fn in list(locals().items()):
+        if callable(fn):
+            checks.run(name, fn)
+    sys.exit(checks.summary("local stack"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+//! Every function of the service and what it reads from its environment: the one list that the
+//! functions start from ([`crate::handlers::Deps::for_function`]) and that the template is
+//! checked against (`.ci/check_template.py` reads it through `cargo run --example function-env`).
+//!
+//! A function's environment has three kinds of variables:
+//! - [`Start::variables`]: what the deployment decides for this function (its tables, the ids of
+//!   the secrets it reads, the cookie and issuer settings). `template.yaml` must set each of
+//!   them for the function, if only to an empty value, or the function refuses to start (or, for
+//!   an optional one, silently runs on a default the deployer never chose).
+//! - [`TUNING`]: settings with defaults that suit a deployment (token lifetimes, limits). The
+//!   template need not set them; a local stack may override them for its tests.
+//! - What Lambda itself sets (`AWS_LAMBDA_*`, the region, the credentials): not listed here.
+//!
+//! Secret values never travel in the environment: a function is given a secret's id and reads
+//! the value from Secrets Manager at start.
+
+/// The access token keys a function needs (see [`crate::jwt::AccessKeys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysNeeded {
+    /// It never sees an access token (forgot and reset password).
+    None,
+    /// It verifies access tokens: the published public keys.
+    Verify,
+    /// It issues tokens: the private key document (`SIGNING_KEYS_SECRET_ID`).
+    Sign,
+}
+
+/// What an endpoint function needs at start, beyond what every endpoint reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub keys: KeysNeeded,
+    /// It sends mail: `MAIL_FROM` is required, and SES is called.
+    pub mail: bool,
+    /// It holds the two-step key (`MFA_KEY_SECRET_ID`).
+    pub mfa: bool,
+}
+
+/// How a function starts, and so what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// An endpoint behind the API, built on [`crate::handlers::Deps`].
+    Endpoint(Needs),
+    /// Discovery and JWKS: the published keys, nothing secret.
+    WellKnown,
+    /// The signing keys' rotation function, invoked by Secrets Manager with the secret's id.
+    KeyRotation,
+}
+
+/// The names of the variables, where the code reads them.
+pub mod var {
+    pub const USERS_TABLE: &str = "USERS_TABLE";
+    pub const TOKENS_TABLE: &str = "TOKENS_TABLE";
+    pub const SESSIONS_TABLE: &str = "SESSIONS_TABLE";
+    pub const JWT_SECRET_ID: &str = "JWT_SECRET_ID";
+    pub const JWT_SECRET_ACCEPT_PREVIOUS: &str = "JWT_SECRET_ACCEPT_PREVIOUS";
+    pub const SIGNING_KEYS_SECRET_ID: &str = "SIGNING_KEYS_SECRET_ID";
+    pub const MFA_KEY_SECRET_ID: &str = "MFA_KEY_SECRET_ID";
+    pub const JWT_ISSUER: &str = "JWT_ISSUER";
+    pub const MAIL_FROM: &str = "MAIL_FROM";
+    pub const PUBLIC_KEYS_MAX_AGE_SECONDS: &str = "PUBLIC_KEYS_MAX_AGE_SECONDS";
+    pub const KEY_LISTED_BEFORE_SIGNING_SECONDS: &str = "KEY_LISTED_BEFORE_SIGNING_SECONDS";
+    pub const ACCESS_TOKEN_TTL_SECONDS: &str = "ACCESS_TOKEN_TTL_SECONDS";
+}
+
+/// What the deployment decides for every endpoint.
+const ENDPOINT: &[&str] = &[
+    var::USERS_TABLE,
+    var::TOKENS_TABLE,
+    var::SESSIONS_TABLE,
+    var::JWT_SECRET_ID,
+    var::JWT_SECRET_ACCEPT_PREVIOUS,
+    var::JWT_ISSUER,
+    "JWT_AUDIENCE",
+    "ALLOWED_ORIGINS",
+    "COOKIE_SAMESITE",
+    "REQUIRE_VERIFIED_EMAIL",
+];
+
+/// Settings with defaults (docs/deploy.md, "Configuration"): read by the functions, set by the
+/// template only where a deployment should choose.
+pub const TUNING: &[&str] = &[
+    var::ACCESS_TOKEN_TTL_SECONDS,
+    "REFRESH_TOKEN_TTL_SECONDS",
+    "ACCESS_TOKEN_SCOPE",
+    "SESSION_IDLE_TIMEOUT_SECONDS",
+    "REFRESH_REUSE_INTERVAL_SECONDS",
+    "RESET_CODE_TTL_SECONDS",
+    "RESET_CODE_MAX_ATTEMPTS",
+    "EMAIL_CODE_TTL_SECONDS",
+    "LOGIN_LOCKOUT_THRESHOLD",
+    "LOGIN_CLIENT_LIMIT",
+    "FORGOT_CLIENT_LIMIT",
+    "PROBE_CLIENT_LIMIT",
+    "CLIENT_LIMIT_WINDOW_SECONDS",
+    "FORGOT_ADDRESS_INTERVAL_SECONDS",
+    "FORGOT_ADDRESS_HOURLY_LIMIT",
+    "FORGOT_MIN_RESPONSE_MS",
+    "MFA_ISSUER",
+    var::PUBLIC_KEYS_MAX_AGE_SECONDS,
+    var::KEY_LISTED_BEFORE_SIGNING_SECONDS,
+];
+
+/// Secret values, as configuration names them once read: never taken from the environment.
+pub const SECRET_VALUES: &[&str] = &["JWT_SECRET", "JWT_SECRET_PREVIOUS", "MFA_KEY"];
+
+const fn endpoint(keys: KeysNeeded, mail: bool, mfa: bool) -> Start {
+    Start::Endpoint(Needs { keys, mail, mfa })
+}
+
+/// Every function, by its package name (`functions/<name>`, the template's `Binary`).
+pub const FUNCTIONS: &[(&str, Start)] = {
+    use KeysNeeded::{None, Sign, Verify};
+    &[
+        ("register", endpoint(Sign, true, false)),
+        ("login", endpoint(Sign, false, false)),
+        ("refresh", endpoint(Sign, false, false)),
+        ("logout", endpoint(Verify, false, false)),
+        ("me", endpoint(Verify, false, false)),
+        ("update-me", endpoint(Verify, true, false)),
+        ("delete-me", endpoint(Verify, false, false)),
+        ("change-password", endpoint(Sign, true, false)),
+        ("forgot-password", endpoint(None, true, false)),
+        ("reset-password", endpoint(None, true, false)),
+        ("verify-email", endpoint(None, false, false)),
+        ("resend-verification", endpoint(None, true, false)),
+        ("list-sessions", endpoint(Verify, false, false)),
+        ("revoke-session", endpoint(Verify, false, false)),
+        ("mfa-totp-setup", endpoint(Verify, false, true)),
+        ("mfa-totp-confirm", endpoint(Verify, true, true)),
+        ("mfa-verify", endpoint(Sign, false, true)),
+        ("mfa-totp-disable", endpoint(Verify, true, true)),
+        ("discovery", Start::WellKnown),
+        ("jwks", Start::WellKnown),
+        ("rotate-keys", Start::KeyRotation),
+    ]
+};
+
+/// How the function `name` starts, when it is one of [`FUNCTIONS`].
+pub fn start_of(name: &str) -> Option<Start> {
+    FUNCTIONS
+        .iter()
+        .find(|(function, _)| *function == name)
+        .map(|(_, start)| *start)
+}
+
+impl Start {
+    /// The variables the deployment must set for a function that starts this way.
+    pub fn variables(self) -> Vec<&'static str> {
+        match self {
+            Self::Endpoint(needs) => {
+                let mut variables = ENDPOINT.to_vec();
+                // (The JWT secret's id, the first, is among every endpoint's.)
+                variables.extend(needs.secret_variables().into_iter().skip(1));
+                if needs.mail {
+                    variables.extend([var::MAIL_FROM, "RESET_URL_TEMPLATE"]);
+                }
+                variables
+            }
+            Self::WellKnown | Self::KeyRotation => vec![var::USERS_TABLE, var::JWT_ISSUER],
+        }
+    }
+
+    /// The variables that name a secret this function reads at start. (The rotation function
+    /// reads the secret that Secrets Manager names in each event.)
+    pub fn secret_variables(self) -> Vec<&'static str> {
+        match self {
+            Self::Endpoint(needs) => needs.secret_variables(),
+            Self::WellKnown | Self::KeyRotation => Vec::new(),
+        }
+    }
+}
+
+impl Needs {
+    /// The JWT secret always, then the signing keys and the MFA key when needed.
+    fn secret_variables(self) -> Vec<&'static str> {
+        let mut variables = vec![var::JWT_SECRET_ID];
+        if self.keys == KeysNeeded::Sign {
+            variables.push(var::SIGNING_KEYS_SECRET_ID);
+        }
+        if self.mfa {
+            variables.push(var::MFA_KEY_SECRET_ID);
+        }
+        variables
+    }
+}
+
+/// The whole list as JSON, for the template check: `{"functions": {name: {"variables": [..],
+/// "secrets": [..]}}, "tuning": [..]}`.
+pub fn as_json() -> serde_json::Value {
+    let functions: serde_json::Map<String, serde_json::Value> = FUNCTIONS
+        .iter()
+        .map(|(name, start)| {
+            let entry = serde_json::json!({
+                "variables": start.variables(),
+                "secrets": start.secret_variables(),
+            });
+            ((*name).to_owned(), entry)
+        })
+        .collect();
+    serde_json::json!({ "functions": functions, "tuning": TUNING })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// Every name configuration reads, found by running it: a lookup that records each name and
+    /// answers a valid value for the ones it cannot start without.
+    fn names_config_reads() -> BTreeSet<String> {
+        let asked = RefCell::new(BTreeSet::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            match name {
+                "JWT_SECRET" => Some("0123456789abcdefghijklmnopqrstuvwxyzABCDEF".into()),
+                "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
+                _ => None,
+            }
+        })
+        .expect("configuration with only its required names");
+        asked.into_inner()
+    }
+
+    #[test]
+    fn every_name_configuration_reads_is_a_deployment_variable_a_tuning_or_a_secret() {
+        let mut known: BTreeSet<&str> = TUNING.iter().chain(SECRET_VALUES).copied().collect();
+        for (_, start) in FUNCTIONS {
+            known.extend(start.variables());
+        }
+        let unknown: Vec<String> = names_config_reads()
+            .into_iter()
+            .filter(|name| !known.contains(name.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "configuration reads {unknown:?}: list each in functions.rs, as a deployment variable or a tuning"
+        );
+    }
+
+    #[test]
+    fn the_list_names_exactly_the_function_packages() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+        let packages: BTreeSet<String> = std::fs::read_dir(dir)
+            .expect("the functions folder")
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .into_string()
+                    .expect("utf-8")
+            })
+            .collect();
+        let listed: BTreeSet<String> = FUNCTIONS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        assert_eq!(listed, packages);
+    }
+
+    #[test]
+    fn issuers_read_the_signing_keys_and_two_step_functions_the_mfa_key() {
+        let login = start_of("login").expect("login").variables();
+        assert!(login.contains(&var::SIGNING_KEYS_SECRET_ID));
+        assert!(!login.contains(&var::MFA_KEY_SECRET_ID));
+        let me = start_of("me").expect("me").secret_variables();
+        assert_eq!(me, [var::JWT_SECRET_ID]);
+        let verify = start_of("mfa-verify")
+            .expect("mfa-verify")
+            .secret_variables();
+        assert_eq!(
+            verify,
+            [
+                var::JWT_SECRET_ID,
+                var::SIGNING_KEYS_SECRET_ID,
+                var::MFA_KEY_SECRET_ID
+            ]
+        );
+        let forgot = start_of("forgot-password").expect("forgot").variables();
+        assert!(forgot.contains(&var::MAIL_FROM));
+        assert!(
+            start_of("jwks")
+                .expect("jwks")
+                .secret_variables()
+                .is_empty()
+        );
+        assert_eq!(start_of("nothing"), None);
+    }
+
+    #[test]
+    fn no_name_is_both_a_deployment_variable_and_a_tuning() {
+        for (name, start) in FUNCTIONS {
+            for variable in start.variables() {
+                assert!(!TUNING.contains(&variable), "{name}: {variable}");
+            }
+        }
+    }
+}
