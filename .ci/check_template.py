@@ -178,8 +178,9 @@ def main():
         for table, actions in needs.get(binary, {}).items():
             check(f"{binary} may do what its code does on the {table.lower()} table",
                   actions <= granted.get(table, set()), sorted(actions - granted.get(table, set())))
-    # Abuse resistance (API.md): the guessing routes have tighter caps than the default, the
-    # Argon2 functions a reserved concurrency, and a browser app may read Retry-After.
+    # Abuse resistance (AB-03 in docs/requirements.md): the guessing routes have tighter caps
+    # than the default, the Argon2 functions a reserved concurrency, and a browser app may read
+    # Retry-After.
     api = resources["HttpApi"]["Properties"]
     default = api["DefaultRouteSettings"]
     for route in ("POST /auth/login", "POST /auth/register", "POST /auth/password/reset",

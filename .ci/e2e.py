@@ -2,10 +2,11 @@
 """End-to-end tests of the local stack, over HTTP, exactly as a client sees it.
 
 Starts `scripts/dev` (the stack `make dev` runs) on free ports, checks every endpoint against
-API.md's contract, including its failure cases, cookie mode, two-step sign-in with codes from
-an outside TOTP implementation (pyotp), and races between concurrently running function
-instances (registrations, refreshes, one TOTP code), then stops the stack with Ctrl-C (SIGINT)
-and checks that nothing it started is left running and that a second start is clean.
+the contract (`openapi.yaml`, `docs/requirements.md`), including its failure cases, cookie
+mode, two-step sign-in with codes from an outside TOTP implementation (pyotp), and races
+between concurrently running function instances (registrations, refreshes, one TOTP code),
+then stops the stack with Ctrl-C (SIGINT) and checks that nothing it started is left running
+and that a second start is clean.
 """
 
 import concurrent.futures
@@ -649,7 +650,7 @@ def run_checks(api, endpoint, dynamodb_endpoint):
     def an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout():
         # MF-03, AB-03: five tries per mfa_token, each counted before the code is checked; each
         # wrong code is a failure of the account's sign-in (5 lock it for 1 s, doubling:
-        # API.md). A right password alone neither counts nor clears: only a completed second
+        # LG-04). A right password alone neither counts nor clears: only a completed second
         # step clears the failures.
         username, email, _, app, _ = totp_user(api)
         password = {"identifier": username, "password": PASSWORD}

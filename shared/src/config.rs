@@ -1,4 +1,5 @@
-//! Configuration, read once per cold start from the environment (API.md, "Configuration").
+//! Configuration, read once per cold start from the environment (the README's "Configuration"
+//! table; docs/requirements.md, "Other rules").
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,5 @@
-//! Validated values (API.md, "Rules behind the endpoints"). A value of these types has passed
-//! its checks, so the rest of the code never re-validates.
+//! Validated values (docs/requirements.md: LG-03, PW-08, PW-09). A value of these types has
+//! passed its checks, so the rest of the code never re-validates.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -338,7 +338,7 @@ impl fmt::Debug for UserRecord {
     }
 }
 
-/// The public view of a user: the `User` object of API.md. Never carries the hash.
+/// The public view of a user: the `User` schema of openapi.yaml. Never carries the hash.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,

@@ -1,6 +1,6 @@
-//! The one place where a failure becomes an HTTP status and a problem `code` (API.md,
-//! "Conventions"). Client errors are ordinary values; only `Unavailable` and `Internal` are
-//! server-side, and their detail stays in the log.
+//! The one place where a failure becomes an HTTP status and a problem `code` (ER-01; the
+//! README's table of codes). Client errors are ordinary values; only `Unavailable` and
+//! `Internal` are server-side, and their detail stays in the log.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Access and refresh tokens (API.md, "Tokens"; checklist JWT-01..JWT-15).
+//! Access and refresh tokens (docs/requirements.md, "Tokens": JWT-01 to JWT-15).
 //!
 //! Access tokens are RS256: any service can verify them with the public keys this service
 //! publishes (see [`crate::signing`]), and API Gateway's JWT authorizer can too. Refresh tokens
@@ -20,7 +20,7 @@ use crate::domain::UserRecord;
 use crate::signing::{KeyDocument, KeyError, PublicKeys, Signer};
 use secrecy::{ExposeSecret, SecretString};
 
-/// Tolerance for clock skew on `exp`, `nbf` and `iat` (API.md: at most 30 s).
+/// Tolerance for clock skew on `exp`, `nbf` and `iat` (JWT-06: at most 30 s).
 pub const LEEWAY_SECS: u64 = 30;
 /// Longest token accepted; anything longer is refused before decoding (JWT-12).
 pub const MAX_TOKEN_BYTES: usize = 4096;

@@ -1,4 +1,4 @@
-//! The RSA keys that sign access tokens (API.md, "Access tokens that other services verify").
+//! The RSA keys that sign access tokens (the README's "Tokens other services verify"; RL-04).
 //!
 //! Two documents describe them:
 //! - [`KeyDocument`], the private one, kept in Secrets Manager and rewritten only by the rotation

@@ -161,7 +161,7 @@ pub(super) async fn check_code<S: Users + Codes + Limits>(
         return Err(ApiError::InvalidCode);
     }
     let now = deps.now();
-    // Wrong codes are limited per client address (API.md), taken before the comparison.
+    // Wrong codes are limited per client address (AB-03), taken before the comparison.
     let probe = deps.take_probe("wrong-code", source_ip).await?;
     // The codes that could be meant: the account's own, and (verification) that of the account
     // whose email change waits for this address. The same reads whichever exist: a user item

@@ -95,7 +95,7 @@ impl<S> Deps<S> {
 
     /// Takes one unit of the client address's budget for answers of `kind` that reveal
     /// something (registration conflicts, wrong codes), atomically and before the work that
-    /// would reveal it: 429 once spent (API.md: 20 per 5 minutes by default).
+    /// would reveal it: 429 once spent (AB-03: 20 per 5 minutes by default).
     pub(super) async fn take_probe(
         &self,
         kind: &'static str,
@@ -297,5 +297,18 @@ struct NoMailer;
 impl Mailer for NoMailer {
     fn send<'a>(&'a self, _mail: &'a Mail) -> SendFuture<'a> {
         Box::pin(async { Err(MailError("this function sends no mail".into())) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_an_endpoint_of_the_list_starts_as_one() {
+        for name in ["jwks", "rotate-keys", "no-such-function"] {
+            let refused = Deps::for_function(name).await.err();
+            assert_eq!(refused, Some(ConfigError::UnknownFunction(name.into())));
+        }
     }
 }

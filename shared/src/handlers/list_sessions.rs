@@ -16,7 +16,7 @@ use crate::store::{SessionRecord, Sessions, Users};
 
 endpoint!(list_sessions, [GET], Users + Sessions);
 
-/// A session as API.md shows it.
+/// A session as openapi.yaml shows it (its `Session` schema).
 #[derive(Serialize)]
 struct Session<'a> {
     id: &'a str,

@@ -398,7 +398,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_account_locks_after_the_threshold_and_the_lock_doubles() {
-        // LG-04, with API.md's rule: 5 failures, then 1 s, doubling, capped at 900 s.
+        // LG-04: 5 failures, then 1 s, doubling, capped at 900 s.
         let clock = Arc::new(ManualClock::new());
         let deps = deps().with_clock(clock.clone());
         alice(&deps).await;

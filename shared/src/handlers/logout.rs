@@ -2,7 +2,7 @@
 //! the user and every access token issued before (RT-06), or with `"scope": "others"` every
 //! session but the presented one. Answers 204 and clears the cookies (but for `others`: the
 //! asking session goes on); a session logout refuses only a forged or malformed token (401), so
-//! logging out twice is 204. `global` and `others` need a live token (API.md): a refresh token
+//! logging out twice is 204. `global` and `others` need a live token (RT-06): a refresh token
 //! that is unspent and whose session stands, or a valid access token; anything else is 401
 //! `invalid_token`.
 
@@ -251,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_spent_or_revoked_token_cannot_end_the_other_sessions() {
-        // API.md: global logout needs a live token of the user.
+        // RT-06: global logout needs a live token of the user.
         let deps = deps();
         let a = alice(&deps).await;
         let b = sign_in(&deps, "alice").await;

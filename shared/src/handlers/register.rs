@@ -102,7 +102,7 @@ mod tests {
 
     #[tokio::test]
     async fn conflicts_are_limited_per_client_address_before_any_hashing() {
-        // API.md: at most 20 answers of 409 per client address per 5 minutes, then 429, and
+        // AB-03: at most 20 answers of 409 per client address per 5 minutes, then 429, and
         // the 429 costs no Argon2 hash.
         let deps = deps();
         let body = |name: &str| json!({"username": name, "email": "alice@example.com", "password": "a long passphrase here"});

@@ -198,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_third_party_keeps_the_owner_out() {
-        // API.md: whoever controls the mailbox can always get back in, however many wrong
+        // AB-02: whoever controls the mailbox can always get back in, however many wrong
         // passwords others send. A reset clears the lock, and from the address that reset,
         // sign-in answers to a lock of its own that no one else's failures reach.
         let f = fixture().await;
@@ -351,7 +351,7 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_codes_are_limited_per_client_address() {
-        // API.md: at most 20 wrong codes per client address per 5 minutes, then 429, whatever
+        // AB-03: at most 20 wrong codes per client address per 5 minutes, then 429, whatever
         // the addresses tried.
         let f = fixture().await;
         let code = f.code().await;

@@ -14,7 +14,8 @@ use crate::http::{self, ACCESS_COOKIE, REFRESH_COOKIE, Response, TokenDelivery};
 use crate::jwt::Claims;
 use crate::store::SessionRecord;
 
-/// The token response of API.md, with the token strings left out in cookie mode.
+/// The token response (`TokenResponse` in openapi.yaml), with the token strings left out in
+/// cookie mode.
 #[derive(Serialize)]
 struct TokenBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -236,7 +236,7 @@ mod tests {
         );
     }
 
-    /// API.md: 409 `email_taken` at verification if someone took the address meanwhile; the
+    /// RG-04: 409 `email_taken` at verification if someone took the address meanwhile; the
     /// account keeps its address, and the other account keeps the new one.
     #[tokio::test]
     async fn an_address_taken_before_its_code_comes_back_is_a_conflict() {

@@ -267,8 +267,9 @@ mod tests {
         assert!(f.mailer.sent().iter().all(|m| m.to == "alice@example.com"));
     }
 
-    /// API.md: with `REQUIRE_VERIFIED_EMAIL`, registration starts no session and the right
-    /// password of an unverified account answers 403 (a wrong one still 401, first).
+    /// docs/requirements.md, "Other rules": with `REQUIRE_VERIFIED_EMAIL`, registration starts
+    /// no session and the right password of an unverified account answers 403 (a wrong one
+    /// still 401, first).
     #[tokio::test]
     async fn with_verification_required_sign_in_waits_for_the_code() {
         let mailer = Arc::new(MemoryMailer::default());

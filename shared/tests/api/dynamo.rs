@@ -474,7 +474,7 @@ async fn racing_wrong_passwords(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_twenty_racing_wrong_passwords_at_most_the_threshold_are_checked() {
-    // LG-04 under concurrency (API.md): each check is reserved, conditionally, before Argon2
+    // LG-04 under concurrency: each check is reserved, conditionally, before Argon2
     // runs; the rest answer 429 without a check. The clock stands still, so the first lock
     // (1 s) cannot run out while the twenty are still arriving.
     let clock: Arc<dyn shared::clock::Clock> = Arc::new(shared::testing::ManualClock::new());
