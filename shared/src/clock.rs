@@ -2,6 +2,9 @@
 
 use time::OffsetDateTime;
 
+/// Tolerance for clock skew on `exp`, `nbf` and `iat` (JWT-06: at most 30 s).
+pub const LEEWAY_SECS: u64 = 30;
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
 

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::http::SameSite;
-
 /// The shortest `JWT_SECRET` accepted: 32 bytes (256 bits) for HS256.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -24,6 +22,33 @@ pub enum ConfigError {
     /// A secret or key document named by the configuration could not be read.
     #[error("{what} could not be read: {reason}")]
     Unreadable { what: &'static str, reason: String },
+}
+
+/// The `SameSite` attribute of the token cookies (`COOKIE_SAMESITE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "strict" => Some(Self::Strict),
+            "lax" => Some(Self::Lax),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "Strict",
+            Self::Lax => "Lax",
+            Self::None => "None",
+        }
+    }
 }
 
 /// The whole configuration, in groups: where a new setting goes is the group it belongs to.

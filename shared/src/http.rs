@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config::SameSite;
 use crate::error::{ApiError, FieldErrors};
 
 pub type Response = lambda_http::Response<Body>;
@@ -21,32 +22,6 @@ pub const REFRESH_COOKIE: &str = "__Secure-refresh_token";
 
 const PROBLEM_JSON: &str = "application/problem+json";
 const APPLICATION_JSON: &str = "application/json";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    Strict,
-    Lax,
-    None,
-}
-
-impl SameSite {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw.to_ascii_lowercase().as_str() {
-            "strict" => Some(Self::Strict),
-            "lax" => Some(Self::Lax),
-            "none" => Some(Self::None),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Strict => "Strict",
-            Self::Lax => "Lax",
-            Self::None => "None",
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Request bodies

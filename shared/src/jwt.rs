@@ -20,8 +20,7 @@ use crate::domain::UserRecord;
 use crate::signing::{KeyDocument, KeyError, PublicKeys, Signer};
 use secrecy::{ExposeSecret, SecretString};
 
-/// Tolerance for clock skew on `exp`, `nbf` and `iat` (JWT-06: at most 30 s).
-pub const LEEWAY_SECS: u64 = 30;
+pub use crate::clock::LEEWAY_SECS;
 /// Longest token accepted; anything longer is refused before decoding (JWT-12).
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
@@ -220,12 +219,15 @@ impl TokenKeys {
         }
     }
 
-    /// The `iss` of issued tokens.
+    /// The `iss` of issued tokens (for tests: the token response does not name it).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
 
-    /// The id of the key that signs tokens of `token_use` (`None`: this function signs none).
+    /// The id of the key that signs tokens of `token_use` (`None`: this function signs none),
+    /// for tests.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn kid(&self, token_use: TokenUse) -> Option<&str> {
         match token_use {
             TokenUse::Access => self.access.signer.as_ref().map(Signer::kid),

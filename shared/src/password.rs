@@ -1,7 +1,9 @@
 //! Argon2id password hashing (PW-01..PW-05, LG-02). Hashing runs on the blocking pool so that a
 //! 19 MiB, CPU-bound computation never stalls the runtime's reactor.
 
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::Arc;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -25,6 +27,15 @@ const MAX_P_COST: u32 = 4;
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
+    #[cfg(any(test, feature = "test-util"))]
+    counters: Counters,
+}
+
+/// How many hashes and verifications a hasher has run, for the tests of what a request costs
+/// (the `test-util` feature): a release build counts nothing.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Clone, Default)]
+struct Counters {
     verifications: Arc<AtomicU64>,
     hashes: Arc<AtomicU64>,
 }
@@ -41,14 +52,15 @@ impl PasswordHasher {
         let params = Params::new(19 * 1024, 2, 1, Some(32)).unwrap_or_default();
         Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            verifications: Arc::default(),
-            hashes: Arc::default(),
+            #[cfg(any(test, feature = "test-util"))]
+            counters: Counters::default(),
         }
     }
 
     /// Hashes a new password into a PHC string with a fresh random salt (PW-02).
     pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
-        self.hashes.fetch_add(1, Ordering::Relaxed);
+        #[cfg(any(test, feature = "test-util"))]
+        self.counters.hashes.fetch_add(1, Ordering::Relaxed);
         let argon2 = self.argon2.clone();
         let password = SecretString::from(password);
         tokio::task::spawn_blocking(move || {
@@ -68,7 +80,8 @@ impl PasswordHasher {
     /// Verifies `attempt` against a stored hash, or against the dummy hash when there is no user,
     /// so that both paths spend exactly one Argon2 verification.
     pub async fn verify(&self, attempt: &str, stored: Option<&str>) -> bool {
-        self.verifications.fetch_add(1, Ordering::Relaxed);
+        #[cfg(any(test, feature = "test-util"))]
+        self.counters.verifications.fetch_add(1, Ordering::Relaxed);
         let argon2 = self.argon2.clone();
         let attempt = SecretString::from(attempt);
         let known = stored.is_some();
@@ -107,13 +120,15 @@ impl PasswordHasher {
     }
 
     /// How many verifications this hasher has run (for tests of the timing-equalisation rule).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn verification_count(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
+        self.counters.verifications.load(Ordering::Relaxed)
     }
 
     /// How many new hashes this hasher has made (for tests of what a throttled request costs).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn hash_count(&self) -> u64 {
-        self.hashes.load(Ordering::Relaxed)
+        self.counters.hashes.load(Ordering::Relaxed)
     }
 }
 

@@ -208,7 +208,7 @@ fn check_round_trip(document: &KeyDocument) -> Result<(), RotationError> {
 pub fn rules(listed: Duration, access_ttl: Duration) -> RotationRules {
     RotationRules {
         listed_before_signing: listed,
-        signed_tokens_live: access_ttl + Duration::from_secs(crate::jwt::LEEWAY_SECS),
+        signed_tokens_live: access_ttl + Duration::from_secs(crate::clock::LEEWAY_SECS),
     }
 }
 

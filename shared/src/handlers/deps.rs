@@ -155,7 +155,9 @@ impl Deps<DynamoStore> {
             );
             return Err(ConfigError::UnknownFunction(name.to_owned()));
         };
-        let (deps, sdk) = Self::build(needs).await?;
+        let (deps, sdk) = Self::build(needs).await.inspect_err(|err| {
+            tracing::error!(function = name, error = %err, "refusing to start");
+        })?;
         if needs.mail {
             deps.mailing(&sdk)
         } else {

@@ -86,7 +86,7 @@ impl SessionRecord {
 
     /// When the record may go: its refresh tokens verify no longer.
     pub fn ttl(&self) -> u64 {
-        self.expires_at + crate::jwt::LEEWAY_SECS
+        self.expires_at + crate::clock::LEEWAY_SECS
     }
 }
 
