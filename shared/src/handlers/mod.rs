@@ -30,38 +30,28 @@ macro_rules! endpoint {
     };
 }
 
-mod auth;
-mod codes;
+// Features as folders, each with its endpoints and what they share, tests beside the code.
+// Passkeys and social sign-in will be folders of their own beside these.
+pub mod account;
+pub mod codes;
 mod deps;
-mod second_factor;
-mod session;
+pub mod keys;
+pub mod mfa;
+pub mod sessions;
+pub mod sign_in;
 
-use auth::{Caller, authenticate, authenticated_delivery, password_field, reauthenticate};
+pub use account::{change_password, delete_me, me, register, update_me};
+pub use codes::{forgot_password, resend_verification, reset_password, verify_email};
 pub use deps::Deps;
-use session::{
+pub use keys::well_known;
+pub use mfa::{mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_verify};
+use sessions::tokens::{
     PresentedRefreshToken, SignIn, begin_session, check_cookie_mode_origin,
     presented_refresh_token, problem_clearing_cookies, session_tokens, token_response, user_agent,
 };
-
-pub mod change_password;
-pub mod delete_me;
-pub mod forgot_password;
-pub mod list_sessions;
-pub mod login;
-pub mod logout;
-pub mod me;
-pub mod mfa_totp_confirm;
-pub mod mfa_totp_disable;
-pub mod mfa_totp_setup;
-pub mod mfa_verify;
-pub mod refresh;
-pub mod register;
-pub mod resend_verification;
-pub mod reset_password;
-pub mod revoke_session;
-pub mod update_me;
-pub mod verify_email;
-pub mod well_known;
+pub use sessions::{list_sessions, logout, refresh, revoke_session};
+use sign_in::auth::{Caller, authenticate, authenticated_delivery, password_field, reauthenticate};
+pub use sign_in::login;
 
 /// Turns a handler's outcome into the response; only outages and bugs are logged as errors.
 fn answer(outcome: Result<Response, ApiError>) -> Result<Response, Infallible> {

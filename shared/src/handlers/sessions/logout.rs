@@ -9,12 +9,12 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{
+use crate::domain::UserId;
+use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{
     Deps, PresentedRefreshToken, authenticate, client_ip, presented_refresh_token,
     problem_clearing_cookies,
 };
-use crate::domain::UserId;
-use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{TokenError, TokenUse};
 use crate::store::{Sessions, Users};

@@ -10,11 +10,13 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::second_factor::{
+use crate::error::{ApiError, FieldErrors};
+use crate::handlers::mfa::second_factor::{
     CHALLENGE_TRIES, challenge_hash, check_code, code_accepted, code_field, count_code,
 };
-use super::{Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
-use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{
+    Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
+};
 use crate::http::{self, Response, TokenDelivery};
 use crate::store::{Limits, Mfa, Sessions, StoreError, Users};
 

@@ -5,8 +5,8 @@
 
 use lambda_http::Request;
 
-use super::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::http::{self, Response};
 use crate::store::{Limits, Sessions, Users};
 

@@ -9,8 +9,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Caller, Deps, authenticate};
 use crate::error::ApiError;
+use crate::handlers::{Caller, Deps, authenticate};
 use crate::http::{self, Response};
 use crate::store::{SessionRecord, Sessions, Users};
 
@@ -56,7 +56,7 @@ async fn list_sessions<S: Users + Sessions>(
 }
 
 /// The caller's sessions that can still refresh, newest first.
-pub(super) async fn live_sessions<S: Sessions>(
+pub(crate) async fn live_sessions<S: Sessions>(
     deps: &Deps<S>,
     caller: &Caller,
 ) -> Result<Vec<SessionRecord>, ApiError> {

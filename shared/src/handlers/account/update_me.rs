@@ -7,10 +7,10 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::codes::{CodeKind, pending_key, verification_mail};
-use super::{Deps, authenticate, reauthenticate};
 use crate::domain::{Email, FullName, Identifier, PasswordAttempt, User, Username};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::codes::{CodeKind, pending_key, verification_mail};
+use crate::handlers::{Deps, authenticate, reauthenticate};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::store::{Codes, Limits, Users};

@@ -13,30 +13,30 @@ use lambda_http::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::Deps;
 use crate::crypto::hex;
 use crate::domain::{Lockout, UserRecord};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::Deps;
 use crate::http::{self, JsonObject, Response};
 use crate::store::{Attempt, Limits, LockTarget, Mfa, MfaChallenge, SecondFactor, keys};
 use crate::throttle::{self, Quota};
 use crate::totp;
 
 /// How long a sign-in waits for its second step.
-pub(super) const CHALLENGE_SECS: u64 = 300;
+pub(crate) const CHALLENGE_SECS: u64 = 300;
 /// Codes one challenge may try.
-pub(super) const CHALLENGE_TRIES: u32 = 5;
+pub(crate) const CHALLENGE_TRIES: u32 = 5;
 /// The longest code read (a recovery code with separators is 14 characters).
 const MAX_CODE_CHARS: usize = 32;
 
 /// The stored name of an `mfa_token`: a hash, so the table never holds a usable token.
-pub(super) fn challenge_hash(mfa_token: &str) -> String {
+pub(crate) fn challenge_hash(mfa_token: &str) -> String {
     hex(&Sha256::digest(mfa_token.as_bytes()))
 }
 
 /// The answer to a right password on an account with TOTP: a new challenge (256 random bits,
 /// stored only hashed) and `mfa_required`. No tokens, no cookies.
-pub(super) async fn second_step_required<S: Mfa>(
+pub(crate) async fn second_step_required<S: Mfa>(
     deps: &Deps<S>,
     user: &UserRecord,
 ) -> Result<Response, ApiError> {
@@ -63,7 +63,7 @@ pub(super) async fn second_step_required<S: Mfa>(
 }
 
 /// The body's `code`: a string of at most `MAX_CODE_CHARS` characters.
-pub(super) fn code_field<'b>(body: &'b JsonObject, errors: &mut FieldErrors) -> Option<&'b str> {
+pub(crate) fn code_field<'b>(body: &'b JsonObject, errors: &mut FieldErrors) -> Option<&'b str> {
     let code = body.required_str("code", errors)?;
     if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
         errors.insert("code".into(), "must be 1 to 32 characters".into());
@@ -75,7 +75,7 @@ pub(super) fn code_field<'b>(body: &'b JsonObject, errors: &mut FieldErrors) -> 
 /// The factor `code` proves for `user`, if it is right and unspent: a TOTP code of a step
 /// after the last accepted one, or an unspent recovery code. Spending it is the caller's
 /// conditional write.
-pub(super) fn check_code<S>(
+pub(crate) fn check_code<S>(
     deps: &Deps<S>,
     user: &UserRecord,
     code: &str,
@@ -103,13 +103,13 @@ pub(super) fn check_code<S>(
 }
 
 /// A sealed secret that does not open: another MFA key than the one that sealed it.
-pub(super) fn unopenable(user: &UserRecord) -> ApiError {
+pub(crate) fn unopenable(user: &UserRecord) -> ApiError {
     tracing::error!(event = "totp_secret_unreadable", user_id = %user.id);
     ApiError::Internal
 }
 
 /// A code about to be checked, counted first (see the module's notes).
-pub(super) struct CountedCode {
+pub(crate) struct CountedCode {
     probe: Quota,
     lock: LockTarget,
     trust_key: String,
@@ -117,7 +117,7 @@ pub(super) struct CountedCode {
 
 /// Counts a code for `user` from `source_ip` before it is checked: 429 when the client's
 /// wrong-code budget is spent or the account (for this address) is locked.
-pub(super) async fn count_code<S: Limits>(
+pub(crate) async fn count_code<S: Limits>(
     deps: &Deps<S>,
     user: &UserRecord,
     source_ip: &str,
@@ -157,7 +157,7 @@ pub(super) async fn count_code<S: Limits>(
 /// account with TOTP forgets none), this address is trusted as the owner's, and the unit of the
 /// client's budget is given back. Best effort, after the fact: the code is spent and the answer
 /// given, so a failure here is logged and costs the owner at most a tighter lock for a while.
-pub(super) async fn code_accepted<S: Limits>(
+pub(crate) async fn code_accepted<S: Limits>(
     deps: &Deps<S>,
     user: &UserRecord,
     counted: CountedCode,
@@ -617,7 +617,7 @@ mod tests {
         let before_reset = first_step(&deps).await;
         let user = deps.store.get_user(id).await.ok().flatten().expect("alice");
         let (code_text, stored) =
-            super::super::codes::CodeKind::Reset.issue(&deps, id, &user.email);
+            crate::handlers::codes::CodeKind::Reset.issue(&deps, id, &user.email);
         deps.store
             .store_reset_code(id, &stored)
             .await

@@ -7,10 +7,10 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::codes::{CodeKind, check_code, pending_key};
-use super::{Deps, client_ip};
 use crate::domain::{Email, User};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::codes::{CodeKind, check_code, pending_key};
+use crate::handlers::{Deps, client_ip};
 use crate::http::{self, Response, check};
 use crate::store::{Codes, Limits, StoreError, Users};
 

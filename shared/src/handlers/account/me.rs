@@ -3,9 +3,9 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{Deps, authenticate};
 use crate::domain::User;
 use crate::error::ApiError;
+use crate::handlers::{Deps, authenticate};
 use crate::http::{self, Response};
 use crate::store::Users;
 

@@ -11,12 +11,12 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use uuid::Uuid;
 
-use super::{
+use crate::domain::UserId;
+use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{
     Deps, SignIn, check_cookie_mode_origin, client_ip, presented_refresh_token,
     problem_clearing_cookies, token_response, user_agent,
 };
-use crate::domain::UserId;
-use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
 use crate::store::{Rotation, RotationOutcome, SessionRecord, Sessions, Users};

@@ -157,11 +157,11 @@ impl<S> WellKnown<S> {
 }
 
 fn require_get(req: &Request) -> Result<(), ApiError> {
-    super::require_method(req, &[Method::GET, Method::HEAD])
+    crate::handlers::require_method(req, &[Method::GET, Method::HEAD])
 }
 
 fn answer(outcome: Result<Response, ApiError>) -> Response {
-    match super::answer(outcome) {
+    match crate::handlers::answer(outcome) {
         Ok(response) => response,
         Err(never) => match never {},
     }

@@ -7,9 +7,9 @@ use lambda_http::http::header::USER_AGENT;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::Deps;
 use crate::domain::{User, UserRecord};
 use crate::error::ApiError;
+use crate::handlers::Deps;
 use crate::http::{self, ACCESS_COOKIE, REFRESH_COOKIE, Response, TokenDelivery};
 use crate::jwt::Claims;
 use crate::store::SessionRecord;
@@ -35,7 +35,7 @@ const MAX_USER_AGENT_BYTES: usize = 256;
 /// this request: a new `sid` (a sign-in never reuses a session, RT-10), its absolute expiry,
 /// the `User-Agent` truncated, and the client address only as a keyed hash. The sign-in stores
 /// it with its own write, then answers with `session_tokens`.
-pub(super) fn begin_session<S>(deps: &Deps<S>, req: &Request, user: &UserRecord) -> SessionRecord {
+pub(crate) fn begin_session<S>(deps: &Deps<S>, req: &Request, user: &UserRecord) -> SessionRecord {
     let now = deps.now();
     let sid = Uuid::new_v4().to_string();
     let expires_at = deps.tokens.refresh_claims(user, &sid, now, now).exp;
@@ -53,7 +53,7 @@ pub(super) fn begin_session<S>(deps: &Deps<S>, req: &Request, user: &UserRecord)
 
 /// The request's `User-Agent`, truncated to `MAX_USER_AGENT_BYTES`; `None` when absent, empty
 /// or not text.
-pub(super) fn user_agent(req: &Request) -> Option<String> {
+pub(crate) fn user_agent(req: &Request) -> Option<String> {
     let agent = req.headers().get(USER_AGENT)?.to_str().ok()?.trim();
     let mut end = agent.len().min(MAX_USER_AGENT_BYTES);
     while !agent.is_char_boundary(end) {
@@ -64,7 +64,7 @@ pub(super) fn user_agent(req: &Request) -> Option<String> {
 
 /// How a session's user signed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignIn {
+pub(crate) enum SignIn {
     /// With the password alone (`amr` `["pwd"]`).
     Password,
     /// With the password, then a TOTP or recovery code (`amr` `["pwd", "otp"]`).
@@ -73,7 +73,7 @@ pub(super) enum SignIn {
 
 impl SignIn {
     /// How the session of a token signed in, from its `amr`.
-    pub(super) fn of(claims: &Claims) -> Self {
+    pub(crate) fn of(claims: &Claims) -> Self {
         if claims.has_second_factor() {
             Self::TwoStep
         } else {
@@ -82,7 +82,7 @@ impl SignIn {
     }
 
     /// The claims of a new token of the session, saying how it signed in.
-    pub(super) fn mark(self, claims: Claims) -> Claims {
+    pub(crate) fn mark(self, claims: Claims) -> Claims {
         match self {
             Self::TwoStep => claims.with_second_factor(),
             Self::Password => claims,
@@ -91,7 +91,7 @@ impl SignIn {
 }
 
 /// The token response of a session `begin_session` made, once its record is stored.
-pub(super) fn session_tokens<S>(
+pub(crate) fn session_tokens<S>(
     deps: &Deps<S>,
     user: &UserRecord,
     session: &SessionRecord,
@@ -108,7 +108,7 @@ pub(super) fn session_tokens<S>(
     token_response(deps, user, access, refresh, delivery, status)
 }
 
-pub(super) fn token_response<S>(
+pub(crate) fn token_response<S>(
     deps: &Deps<S>,
     user: &UserRecord,
     access: Claims,
@@ -157,7 +157,7 @@ pub(super) fn token_response<S>(
 
 /// For sign-in endpoints in cookie mode: a browser request from a foreign origin is refused
 /// (login CSRF); without an `Origin` header it is not a browser's cross-site request.
-pub(super) fn check_cookie_mode_origin<S>(
+pub(crate) fn check_cookie_mode_origin<S>(
     deps: &Deps<S>,
     req: &Request,
     delivery: TokenDelivery,
@@ -171,14 +171,14 @@ pub(super) fn check_cookie_mode_origin<S>(
 }
 
 /// A refresh token presented to refresh or logout, and whether it came from the cookie.
-pub(super) struct PresentedRefreshToken {
-    pub(super) token: String,
-    pub(super) from_cookie: bool,
+pub(crate) struct PresentedRefreshToken {
+    pub(crate) token: String,
+    pub(crate) from_cookie: bool,
 }
 
 /// The body's `refresh_token`, else the refresh cookie. Using the cookie, like any
 /// cookie-authenticated state change, needs an allowed `Origin` (CS-01).
-pub(super) fn presented_refresh_token<S>(
+pub(crate) fn presented_refresh_token<S>(
     deps: &Deps<S>,
     req: &Request,
     from_body: Option<&str>,
@@ -201,7 +201,7 @@ pub(super) fn presented_refresh_token<S>(
 
 /// A problem response that also clears the token cookies, for cookie clients whose session
 /// has just proved dead.
-pub(super) fn problem_clearing_cookies<S>(deps: &Deps<S>, err: &ApiError) -> Response {
+pub(crate) fn problem_clearing_cookies<S>(deps: &Deps<S>, err: &ApiError) -> Response {
     let mut response = http::problem(err);
     http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
     response

@@ -7,9 +7,9 @@
 
 use lambda_http::Request;
 
-use super::Deps;
-use super::codes::{CodeKind, answer_code_request};
 use crate::error::ApiError;
+use crate::handlers::Deps;
+use crate::handlers::codes::{CodeKind, answer_code_request};
 use crate::http::Response;
 use crate::store::{Codes, Limits, Users};
 

@@ -4,12 +4,12 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::{
+use crate::domain::NewPassword;
+use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{
     Deps, authenticate, authenticated_delivery, begin_session, client_ip, password_field,
     reauthenticate, session_tokens,
 };
-use crate::domain::NewPassword;
-use crate::error::{ApiError, FieldErrors};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::store::{Limits, Users};

@@ -18,25 +18,30 @@ use lambda_http::http::StatusCode;
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::{Deps, client_ip};
 use crate::domain::{Email, Identifier, StoredCode, UserId, UserRecord};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{Deps, client_ip};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::reset::{self, ResetCodes};
 use crate::store::{Codes, Limits, StoreError, Users, keys};
 use crate::throttle::{Quota, Window};
 
+pub mod forgot_password;
+pub mod resend_verification;
+pub mod reset_password;
+pub mod verify_email;
+
 /// The kinds of mailed code: where each is kept and how it is hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CodeKind {
+pub(crate) enum CodeKind {
     Reset,
     EmailVerification,
 }
 
 impl CodeKind {
     /// The one answer to a request for a code, whatever happened.
-    pub(super) const fn accepted_message(self) -> &'static str {
+    pub(crate) const fn accepted_message(self) -> &'static str {
         match self {
             Self::Reset => {
                 "If an account exists for this address, a reset code has been sent to it."
@@ -72,7 +77,7 @@ impl CodeKind {
 
     /// A new code for `user`, mailed to `email`: the code to mail, and its stored form, which
     /// expires after this kind's lifetime.
-    pub(super) fn issue<S>(
+    pub(crate) fn issue<S>(
         self,
         deps: &Deps<S>,
         user: UserId,
@@ -144,13 +149,13 @@ impl CodeKind {
 /// A code that matched: its user, its stored form (which the caller's conditional write
 /// spends), and the unit of the client's wrong-code budget taken for it (the caller gives it
 /// back once the code has done its work).
-pub(super) struct MatchedCode {
+pub(crate) struct MatchedCode {
     pub user: UserRecord,
     pub stored: StoredCode,
     pub probe: Quota,
 }
 
-pub(super) async fn check_code<S: Users + Codes + Limits>(
+pub(crate) async fn check_code<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     kind: CodeKind,
     email: &Email,
@@ -227,7 +232,7 @@ pub(super) async fn check_code<S: Users + Codes + Limits>(
 /// `POST` with `email`: throttles, then stores and mails a new code of `kind` if the address
 /// has an account (for verification, one not verified yet), and answers the one 202 after the
 /// floor.
-pub(super) async fn answer_code_request<S: Users + Codes + Limits>(
+pub(crate) async fn answer_code_request<S: Users + Codes + Limits>(
     deps: &Deps<S>,
     req: &Request,
     kind: CodeKind,
@@ -357,7 +362,7 @@ async fn owners<S: Users + Codes>(
 }
 
 /// The mail that carries an email verification code.
-pub(super) fn verification_mail<S>(deps: &Deps<S>, email: &Email, code: &SecretString) -> Mail {
+pub(crate) fn verification_mail<S>(deps: &Deps<S>, email: &Email, code: &SecretString) -> Mail {
     let hours = deps.config.codes.email_ttl.as_secs().div_ceil(3600);
     Mail::verification_code(email.as_str(), reset::expose(code), hours)
 }
@@ -399,6 +404,6 @@ fn request_quotas<S>(
 }
 
 /// The name of the record that says who waits to confirm `email` (a keyed hash of it).
-pub(super) fn pending_key<S>(deps: &Deps<S>, email: &Email) -> String {
+pub(crate) fn pending_key<S>(deps: &Deps<S>, email: &Email) -> String {
     deps.key_part(email.as_str())
 }

@@ -10,9 +10,9 @@ use lambda_http::http::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::second_factor::{code_field, unopenable};
-use super::{Deps, authenticate, client_ip};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::mfa::second_factor::{code_field, unopenable};
+use crate::handlers::{Deps, authenticate, client_ip};
 use crate::http::{self, Response};
 use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};

@@ -8,8 +8,8 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 
-use super::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::http::{self, Response};
 use crate::store::{Limits, Mfa, StoreError, Users};
 use crate::totp;

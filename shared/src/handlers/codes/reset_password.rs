@@ -8,10 +8,10 @@
 
 use lambda_http::Request;
 
-use super::codes::{CodeKind, MatchedCode, check_code};
-use super::{Deps, client_ip};
 use crate::domain::{Email, NewPassword};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::codes::{CodeKind, MatchedCode, check_code};
+use crate::handlers::{Deps, client_ip};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
 use crate::store::{Codes, Limits, StoreError, Users, keys};

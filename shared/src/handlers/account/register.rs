@@ -5,10 +5,12 @@ use lambda_http::http::StatusCode;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::codes::{CodeKind, verification_mail};
-use super::{Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
 use crate::domain::{Email, FullName, NewPassword, User, UserRecord, Username};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::codes::{CodeKind, verification_mail};
+use crate::handlers::{
+    Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
+};
 use crate::http::{self, Response, TokenDelivery, check};
 use crate::store::{Limits, Users};
 

@@ -7,8 +7,8 @@
 use lambda_http::{Request, RequestExt};
 use uuid::Uuid;
 
-use super::{Deps, authenticate, authenticated_delivery, client_ip};
 use crate::error::ApiError;
+use crate::handlers::{Deps, authenticate, authenticated_delivery, client_ip};
 use crate::http::{self, Response, TokenDelivery};
 use crate::store::{Sessions, Users};
 

@@ -6,9 +6,9 @@
 
 use lambda_http::Request;
 
-use super::second_factor::{check_code, code_accepted, code_field, count_code};
-use super::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::mfa::second_factor::{check_code, code_accepted, code_field, count_code};
+use crate::handlers::{Deps, authenticate, client_ip, password_field, reauthenticate};
 use crate::http::{self, Response};
 use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};

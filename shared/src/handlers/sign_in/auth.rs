@@ -2,9 +2,9 @@
 
 use lambda_http::Request;
 
-use super::{Deps, SignIn};
 use crate::domain::{Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::{Deps, SignIn};
 use crate::http::{self, ACCESS_COOKIE, JsonObject, TokenDelivery, check};
 use crate::jwt::TokenUse;
 use crate::store::{Attempt, Limits, LockTarget, Users, keys};
@@ -13,7 +13,7 @@ use crate::throttle;
 /// The user behind a request's access token (bearer header first, then the access cookie).
 /// Refuses tokens older than the user's last revocation point and tokens of deleted users
 /// (JWT-09). A cookie-authenticated state change must come from an allowed origin (CS-01).
-pub(super) async fn authenticate<S: Users>(
+pub(crate) async fn authenticate<S: Users>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Caller, ApiError> {
@@ -46,7 +46,7 @@ pub(super) async fn authenticate<S: Users>(
 }
 
 /// A request's user, and the session its access token belongs to.
-pub(super) struct Caller {
+pub(crate) struct Caller {
     pub user: UserRecord,
     pub sid: String,
     /// How the session signed in: a session it replaces keeps it.
@@ -55,7 +55,7 @@ pub(super) struct Caller {
 
 /// How to deliver tokens to an authenticated request: as cookies when it authenticated with
 /// the access cookie (a browser), else as it asks.
-pub(super) fn authenticated_delivery(req: &Request) -> TokenDelivery {
+pub(crate) fn authenticated_delivery(req: &Request) -> TokenDelivery {
     if http::bearer_token(req).is_none() && matches!(http::cookie(req, ACCESS_COOKIE), Ok(Some(_)))
     {
         TokenDelivery::Cookie
@@ -66,7 +66,7 @@ pub(super) fn authenticated_delivery(req: &Request) -> TokenDelivery {
 
 /// The password a re-authenticating request carries in `field` (`current_password`, or
 /// `password` for an account deletion): required, and within the bounds of a password.
-pub(super) fn password_field(
+pub(crate) fn password_field(
     body: &JsonObject,
     field: &'static str,
     errors: &mut FieldErrors,
@@ -83,7 +83,7 @@ pub(super) fn password_field(
 /// deletion). Each session has a lock of its own, reserved before the check like sign-in's: a
 /// stolen access token cannot guess the password faster than the sign-in form allows, and no
 /// one else's failures (the account's lock) keep the owner from changing a password.
-pub(super) async fn reauthenticate<S: Limits>(
+pub(crate) async fn reauthenticate<S: Limits>(
     deps: &Deps<S>,
     caller: &Caller,
     attempt: &PasswordAttempt,

@@ -5,10 +5,12 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use super::second_factor::second_step_required;
-use super::{Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens};
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::mfa::second_factor::second_step_required;
+use crate::handlers::{
+    Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
+};
 use crate::http::{self, Response, TokenDelivery, check};
 use crate::store::{Attempt, Limits, LockTarget, Mfa, Sessions, Users, keys};
 use crate::throttle::{self, Quota, Window};
