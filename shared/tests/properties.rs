@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use shared::domain::{Email, FullName, Identifier, NewPassword, PasswordAttempt, Username};
 use shared::http::{bearer_token, cookie, json_body, optional_json_body};
 use shared::jwt::{TokenKeys, TokenUse};
-use shared::reset::ResetCodes;
+use shared::mailed_codes::MailedCodes;
 use shared::testing::config;
 
 fn request(content_type: &str, body: Vec<u8>, headers: &[(&'static str, String)]) -> Request {
@@ -39,7 +39,7 @@ proptest! {
         let _ = FullName::parse(&input);
         let _ = NewPassword::parse(&input, &[&input]);
         let _ = PasswordAttempt::parse(&input);
-        let _ = ResetCodes::is_well_formed(&input);
+        let _ = MailedCodes::is_well_formed(&input);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use shared::domain::{Email, FullName, Identifier, NewPassword, PasswordAttempt, 
 use shared::error::{ApiError, FieldErrors};
 use shared::handlers::{Deps, forgot_password, refresh};
 use shared::http::{self, MAX_BODY_BYTES};
-use shared::reset::ResetCodes;
+use shared::mailed_codes::MailedCodes;
 use shared::testing::MemoryStore;
 use shared::testing::config_with;
 
@@ -86,7 +86,7 @@ fn validate_fields(object: &http::JsonObject) {
         let _ = FullName::parse(value);
         let _ = NewPassword::parse(value, &[value]);
         let _ = PasswordAttempt::parse(value);
-        let _ = ResetCodes::is_well_formed(value);
+        let _ = MailedCodes::is_well_formed(value);
     }
     if !errors.is_empty() {
         assert_problem(&http::problem(&ApiError::Validation(errors)));

@@ -12,8 +12,8 @@ use crate::error::ApiError;
 use crate::functions::{self, KeysNeeded, Needs, Start, var};
 use crate::jwt::{AccessKeys, TokenKeys};
 use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
+use crate::mailed_codes::MailedCodes;
 use crate::password::PasswordHasher;
-use crate::reset::ResetCodes;
 use crate::signing::KeyDocument;
 use crate::store::{DynamoStore, Limits, Published, SessionRecord, keys};
 use crate::throttle::{self, Quota};
@@ -25,8 +25,8 @@ pub struct Deps<S> {
     pub store: S,
     pub passwords: PasswordHasher,
     pub tokens: TokenKeys,
-    pub reset_codes: ResetCodes,
-    pub email_codes: ResetCodes,
+    pub reset_codes: MailedCodes,
+    pub email_codes: MailedCodes,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
     /// The MFA key's uses, in the functions given `MFA_KEY`.
@@ -39,8 +39,8 @@ impl<S> Deps<S> {
     pub fn new(config: Config, store: S, access: AccessKeys) -> Self {
         Self {
             tokens: TokenKeys::new(&config, access),
-            reset_codes: ResetCodes::new(&config),
-            email_codes: ResetCodes::for_email(&config),
+            reset_codes: MailedCodes::new(&config),
+            email_codes: MailedCodes::for_email(&config),
             throttle_key: config.derived_key(b"throttle"),
             mfa: config.mfa.key.as_ref().map(MfaKeys::new),
             passwords: PasswordHasher::new(),

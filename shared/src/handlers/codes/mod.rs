@@ -23,7 +23,7 @@ use crate::error::{ApiError, FieldErrors};
 use crate::handlers::{Deps, client_ip};
 use crate::http::{self, Response, check};
 use crate::mail::Mail;
-use crate::reset::{self, ResetCodes};
+use crate::mailed_codes::{self, MailedCodes};
 use crate::store::{Codes, Limits, StoreError, Users, keys};
 use crate::throttle::{Quota, Window};
 
@@ -89,13 +89,13 @@ impl CodeKind {
             Self::EmailVerification => deps.config.codes.email_ttl,
         };
         let stored = StoredCode {
-            hash: self.hash(deps, user, email, reset::expose(&code)),
+            hash: self.hash(deps, user, email, mailed_codes::expose(&code)),
             expires_at: deps.now() + ttl.as_secs(),
         };
         (code, stored)
     }
 
-    fn codes<S>(self, deps: &Deps<S>) -> &ResetCodes {
+    fn codes<S>(self, deps: &Deps<S>) -> &MailedCodes {
         match self {
             Self::Reset => &deps.reset_codes,
             Self::EmailVerification => &deps.email_codes,
@@ -162,7 +162,7 @@ pub(crate) async fn check_code<S: Users + Codes + Limits>(
     code: &str,
     source_ip: &str,
 ) -> Result<MatchedCode, ApiError> {
-    if !ResetCodes::is_well_formed(code) {
+    if !MailedCodes::is_well_formed(code) {
         return Err(ApiError::InvalidCode);
     }
     let now = deps.now();
@@ -293,7 +293,7 @@ async fn request_code<S: Users + Codes + Limits>(
             deps.store.store_reset_code(user_id, &stored).await,
             Mail::reset_code(
                 email.as_str(),
-                reset::expose(&code),
+                mailed_codes::expose(&code),
                 deps.config.codes.reset_ttl.as_secs() / 60,
                 deps.config.mail.reset_url_template.as_deref(),
             ),
@@ -364,7 +364,7 @@ async fn owners<S: Users + Codes>(
 /// The mail that carries an email verification code.
 pub(crate) fn verification_mail<S>(deps: &Deps<S>, email: &Email, code: &SecretString) -> Mail {
     let hours = deps.config.codes.email_ttl.as_secs().div_ceil(3600);
-    Mail::verification_code(email.as_str(), reset::expose(code), hours)
+    Mail::verification_code(email.as_str(), mailed_codes::expose(code), hours)
 }
 
 /// Per client address (a fixed window), and per email address: one mail per interval and a

@@ -11,11 +11,11 @@ use crate::domain::UserId;
 
 pub const CODE_DIGITS: usize = 8;
 
-pub struct ResetCodes {
+pub struct MailedCodes {
     key: [u8; 32],
 }
 
-impl ResetCodes {
+impl MailedCodes {
     /// Password-reset codes.
     pub fn new(config: &Config) -> Self {
         Self {
@@ -80,12 +80,12 @@ mod tests {
 
     #[test]
     fn codes_are_eight_digits_and_spread_evenly() {
-        let codes = ResetCodes::new(&config());
+        let codes = MailedCodes::new(&config());
         let mut first_digit = [0u32; 10];
         for _ in 0..10_000 {
             let code = codes.generate();
             assert!(
-                ResetCodes::is_well_formed(expose(&code)),
+                MailedCodes::is_well_formed(expose(&code)),
                 "{}",
                 expose(&code).len()
             );
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn stored_codes_are_keyed_bound_to_the_user_and_not_the_code() {
-        let codes = ResetCodes::new(&config());
+        let codes = MailedCodes::new(&config());
         let (alice, bob) = (UserId::new(), UserId::new());
         let stored = codes.hash(alice, "12345678");
         assert!(!stored.contains("12345678"));
@@ -116,11 +116,14 @@ mod tests {
             "an-entirely-different-secret-of-32+bytes",
         )]);
         assert!(
-            !ResetCodes::new(&other_key).matches(alice, "12345678", &stored),
+            !MailedCodes::new(&other_key).matches(alice, "12345678", &stored),
             "keyed"
         );
-        assert!(!ResetCodes::is_well_formed("1234567"));
-        assert!(!ResetCodes::is_well_formed("1234567a"));
-        assert!(!ResetCodes::is_well_formed("١٢٣٤٥٦٧٨"), "ASCII digits only");
+        assert!(!MailedCodes::is_well_formed("1234567"));
+        assert!(!MailedCodes::is_well_formed("1234567a"));
+        assert!(
+            !MailedCodes::is_well_formed("١٢٣٤٥٦٧٨"),
+            "ASCII digits only"
+        );
     }
 }
