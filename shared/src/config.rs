@@ -150,11 +150,6 @@ pub struct MailSettings {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
@@ -167,11 +162,7 @@ impl Config {
             });
         }
         Ok(Self {
-            tables: Tables {
-                users: env.required("USERS_TABLE")?,
-                tokens: env.required("TOKENS_TABLE")?,
-                sessions: env.required("SESSIONS_TABLE")?,
-            },
+            tables: Tables::from_env(&env)?,
             tokens: TokenSettings::from_env(&env)?,
             sessions: SessionSettings {
                 idle_timeout: env.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 86_400, 1)?,
@@ -208,6 +199,79 @@ impl Config {
     /// A key for one purpose, derived from `JWT_SECRET` (see [`crate::crypto::derive_key`]).
     pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
         crate::crypto::derive_key(self.tokens.secret.expose_secret().as_bytes(), label)
+    }
+}
+
+/// How long discovery and the JWKS keep their copy of the published keys, and clients their
+/// answers, unless `PUBLIC_KEYS_MAX_AGE_SECONDS` says otherwise.
+pub const PUBLIC_KEYS_REFRESH: Duration = Duration::from_secs(300);
+
+/// What discovery and the JWKS read: nothing secret.
+#[derive(Debug, Clone)]
+pub struct PublicKeySettings {
+    /// Where the keys are published (`USERS_TABLE`).
+    pub users_table: String,
+    /// `JWT_ISSUER` when set; else the issuer the published keys name.
+    pub issuer: Option<String>,
+    pub max_age: Duration,
+}
+
+impl PublicKeySettings {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            users_table: env.required("USERS_TABLE")?,
+            issuer: env.get("JWT_ISSUER"),
+            max_age: env.seconds(
+                "PUBLIC_KEYS_MAX_AGE_SECONDS",
+                PUBLIC_KEYS_REFRESH.as_secs(),
+                0,
+            )?,
+        })
+    }
+}
+
+/// What the signing keys' rotation function reads: where the public halves are published, the
+/// issuer it writes beside the keys (required: the deployment passes the API's URL or the
+/// custom domain), how long a new key is listed before it signs (API Gateway's key cache by
+/// default) and how long access tokens live.
+#[derive(Debug, Clone)]
+pub struct KeyRotationSettings {
+    pub users_table: String,
+    pub issuer: String,
+    pub listed_before_signing: Duration,
+    pub access_ttl: Duration,
+}
+
+impl KeyRotationSettings {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            users_table: env.required("USERS_TABLE")?,
+            issuer: env.required("JWT_ISSUER")?,
+            listed_before_signing: env.seconds(
+                "KEY_LISTED_BEFORE_SIGNING_SECONDS",
+                crate::signing::API_GATEWAY_KEY_CACHE.as_secs(),
+                0,
+            )?,
+            access_ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
+        })
+    }
+}
+
+impl Tables {
+    /// The three table names, each required: what the store is built from before the rest of
+    /// the configuration (whose secrets are read beside the store's first call).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_env(&Env(&lookup))
+    }
+
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            users: env.required("USERS_TABLE")?,
+            tokens: env.required("TOKENS_TABLE")?,
+            sessions: env.required("SESSIONS_TABLE")?,
+        })
     }
 }
 
@@ -407,6 +471,57 @@ fn parse_origins(raw: &str) -> Result<BTreeSet<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn public_key_settings_need_the_table_and_default_the_rest() {
+        assert_eq!(
+            PublicKeySettings::from_lookup(lookup(&[])).err(),
+            Some(ConfigError::Missing("USERS_TABLE"))
+        );
+        let settings =
+            PublicKeySettings::from_lookup(lookup(&[("USERS_TABLE", "users")])).expect("settings");
+        assert_eq!(settings.users_table, "users");
+        assert_eq!(settings.issuer, None);
+        assert_eq!(settings.max_age, PUBLIC_KEYS_REFRESH);
+        let bad = [
+            ("USERS_TABLE", "users"),
+            ("PUBLIC_KEYS_MAX_AGE_SECONDS", "soon"),
+        ];
+        assert!(PublicKeySettings::from_lookup(lookup(&bad)).is_err());
+    }
+
+    #[test]
+    fn the_rotation_needs_its_issuer_and_may_list_keys_at_once() {
+        let no_issuer = [("USERS_TABLE", "users"), ("JWT_ISSUER", " ")];
+        assert_eq!(
+            KeyRotationSettings::from_lookup(lookup(&no_issuer)).err(),
+            Some(ConfigError::Missing("JWT_ISSUER"))
+        );
+        let given = [
+            ("USERS_TABLE", "users"),
+            ("JWT_ISSUER", "https://auth.example.com"),
+            ("KEY_LISTED_BEFORE_SIGNING_SECONDS", "0"),
+        ];
+        let settings = KeyRotationSettings::from_lookup(lookup(&given)).expect("settings");
+        assert_eq!(settings.issuer, "https://auth.example.com");
+        assert_eq!(settings.listed_before_signing, Duration::ZERO);
+        assert_eq!(settings.access_ttl, Duration::from_secs(600));
+        let defaults = &given[..2];
+        let settings = KeyRotationSettings::from_lookup(lookup(defaults)).expect("settings");
+        assert_eq!(
+            settings.listed_before_signing,
+            crate::signing::API_GATEWAY_KEY_CACHE
+        );
+    }
     use std::collections::HashMap;
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";

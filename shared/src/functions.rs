@@ -206,7 +206,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, KeyRotationSettings, PublicKeySettings};
 
     /// Every name configuration reads, found by running it: a lookup that records each name and
     /// answers a valid value for the ones it cannot start without.
@@ -222,6 +222,30 @@ mod tests {
         })
         .expect("configuration with only its required names");
         asked.into_inner()
+    }
+
+    /// Every name the settings of discovery, JWKS and the key rotation read.
+    fn names_key_settings_read() -> BTreeSet<String> {
+        let asked = RefCell::new(BTreeSet::new());
+        let lookup = |name: &str| {
+            asked.borrow_mut().insert(name.to_owned());
+            matches!(name, "USERS_TABLE" | "JWT_ISSUER").then(|| "x".to_owned())
+        };
+        PublicKeySettings::from_lookup(lookup).expect("public key settings");
+        KeyRotationSettings::from_lookup(lookup).expect("rotation settings");
+        asked.into_inner()
+    }
+
+    #[test]
+    fn every_name_the_key_functions_read_is_listed_for_them_or_a_tuning() {
+        let mut known: BTreeSet<&str> = TUNING.iter().copied().collect();
+        known.extend(Start::WellKnown.variables());
+        known.extend(Start::KeyRotation.variables());
+        let unknown: Vec<String> = names_key_settings_read()
+            .into_iter()
+            .filter(|name| !known.contains(name.as_str()))
+            .collect();
+        assert!(unknown.is_empty(), "unlisted: {unknown:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Tables};
 use crate::error::ApiError;
 use crate::functions::{self, KeysNeeded, Needs, Start, var};
 use crate::jwt::{AccessKeys, TokenKeys};
@@ -177,9 +177,14 @@ impl Deps<DynamoStore> {
     async fn build(needs: Needs) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
         let sdk = crate::aws::sdk_config().await;
         let env = |name: &str| std::env::var(name).unwrap_or_default();
+        // The tables as configuration reads them (the same parser, the same names), so that
+        // the store can read the published keys while the secrets are read.
+        let tables = Tables::from_lookup(|name| std::env::var(name).ok()).inspect_err(|err| {
+            tracing::error!(error = %err, "refusing to start: invalid configuration");
+        })?;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = DynamoStore::new(client, env(var::USERS_TABLE), env(var::TOKENS_TABLE))
-            .with_sessions_table(env(var::SESSIONS_TABLE));
+        let store = DynamoStore::new(client, tables.users, tables.tokens)
+            .with_sessions_table(tables.sessions);
         // Deployed, the secrets come from Secrets Manager; they and the published keys are read
         // side by side. While the JWT secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its
         // previous value verifies too.

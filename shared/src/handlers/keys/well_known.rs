@@ -13,16 +13,15 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, PublicKeySettings};
 use crate::error::ApiError;
-use crate::functions::var;
 use crate::http::{self, Response};
 use crate::signing::PublicKeys;
 use crate::store::Published;
 
 /// How long a function keeps its copy of the published keys, and clients their answers
 /// (`PUBLIC_KEYS_MAX_AGE_SECONDS` changes it, for tests of rotation).
-pub const REFRESH: Duration = Duration::from_secs(300);
+pub const REFRESH: Duration = crate::config::PUBLIC_KEYS_REFRESH;
 
 /// The path of the JWKS, below the issuer.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -38,30 +37,18 @@ pub struct WellKnown<S> {
 }
 
 impl WellKnown<crate::store::DynamoStore> {
-    /// Reads `USERS_TABLE` (required: the keys are published there), `JWT_ISSUER` and
-    /// `PUBLIC_KEYS_MAX_AGE_SECONDS`: nothing secret.
+    /// Reads its settings ([`PublicKeySettings`]: the users table, where the keys are
+    /// published, is required) and builds the DynamoDB client: nothing secret.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let table = std::env::var(var::USERS_TABLE)
-            .ok()
-            .filter(|table| !table.is_empty())
-            .ok_or_else(|| {
-                tracing::error!("refusing to start: USERS_TABLE is not set");
-                ConfigError::Missing(var::USERS_TABLE)
-            })?;
-        let issuer = std::env::var(var::JWT_ISSUER)
-            .ok()
-            .filter(|issuer| !issuer.is_empty());
-        let max_age = std::env::var(var::PUBLIC_KEYS_MAX_AGE_SECONDS)
-            .ok()
-            .and_then(|raw| raw.trim().parse().ok())
-            .map_or(REFRESH, Duration::from_secs);
+        let settings = PublicKeySettings::from_lookup(|name| std::env::var(name).ok())
+            .inspect_err(|err| tracing::error!(error = %err, "refusing to start"))?;
         let sdk = crate::aws::sdk_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         // These functions touch no tokens table.
-        let store = crate::store::DynamoStore::new(client, table, "");
+        let store = crate::store::DynamoStore::new(client, settings.users_table, "");
         Ok(Self {
-            max_age,
-            ..Self::new(store, issuer)
+            max_age: settings.max_age,
+            ..Self::new(store, settings.issuer)
         })
     }
 }
