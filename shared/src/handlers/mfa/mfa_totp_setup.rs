@@ -53,3 +53,90 @@ async fn mfa_totp_setup<S: Users + Limits + Mfa>(
         &json!({"secret": encoded, "otpauth_uri": uri}),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::handlers::mfa::test_support::*;
+
+    #[tokio::test]
+    async fn setup_needs_the_password_and_refuses_a_second_secret() {
+        let (_, deps) = clocked();
+        let tokens = alice(&deps).await;
+        let wrong = json!({"current_password": "wrong password"});
+        let (status, body) = call(
+            mfa_totp_setup::handle,
+            &deps,
+            authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&wrong)),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_credentials"))
+        );
+        let (status, _) = call(
+            mfa_totp_confirm::handle,
+            &deps,
+            authed(
+                "POST",
+                "/auth/mfa/totp/confirm",
+                &tokens,
+                Some(&json!({"code": "123456"})),
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "nothing pending");
+        let (tokens, _) = {
+            let deps2 = &deps;
+            let setup = json!({"current_password": PASSWORD});
+            let (status, _) = call(
+                mfa_totp_setup::handle,
+                deps2,
+                authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&setup)),
+            )
+            .await;
+            assert_eq!(status, 200);
+            let wrong_code = json!({"code": "000000"});
+            let (status, body) = call(
+                mfa_totp_confirm::handle,
+                deps2,
+                authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&wrong_code)),
+            )
+            .await;
+            if code(deps2, &tokens, 0).await != "000000" {
+                assert_eq!((status, body["code"].as_str()), (400, Some("invalid_code")));
+            }
+            let login = json!({"identifier": "alice", "password": PASSWORD});
+            let (status, body) = call(login::handle, deps2, post("/auth/login", &login)).await;
+            assert_eq!(status, 200);
+            assert!(body["access_token"].is_string(), "pending is not enabled");
+            let right = json!({"code": code(deps2, &tokens, 0).await});
+            let (status, _) = call(
+                mfa_totp_confirm::handle,
+                deps2,
+                authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&right)),
+            )
+            .await;
+            assert_eq!(status, 200);
+            (tokens, ())
+        };
+        let setup = json!({"current_password": PASSWORD});
+        let (status, body) = call(
+            mfa_totp_setup::handle,
+            &deps,
+            authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&setup)),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("mfa_already_enabled"))
+        );
+        let bad = json!({"code": 123456});
+        let (status, _) = call(
+            mfa_totp_confirm::handle,
+            &deps,
+            authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&bad)),
+        )
+        .await;
+        assert_eq!(status, 422);
+    }
+}

@@ -90,3 +90,227 @@ async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
         StatusCode::OK,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::handlers::mfa::test_support::*;
+
+    #[tokio::test]
+    async fn setup_confirm_and_a_two_step_sign_in() {
+        let (clock, deps) = clocked();
+        let (tokens, recovery) = alice_with_totp(&deps).await;
+        assert_eq!(recovery.len(), 10);
+        let (_, me) = call(me::handle, &deps, authed("GET", "/auth/me", &tokens, None)).await;
+        assert_eq!(me["mfa_enabled"], true);
+
+        // The step the confirmation used is spent: the next step's code signs in.
+        let mfa_token = first_step(&deps).await;
+        assert_eq!(
+            verify(&deps, &mfa_token, &code(&deps, &tokens, 0).await)
+                .await
+                .0,
+            400,
+            "the confirming code is spent (MF-01)"
+        );
+        let (status, body) = verify(&deps, &mfa_token, &code(&deps, &tokens, 1).await).await;
+        assert_eq!(status, 200, "{body}");
+        let access = token_claims(body["access_token"].as_str().unwrap_or_default());
+        assert_eq!(access["amr"], json!(["pwd", "otp"]));
+        assert_eq!(body["user"]["mfa_enabled"], true);
+
+        // A refreshed access token keeps the second factor.
+        let refreshed = json!({"refresh_token": body["refresh_token"]});
+        let (status, refreshed) =
+            call(refresh::handle, &deps, post("/auth/refresh", &refreshed)).await;
+        assert_eq!(status, 200);
+        let access = token_claims(refreshed["access_token"].as_str().unwrap_or_default());
+        assert_eq!(access["amr"], json!(["pwd", "otp"]));
+
+        // Single use: the same mfa_token again is refused, even with a fresh code.
+        clock.advance(Duration::seconds(60));
+        let (status, body) = verify(&deps, &mfa_token, &code(&deps, &tokens, 0).await).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_token"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_code_is_never_accepted_twice_even_with_a_new_mfa_token() {
+        // MF-01: the step is stored; a replay inside its 30 s fails with a fresh challenge.
+        let (_, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let fresh = code(&deps, &tokens, 1).await;
+        assert_eq!(verify(&deps, &first_step(&deps).await, &fresh).await.0, 200);
+        let (status, body) = verify(&deps, &first_step(&deps).await, &fresh).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_code")));
+        // An earlier step than the last accepted one is refused too.
+        let earlier = code(&deps, &tokens, 0).await;
+        assert_eq!(
+            verify(&deps, &first_step(&deps).await, &earlier).await.0,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn two_racing_verifications_with_one_code_one_wins() {
+        let (_, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let fresh = code(&deps, &tokens, 1).await;
+        let (a, b) = (first_step(&deps).await, first_step(&deps).await);
+        let (first, second) = tokio::join!(verify(&deps, &a, &fresh), verify(&deps, &b, &fresh));
+        let mut statuses = [first.0, second.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 400]);
+    }
+
+    #[tokio::test]
+    async fn a_recovery_code_works_once_in_any_case_and_with_or_without_hyphens() {
+        // MF-02.
+        let (_, deps) = clocked();
+        let (tokens, recovery) = alice_with_totp(&deps).await;
+        let shouted = recovery[3].to_uppercase().replace('-', "");
+        let (status, body) = verify(&deps, &first_step(&deps).await, &shouted).await;
+        assert_eq!(status, 200, "{body}");
+        let access = token_claims(body["access_token"].as_str().unwrap_or_default());
+        assert_eq!(access["amr"], json!(["pwd", "otp"]));
+        let (status, _) = verify(&deps, &first_step(&deps).await, &recovery[3]).await;
+        assert_eq!(status, 400, "spent");
+        let stored = deps.store.get_user(user_id(&tokens)).await.ok().flatten();
+        let totp = stored.and_then(|u| u.totp).expect("totp");
+        assert_eq!(totp.recovery_codes.len(), 9);
+        assert!(
+            totp.recovery_codes
+                .iter()
+                .all(|h| h.len() == 64 && !recovery.iter().any(|c| h.contains(c.as_str()))),
+            "only hashes are stored"
+        );
+        assert_eq!(
+            verify(&deps, &first_step(&deps).await, &recovery[4])
+                .await
+                .0,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn an_mfa_token_dies_after_five_wrong_codes_and_after_five_minutes() {
+        // MF-03: five tries, each counted before its check; wrong codes count toward the
+        // account lock.
+        let (clock, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
+        let mfa_token = first_step(&deps).await;
+        for _ in 0..5 {
+            assert_eq!(verify(&deps, &mfa_token, &wrong).await.0, 400);
+        }
+        let (status, body) = verify(&deps, &mfa_token, &code(&deps, &tokens, 1).await).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_token")),
+            "five tries"
+        );
+        let body = json!({"identifier": "alice", "password": PASSWORD});
+        let (status, _) = call(login::handle, &deps, post("/auth/login", &body)).await;
+        assert_eq!(status, 429, "five wrong codes lock the account");
+        clock.advance(Duration::seconds(2));
+        let (status, body) = verify(
+            &deps,
+            &first_step(&deps).await,
+            &code(&deps, &tokens, 1).await,
+        )
+        .await;
+        assert_eq!(status, 200, "after the lock, the owner gets in: {body}");
+
+        let fresh = first_step(&deps).await;
+        clock.advance(Duration::seconds(301));
+        let (status, _) = verify(&deps, &fresh, &code(&deps, &tokens, 0).await).await;
+        assert_eq!(status, 401, "expired");
+        assert_eq!(verify(&deps, "not-a-token", "123456").await.0, 401);
+    }
+
+    #[tokio::test]
+    async fn a_password_alone_neither_unlocks_nor_counts() {
+        // Someone with the password but not the phone cannot reset the count between rounds
+        // of guesses; the owner's own right password costs nothing.
+        let (_, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
+        for _ in 0..3 {
+            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
+        }
+        let id = user_id(&tokens);
+        let failures = async || {
+            let stored = deps.store.get_user(id).await.ok().flatten();
+            stored.map(|u| u.lockout.failures)
+        };
+        assert_eq!(failures().await, Some(3), "only the wrong codes counted");
+        first_step(&deps).await;
+        assert_eq!(failures().await, Some(3), "a right password clears nothing");
+        for _ in 0..2 {
+            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
+        }
+        let body = json!({"identifier": "alice", "password": PASSWORD});
+        let (status, _) = call(login::handle, &deps, post("/auth/login", &body)).await;
+        assert_eq!(status, 429, "locked");
+    }
+
+    #[tokio::test]
+    async fn a_third_partys_wrong_passwords_never_keep_the_owner_past_the_lock() {
+        // AB-02: a long lock from wrong passwords is waited out like any other; the owner's
+        // right password does not re-arm it against the second step.
+        let (clock, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let body = json!({"identifier": "alice", "password": "wrong password"});
+        for _ in 0..14 {
+            let req = from_ip(post("/auth/login", &body), "198.51.100.66");
+            call(login::handle, &deps, req).await;
+            clock.advance(Duration::seconds(901));
+        }
+        let stored = deps.store.get_user(user_id(&tokens)).await.ok().flatten();
+        assert!(stored.is_some_and(|u| u.lockout.failures >= 14));
+        let owner = json!({"identifier": "alice", "password": PASSWORD});
+        let req = from_ip(post("/auth/login", &owner), "203.0.113.77");
+        let (status, answer) = call(login::handle, &deps, req).await;
+        assert_eq!(status, 200, "{answer}");
+        let fresh = code(&deps, &tokens, 1).await;
+        let body = json!({"mfa_token": answer["mfa_token"], "code": fresh});
+        let req = from_ip(post("/auth/mfa/verify", &body), "203.0.113.77");
+        let (status, answer) = call(mfa_verify::handle, &deps, req).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_spend_the_clients_budget() {
+        // AB-03: a bounded number of wrong codes per client address and window, counted before
+        // the check; another address is not affected.
+        let clock = Arc::new(ManualClock::new());
+        let config = crate::testing::config_with(&[("PROBE_CLIENT_LIMIT", "3")]);
+        let deps =
+            Deps::new(config, MemoryStore::new(), crate::testing::access_keys()).with_clock(clock);
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
+        let mfa_token = first_step(&deps).await;
+        let from = |ip: &'static str| {
+            let body = json!({"mfa_token": mfa_token, "code": wrong});
+            from_ip(post("/auth/mfa/verify", &body), ip)
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                call(mfa_verify::handle, &deps, from("198.51.100.20"))
+                    .await
+                    .0,
+                400
+            );
+        }
+        let response = mfa_verify::handle(&deps, from("198.51.100.20"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), 429);
+        assert!(retry_after(&response) > 0);
+        assert_eq!(
+            call(mfa_verify::handle, &deps, from("203.0.113.5")).await.0,
+            400
+        );
+    }
+}
