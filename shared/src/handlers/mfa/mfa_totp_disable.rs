@@ -39,6 +39,7 @@ async fn mfa_totp_disable<S: Users + Limits + Mfa>(
     }
     let counted = count_code(deps, user, &source_ip).await?;
     let Some(factor) = check_code(deps, user, code)? else {
+        let _ = counted.failed();
         tracing::warn!(event = "mfa_code_rejected", user_id = %user.id, source_ip = %source_ip);
         return Err(ApiError::InvalidCode);
     };

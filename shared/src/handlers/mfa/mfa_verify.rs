@@ -63,6 +63,7 @@ async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
         .ok_or(ApiError::InvalidToken)?;
     let counted = count_code(deps, &user, &source_ip).await?;
     let Some(factor) = check_code(deps, &user, code)? else {
+        let _ = counted.failed();
         tracing::warn!(event = "mfa_code_rejected", user_id = %user.id, tries = challenge.tries, source_ip = %source_ip);
         return Err(ApiError::InvalidCode);
     };

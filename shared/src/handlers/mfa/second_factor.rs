@@ -14,12 +14,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::hex;
-use crate::domain::{Lockout, UserRecord};
+use crate::domain::UserRecord;
 use crate::error::{ApiError, FieldErrors};
 use crate::handlers::Deps;
+use crate::handlers::sign_in::guard::{Guard, lock_for};
 use crate::http::{self, JsonObject, Response};
-use crate::store::{Attempt, Limits, LockTarget, Mfa, MfaChallenge, SecondFactor, keys};
-use crate::throttle::{self, Quota};
+use crate::store::{Limits, Mfa, MfaChallenge, SecondFactor};
 use crate::totp;
 
 /// How long a sign-in waits for its second step.
@@ -108,76 +108,30 @@ pub(crate) fn unopenable(user: &UserRecord) -> ApiError {
     ApiError::Internal
 }
 
-/// A code about to be checked, counted first (see the module's notes).
-pub(crate) struct CountedCode {
-    probe: Quota,
-    lock: LockTarget,
-    trust_key: String,
-}
-
-/// Counts a code for `user` from `source_ip` before it is checked: 429 when the client's
-/// wrong-code budget is spent or the account (for this address) is locked.
+/// Counts a code for `user` from `source_ip` before it is checked (the sign-in guard, with a
+/// unit of the client's wrong-code budget): 429 when that budget is spent or the account (for
+/// this address) is locked.
 pub(crate) async fn count_code<S: Limits>(
     deps: &Deps<S>,
     user: &UserRecord,
     source_ip: &str,
-) -> Result<CountedCode, ApiError> {
+) -> Result<Guard, ApiError> {
     let probe = deps.take_probe("wrong-code", source_ip).await?;
-    let trust_key = keys::trusted_client(user.id, &deps.key_part(source_ip));
-    let (_, trust) = deps
-        .store
-        .find_user_id_with_counters(None, std::slice::from_ref(&trust_key))
-        .await?;
-    let (lock, seen) = match trust.first() {
-        Some(trust) => (LockTarget::Trusted(trust_key.clone()), Lockout::from(trust)),
-        None => (LockTarget::User(user.id), user.lockout),
-    };
-    let threshold = deps.config.limits.lockout_threshold;
-    let now_ms = deps.now_ms();
-    match deps
-        .store
-        .reserve_attempt(&lock, seen, threshold, now_ms)
+    let (lock, seen, trust_key) = lock_for(deps, user, &deps.key_part(source_ip)).await?;
+    Guard::reserve(deps, lock, seen, Some(probe), Some(trust_key))
         .await?
-    {
-        Attempt::Admitted { .. } => Ok(CountedCode {
-            probe,
-            lock,
-            trust_key,
-        }),
-        Attempt::Locked { until_ms } => {
+        .map_err(|locked| {
             tracing::warn!(event = "mfa_locked", user_id = %user.id, source_ip = %source_ip);
-            Err(ApiError::TooManyAttempts {
-                retry_after_secs: throttle::retry_after_secs(until_ms, now_ms),
-            })
-        }
-    }
+            locked.into()
+        })
 }
 
-/// A right code, spent: the account's failures are forgotten (a right password alone on an
-/// account with TOTP forgets none), this address is trusted as the owner's, and the unit of the
-/// client's budget is given back. Best effort, after the fact: the code is spent and the answer
-/// given, so a failure here is logged and costs the owner at most a tighter lock for a while.
-pub(crate) async fn code_accepted<S: Limits>(
-    deps: &Deps<S>,
-    user: &UserRecord,
-    counted: CountedCode,
-) {
-    let account = LockTarget::User(user.id);
-    let clear_account = async {
-        if counted.lock == account || user.lockout.failures > 0 {
-            deps.store.clear_attempts(&account).await
-        } else {
-            Ok(())
-        }
-    };
-    // Trusting the address also forgets its own failures.
-    let trusted_until = deps.now() + throttle::TRUSTED_CLIENT_SECS;
-    let cleared = tokio::try_join!(
-        clear_account,
-        deps.store.trust_client(&counted.trust_key, trusted_until),
-    );
-    if let Err(err) = cleared {
+/// A right code, spent: the guard's success (the account's failures forgotten, this address
+/// trusted, the budget unit given back). Best effort, after the fact: the code is spent and the
+/// answer given, so a failure here is logged and costs the owner at most a tighter lock for a
+/// while.
+pub(crate) async fn code_accepted<S: Limits>(deps: &Deps<S>, user: &UserRecord, counted: Guard) {
+    if let Err(err) = counted.passed(deps, user).await {
         tracing::warn!(event = "mfa_bookkeeping_failed", user_id = %user.id, error = %err);
     }
-    deps.refund_probe(&counted.probe).await;
 }

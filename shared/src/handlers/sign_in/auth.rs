@@ -4,10 +4,11 @@ use lambda_http::Request;
 
 use crate::domain::{Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
+use crate::handlers::sign_in::guard::Guard;
 use crate::handlers::{Deps, SignIn};
 use crate::http::{self, ACCESS_COOKIE, JsonObject, TokenDelivery, check};
 use crate::jwt::TokenUse;
-use crate::store::{Attempt, Limits, LockTarget, Users, keys};
+use crate::store::{Limits, LockTarget, Users, keys};
 use crate::throttle;
 
 /// The user behind a request's access token (bearer header first, then the access cookie).
@@ -88,35 +89,22 @@ pub(crate) async fn reauthenticate<S: Limits>(
     caller: &Caller,
     attempt: &PasswordAttempt,
 ) -> Result<(), ApiError> {
-    let now = deps.now();
     let target = LockTarget::Counter {
         key: keys::reauth_lock(&caller.sid),
-        expires_at: now + throttle::FAILURE_MEMORY_SECS,
+        expires_at: deps.now() + throttle::FAILURE_MEMORY_SECS,
     };
-    let threshold = deps.config.limits.lockout_threshold;
     // Nothing read beforehand: a reservation that meets earlier failures retries on what it met.
-    let seen = Lockout::default();
-    let lockout = match deps
-        .store
-        .reserve_attempt(&target, seen, threshold, deps.now_ms())
-        .await?
-    {
-        Attempt::Admitted { lockout } => lockout,
-        Attempt::Locked { until_ms } => {
-            return Err(ApiError::TooManyAttempts {
-                retry_after_secs: throttle::retry_after_secs(until_ms, deps.now_ms()),
-            });
-        }
-    };
+    let guard = Guard::reserve(deps, target, Lockout::default(), None, None).await??;
     let user = &caller.user;
     if deps
         .passwords
         .verify(attempt.expose(), Some(&user.password_hash))
         .await
     {
-        deps.store.clear_attempts(&target).await?;
+        guard.passed(deps, user).await?;
         return Ok(());
     }
+    let (lockout, _) = guard.failed();
     tracing::warn!(event = "reauthentication_failed", user_id = %user.id, failures = lockout.failures);
     Err(ApiError::InvalidCredentials)
 }

@@ -8,11 +8,12 @@ use lambda_http::http::StatusCode;
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
 use crate::error::{ApiError, FieldErrors};
 use crate::handlers::mfa::second_factor::second_step_required;
+use crate::handlers::sign_in::guard::Guard;
 use crate::handlers::{
     Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
 };
-use crate::http::{self, Response, TokenDelivery, check};
-use crate::store::{Attempt, Limits, LockTarget, Mfa, Sessions, Users, keys};
+use crate::http::{self, JsonObject, Response, TokenDelivery, check};
+use crate::store::{Limits, LockTarget, Mfa, Sessions, Users, keys};
 use crate::throttle::{self, Quota, Window};
 
 endpoint!(login, [POST], Users + Sessions + Limits + Mfa);
@@ -26,6 +27,65 @@ async fn login<S: Users + Sessions + Limits + Mfa>(
     check_cookie_mode_origin(deps, req, delivery)?;
     let body = http::json_body(req)?;
 
+    let (identifier, password) = credentials(&body)?;
+    let source_ip = client_ip(req);
+    let (user, guard) = reserve_check(deps, identifier, &source_ip).await?;
+
+    let verified = deps
+        .passwords
+        .verify(
+            password.expose(),
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await;
+    let user = match user {
+        Some(user) if verified => user,
+        user => {
+            let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();
+            match guard.failed() {
+                // The failure that locks is reported as the lock.
+                (lockout, Some(lock_secs)) => {
+                    tracing::warn!(event = "account_locked", user_id, failures = lockout.failures, lock_secs, source_ip = %source_ip);
+                }
+                (lockout, None) => {
+                    tracing::warn!(event = "login_failed", user_id, failures = lockout.failures, source_ip = %source_ip);
+                }
+            }
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    if user.mfa_enabled() {
+        // Half a sign-in (MF-03): only wrong passwords and wrong codes count, so earlier
+        // failures stay and the address is not trusted until the second step.
+        guard.second_step_due(deps).await?;
+    } else {
+        guard.passed(deps, &user).await?;
+    }
+    upgrade_hash(deps, &user, password.expose()).await;
+    // Only after the right password: the 403 tells nothing to anyone without it.
+    if deps.config.sessions.require_verified_email && !user.email_verified {
+        tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);
+        return Err(ApiError::EmailNotVerified);
+    }
+    if user.mfa_enabled() {
+        return second_step_required(deps, &user).await;
+    }
+    // Tokens only for a recorded session: one a user could not see or end is never handed out.
+    let session = begin_session(deps, req, &user);
+    deps.store.create_session(&session).await?;
+    tracing::info!(event = "login_succeeded", user_id = %user.id, sid = %session.sid, source_ip = %source_ip);
+    session_tokens(
+        deps,
+        &user,
+        &session,
+        SignIn::Password,
+        delivery,
+        StatusCode::OK,
+    )
+}
+
+/// The body's identifier (`identifier`, `email` or `username`: exactly one) and password.
+fn credentials(body: &JsonObject) -> Result<(&str, PasswordAttempt), ApiError> {
     let mut errors = FieldErrors::new();
     body.reject_unknown(
         &["identifier", "email", "username", "password"],
@@ -52,13 +112,21 @@ async fn login<S: Users + Sessions + Limits + Mfa>(
         PasswordAttempt::parse,
         &mut errors,
     );
-    let (Some(identifier), Some(password), true) = (identifier, password, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    match (identifier, password, errors.is_empty()) {
+        (Some(identifier), Some(password), true) => Ok((identifier, password)),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
 
-    let (now, now_ms) = (deps.now(), deps.now_ms());
-    let source_ip = client_ip(req);
-    let client = deps.key_part(&source_ip);
+/// Who is signing in, and the sign-in guard's reservation of this check: one unit of the
+/// client address's budget (LG-05) and one failure of the lock the check answers to (LG-04).
+async fn reserve_check<S: Users + Limits>(
+    deps: &Deps<S>,
+    identifier: &str,
+    source_ip: &str,
+) -> Result<(Option<UserRecord>, Guard), ApiError> {
+    let now = deps.now();
+    let client = deps.key_part(source_ip);
     let window = Window::at(now, deps.config.limits.client_window.as_secs());
     let client_quota = Quota::Counter {
         key: keys::rate("login", &client, window.index),
@@ -98,17 +166,20 @@ async fn login<S: Users + Sessions + Limits + Mfa>(
         None => (None, None),
     };
 
-    // Per account (LG-04): the check is reserved before it is made, so of any number of
-    // racing wrong passwords at most the threshold are checked; while locked, the password is
-    // not even checked, so the answer cannot tell whether it was right. An address the owner
-    // has used answers to a lock of its own: no one else's failures keep the owner out.
-    let (target, seen) = match (&user, trusted) {
-        (Some(user), Some(trust)) => (
-            LockTarget::Trusted(keys::trusted_client(user.id, &client)),
-            Lockout::from(&trust),
-        ),
-        (Some(user), None) => (LockTarget::User(user.id), user.lockout),
-        (None, _) => {
+    // Per account (LG-04), through the sign-in guard: the check is reserved before it is made,
+    // so of any number of racing wrong passwords at most the threshold are checked; while
+    // locked, the password is not even checked, so the answer cannot tell whether it was right.
+    // An address the owner has used answers to a lock of its own: no one else's failures keep
+    // the owner out.
+    let trust_key = user
+        .as_ref()
+        .map(|user| keys::trusted_client(user.id, &client));
+    let (target, seen) = match (&user, trusted, &trust_key) {
+        (Some(_), Some(trust), Some(key)) => {
+            (LockTarget::Trusted(key.clone()), Lockout::from(&trust))
+        }
+        (Some(user), _, _) => (LockTarget::User(user.id), user.lockout),
+        (None, _, _) => {
             let seen = counters.first().map(Lockout::from).unwrap_or_default();
             let target = LockTarget::Counter {
                 key: identifier_lock,
@@ -117,95 +188,10 @@ async fn login<S: Users + Sessions + Limits + Mfa>(
             (target, seen)
         }
     };
-    let threshold = deps.config.limits.lockout_threshold;
-    let lockout = match deps
-        .store
-        .reserve_attempt(&target, seen, threshold, now_ms)
+    let guard = Guard::reserve(deps, target, seen, Some(client_quota), trust_key)
         .await?
-    {
-        Attempt::Admitted { lockout } => lockout,
-        Attempt::Locked { until_ms } => {
-            tracing::warn!(event = "login_locked", source_ip = %source_ip);
-            return Err(ApiError::TooManyAttempts {
-                retry_after_secs: throttle::retry_after_secs(until_ms, now_ms),
-            });
-        }
-    };
-
-    let verified = deps
-        .passwords
-        .verify(
-            password.expose(),
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await;
-    match user {
-        Some(user) if verified && user.mfa_enabled() => {
-            // Half a sign-in: the address's unit and this check's reservation come back, but
-            // earlier failures stay, and the address is not trusted, until the second step
-            // (MF-03): a password alone neither unlocks the account nor buys more codes to
-            // guess, and only wrong passwords and wrong codes count.
-            deps.store.refund(client_quota.key()).await?;
-            if let Err(err) = deps.store.release_attempt(&target, lockout, now_ms).await {
-                tracing::warn!(event = "release_failed", user_id = %user.id, error = %err);
-            }
-            upgrade_hash(deps, &user, password.expose()).await;
-            if deps.config.sessions.require_verified_email && !user.email_verified {
-                tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);
-                return Err(ApiError::EmailNotVerified);
-            }
-            second_step_required(deps, &user).await
-        }
-        Some(user) if verified => {
-            // A success forgets the account's failures, trusts this address (and clears its
-            // own), and gives back the unit of the address's budget.
-            let account = LockTarget::User(user.id);
-            let clear_account = async {
-                if target == account || user.lockout.failures > 0 {
-                    deps.store.clear_attempts(&account).await
-                } else {
-                    Ok(())
-                }
-            };
-            let trust_key = keys::trusted_client(user.id, &client);
-            tokio::try_join!(
-                clear_account,
-                deps.store
-                    .trust_client(&trust_key, now + throttle::TRUSTED_CLIENT_SECS),
-                deps.store.refund(client_quota.key()),
-            )?;
-            upgrade_hash(deps, &user, password.expose()).await;
-            // Only after the right password: the 403 tells nothing to anyone without it.
-            if deps.config.sessions.require_verified_email && !user.email_verified {
-                tracing::info!(event = "login_unverified", user_id = %user.id, source_ip = %source_ip);
-                return Err(ApiError::EmailNotVerified);
-            }
-            // Tokens only for a recorded session: one a user could not see or end is never
-            // handed out.
-            let session = begin_session(deps, req, &user);
-            deps.store.create_session(&session).await?;
-            tracing::info!(event = "login_succeeded", user_id = %user.id, sid = %session.sid, source_ip = %source_ip);
-            session_tokens(
-                deps,
-                &user,
-                &session,
-                SignIn::Password,
-                delivery,
-                StatusCode::OK,
-            )
-        }
-        user => {
-            let user_id = user.map(|u| u.id.to_string()).unwrap_or_default();
-            if lockout.locked_until_ms > now_ms {
-                // The failure that locks is reported as the lock.
-                let lock_secs = throttle::retry_after_secs(lockout.locked_until_ms, now_ms);
-                tracing::warn!(event = "account_locked", user_id, failures = lockout.failures, lock_secs, source_ip = %source_ip);
-            } else {
-                tracing::warn!(event = "login_failed", user_id, failures = lockout.failures, source_ip = %source_ip);
-            }
-            Err(ApiError::InvalidCredentials)
-        }
-    }
+        .inspect_err(|_| tracing::warn!(event = "login_locked", source_ip = %source_ip))?;
+    Ok((user, guard))
 }
 
 /// PW-05: a hash made with older parameters is replaced, while the password is at hand, by one
