@@ -3,6 +3,7 @@
 (package, SAM Binary, local route, event file), the same routes in the template and the local
 router, least-privilege policies, and the table settings the design relies on."""
 
+import functools
 import json
 import os
 import subprocess
@@ -221,6 +222,7 @@ def main():
     sys.exit(1 if results["failed"] else 0)
 
 
+@functools.cache
 def what_functions_read():
     """shared/src/functions.rs, the code's own list of what each function reads, as JSON."""
     result = subprocess.run(["cargo", "run", "--quiet", "-p", "shared", "--example", "function-env"],
