@@ -9,7 +9,10 @@ then stops the stack with Ctrl-C (SIGINT) and checks that nothing it started is 
 and that a second start is clean.
 """
 
+import base64
 import concurrent.futures
+import dataclasses
+import functools
 import json
 import os
 import re
@@ -158,627 +161,745 @@ def assert_second_factor_session(response, username, email, delivery="body"):
     return body
 
 
-def run_checks(api, endpoint, dynamodb_endpoint):
-    def happy_path():
-        username, email, response = register(api, email=f"{unique('Mixed')}@Example.COM")
-        assert_token_response(response, 201, username, email)
-        for identifier in (username, username.upper(), email.upper()):
-            login = api.call("POST", "/auth/login", {"identifier": identifier, "password": PASSWORD})
-            tokens = assert_token_response(login, 200, username, email)
-        for key, value in (("email", email), ("username", username)):
-            login = api.call("POST", "/auth/login", {key: value, "password": PASSWORD})
-            assert login.status == 200, key
-        me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
-        assert me.status == 200, me.raw
-        assert me.json == tokens["user"], (me.json, tokens["user"])
-        assert_security_headers(me)
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """The started stack, as the checks reach it: the API's client, the local AWS endpoint (its
+    mailbox holds what the service mails) and the local DynamoDB. The checks share nothing else:
+    each makes its own users and needs nothing an earlier one left."""
 
-    def conflicts_and_validation():
-        username, email, first = register(api)
-        assert first.status == 201
-        _, _, again = register(api, username=unique("other"), email=email.upper())
-        assert_problem(again, 409, "email_taken")
-        _, _, again = register(api, username=username.upper(), email=f"{unique('x')}@example.com")
-        assert_problem(again, 409, "username_taken")
-        bad = api.call("POST", "/auth/register", {"username": "no@pe", "email": "x", "password": "password1"})
-        assert_problem(bad, 422, "validation_failed")
-        assert set(bad.json["errors"]) == {"username", "email", "password"}, bad.json
-        assert_security_headers(bad)
+    api: Client
+    endpoint: str
+    dynamodb_endpoint: str
 
-    def login_failures_look_alike():
-        username, _, created = register(api)
-        assert created.status == 201
-        wrong = api.call("POST", "/auth/login", {"identifier": username, "password": "not it at all"})
-        unknown = api.call("POST", "/auth/login", {"identifier": unique("ghost"), "password": "not it at all"})
-        for response in (wrong, unknown):
-            assert_problem(response, 401, "invalid_credentials")
-            assert (response.header("www-authenticate") or "").startswith("Bearer")
-        assert wrong.raw == unknown.raw, "same body whether or not the account exists"
 
-    def bad_bodies_are_4xx_everywhere():
-        cases = [
-            ("malformed", b'{"identifier":', "application/json", 400, "malformed_json"),
-            ("array", b"[1,2]", "application/json", 422, "validation_failed"),
-            ("wrong types", b'{"username":1,"email":[],"password":{}}', "application/json", 422, "validation_failed"),
-            ("too large", b'{"a":"' + b"x" * 17000 + b'"}', "application/json", 413, "payload_too_large"),
-            ("form", b"username=a&password=b", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
-            ("text", b"{}", "text/plain", 415, "unsupported_media_type"),
-            ("no content type", b"{}", None, 415, "unsupported_media_type"),
-            ("empty", b"", "application/json", 422, "validation_failed"),
-        ]
-        for path in (
-            "/auth/register", "/auth/login", "/auth/refresh", "/auth/logout",
-            "/auth/password/forgot", "/auth/password/reset", "/auth/mfa/verify",
-        ):
-            for name, raw, content_type, status, code in cases:
-                if name == "empty" and path in ("/auth/refresh", "/auth/logout"):
-                    continue  # every field of these is optional: an empty body is no error
-                response = api.call("POST", path, raw=raw, content_type=content_type)
-                try:
-                    assert_problem(response, status, code)
-                except AssertionError as err:
-                    raise AssertionError(f"{path} {name}: {err}") from None
+# The checks run against the first stack, in the order of CHECKS (after them); each takes the
+# Stack and raises on failure.
 
-    def me_refuses_missing_forged_and_refresh_tokens():
-        _, _, created = register(api)
-        tokens = created.json
-        access = tokens["access_token"]
-        forged = access[:-2] + ("AA" if not access.endswith("AA") else "BB")
-        for headers in (
-            {},
-            {"authorization": f"Bearer {tokens['refresh_token']}"},
-            {"authorization": f"Bearer {forged}"},
-            {"authorization": "Bearer eyJhbGciOiJub25lIn0.e30."},
-            {"cookie": "__Host-access_token=garbage"},
-        ):
-            response = api.call("GET", "/auth/me", headers=headers)
-            assert_problem(response, 401, "invalid_token")
-            assert (response.header("www-authenticate") or "").startswith("Bearer"), headers
 
-    def an_outside_verifier_takes_access_tokens_the_way_api_gateway_does():
-        # PyJWT, written by nobody here, follows discovery to the JWKS and applies the JWT
-        # authorizer's rules: kid known, RS256, iss exact, aud listed, exp/nbf, scope present.
-        import jwt as pyjwt
-
-        discovery = api.call("GET", "/.well-known/openid-configuration")
-        assert discovery.status == 200, discovery.raw
-        assert discovery.header("cache-control").startswith("public, max-age="), discovery.headers
-        issuer = discovery.json["issuer"]
-        assert issuer == api.base, (issuer, api.base)
-        assert discovery.json["id_token_signing_alg_values_supported"] == ["RS256"]
-        jwks = api.call("GET", "/.well-known/jwks.json")
-        assert jwks.status == 200 and jwks.header("cache-control").startswith("public, max-age=")
-        for key in jwks.json["keys"]:
-            assert set(key) == {"kty", "kid", "use", "alg", "n", "e"}, key
-            assert (key["kty"], key["use"], key["alg"]) == ("RSA", "sig", "RS256"), key
-        _, _, created = register(api)
-        tokens = created.json
-        client = pyjwt.PyJWKClient(discovery.json["jwks_uri"])
-        key = client.get_signing_key_from_jwt(tokens["access_token"])
-        claims = pyjwt.decode(
-            tokens["access_token"], key.key, algorithms=["RS256"], issuer=issuer, audience="auth",
-            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-        )
-        assert "api" in claims["scope"].split(), claims
-        assert claims["amr"] == ["pwd"] and claims["email_verified"] is False, claims
-        assert claims["sub"] == tokens["user"]["id"]
-        # A refresh token: no key of the JWKS verifies it, and it carries no scope.
-        try:
-            client.get_signing_key_from_jwt(tokens["refresh_token"])
-            raise AssertionError("a refresh token found a key in the JWKS")
-        except pyjwt.PyJWKClientError:
-            pass
-        assert "scope" not in pyjwt.decode(tokens["refresh_token"], options={"verify_signature": False})
-
-    def forged_access_tokens_are_refused():
-        import base64
-        import hashlib
-        import hmac
-
-        import jwt as pyjwt
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        def b64(data):
-            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-        _, _, created = register(api)
-        access = created.json["access_token"]
-        header = pyjwt.get_unverified_header(access)
-        claims = pyjwt.decode(access, options={"verify_signature": False})
-        jwk = next(k for k in api.call("GET", "/.well-known/jwks.json").json["keys"] if k["kid"] == header["kid"])
-        pem = pyjwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk)).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        # Algorithm confusion: HS256 keyed with the public key's PEM.
-        signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'at+jwt', 'kid': header['kid']}).encode())}.{b64(json.dumps(claims).encode())}"
-        confused = f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
-        attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        unknown_kid = pyjwt.encode(claims, attacker, algorithm="RS256", headers={"kid": "attacker", "typ": "at+jwt"})
-        with_jku = pyjwt.encode(claims, attacker, algorithm="RS256",
-                                headers={"kid": header["kid"], "typ": "at+jwt", "jku": "https://evil.example/jwks.json"})
-        parts = access.split(".")
-        more_scope = ".".join([parts[0], b64(json.dumps(dict(claims, scope=claims["scope"] + " admin")).encode()), parts[2]])
-        assert api.call("GET", "/auth/me", headers={"authorization": f"Bearer {access}"}).status == 200
-        for name, token in (("confusion", confused), ("unknown kid", unknown_kid), ("jku", with_jku), ("added scope", more_scope)):
-            response = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {token}"})
-            assert response.status == 401 and response.json["code"] == "invalid_token", (name, response.status, response.raw)
-
-    def cookie_mode():
-        origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
-        username, email, created = register(api, headers=origin)
-        body = assert_token_response(created, 201, username, email, delivery="cookie")
-        cookies = created.cookies()
-        assert len(cookies) == 2, cookies
-        access, refresh = cookies
-        assert access.startswith("__Host-access_token=") and "Path=/;" in access, access
-        assert refresh.startswith("__Secure-refresh_token=") and "Path=/auth;" in refresh, refresh
-        for cookie in cookies:
-            for attribute in ("HttpOnly", "Secure", "SameSite=Strict"):
-                assert attribute in cookie, cookie
-            assert "Domain" not in cookie
-        assert f"Max-Age={body['expires_in']}" in access and f"Max-Age={body['refresh_expires_in']}" in refresh
-        jar = "; ".join(c.split(";")[0] for c in cookies)
-        me = api.call("GET", "/auth/me", headers={"cookie": jar})
-        assert me.status == 200 and me.json["username"] == username, me.raw
-        login = api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}, headers=origin)
-        assert_token_response(login, 200, username, email, delivery="cookie")
-        assert len(login.cookies()) == 2
-        assert login.cookies()[0] != access, "a new sign-in gets new tokens"
-        foreign = dict(origin, origin="https://evil.example")
-        refused = api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}, headers=foreign)
-        assert_problem(refused, 403, "csrf_rejected")
-        assert not refused.cookies()
-
-    def concurrent_registrations_race_to_one_user():
-        email = f"{unique('race')}@example.com"
-        bodies = [{"username": unique(f"r{i}_"), "email": email, "password": PASSWORD} for i in range(12)]
-        with concurrent.futures.ThreadPoolExecutor(12) as pool:
-            responses = list(pool.map(lambda b: api.call("POST", "/auth/register", b), bodies))
-        statuses = sorted(r.status for r in responses)
-        assert statuses == [201] + [409] * 11, statuses
-        dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1")
-        items = dynamodb.scan(TableName=os.environ["E2E_USERS_TABLE"])["Items"]
-        owners = [i for i in items if i.get("email", {}).get("S") == email]
-        markers = [i for i in items if i["pk"]["S"] == f"EMAIL#{email}"]
-        assert len(owners) == 1 and len(markers) == 1, (owners, markers)
-
-    def refresh_rotates_and_logout_revokes():
-        _, _, created = register(api)
-        r1 = created.json["refresh_token"]
-        second = api.call("POST", "/auth/refresh", {"refresh_token": r1})
-        assert second.status == 200, second.raw
-        r2 = second.json["refresh_token"]
-        assert r2 != r1 and second.json["user"] == created.json["user"]
-        assert_security_headers(second)
-        again = api.call("POST", "/auth/refresh", {"refresh_token": r1})
-        assert again.status == 200 and again.json["refresh_token"] == r2, "grace: the same successor"
-        access = api.call("POST", "/auth/refresh", {"refresh_token": created.json["access_token"]})
-        assert_problem(access, 401, "invalid_token")
-        assert_problem(api.call("POST", "/auth/refresh", {}), 401, "invalid_token")
-        out = api.call("POST", "/auth/logout", {"refresh_token": r2})
-        assert out.status == 204 and not out.raw, out.raw
-        assert_security_headers(out)
-        assert api.call("POST", "/auth/logout", {"refresh_token": r2}).status == 204, "twice is 204"
-        assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": r2}), 401, "invalid_token")
-        assert_problem(api.call("POST", "/auth/logout", {"refresh_token": "a.b.c"}), 401, "invalid_token")
-
-    def concurrent_refreshes_across_instances_share_one_successor():
-        _, _, created = register(api)
-        token = {"refresh_token": created.json["refresh_token"]}
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(lambda _: api.call("POST", "/auth/refresh", token), range(8)))
-        assert [r.status for r in responses] == [200] * 8, [r.status for r in responses]
-        assert len({r.json["refresh_token"] for r in responses}) == 1, "exactly one successor"
-
-    def cookie_sessions_refresh_and_log_out():
-        origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
-        _, _, created = register(api, headers=origin)
-        jar = "; ".join(c.split(";")[0] for c in created.cookies())
-        refused = api.call("POST", "/auth/refresh", headers={"cookie": jar})
-        assert_problem(refused, 403, "csrf_rejected")
-        refreshed = api.call("POST", "/auth/refresh", headers={"cookie": jar, "origin": "http://localhost:3000"})
-        assert refreshed.status == 200, refreshed.raw
-        assert "refresh_token" not in refreshed.json and len(refreshed.cookies()) == 2
-        jar = "; ".join(c.split(";")[0] for c in refreshed.cookies())
-        out = api.call("POST", "/auth/logout", headers={"cookie": jar, "origin": "http://localhost:3000"})
-        assert out.status == 204
-        cleared = out.cookies()
-        assert len(cleared) == 2 and all("Max-Age=0" in c for c in cleared), cleared
-        after = api.call("POST", "/auth/refresh", headers={"cookie": jar, "origin": "http://localhost:3000"})
-        assert_problem(after, 401, "invalid_token")
-        assert all("Max-Age=0" in c for c in after.cookies()), "a dead session's cookies are cleared"
-
-    def global_logout_ends_every_session():
-        username, _, created = register(api)
-        other = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
-        out = api.call("POST", "/auth/logout", {"refresh_token": created.json["refresh_token"], "scope": "global"})
-        assert out.status == 204
-        for tokens in (created.json, other.json):
-            me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
-            assert_problem(me, 401, "invalid_token")
-            assert api.call("POST", "/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
-
-    def sessions_are_listed_and_ended_one_or_all_others():
-        # SS-01 over HTTP: each sign-in is a session, listed newest first with the asking one
-        # marked; one can be ended by id (the route's path parameter through the local router),
-        # another user's id is not found, and "others" ends all but the asking session.
-        username, _, laptop = register(api)
-        ua = {"user-agent": "e2e-phone/1.0"}
-        phone = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}, headers=ua)
-        tablet = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
-        assert phone.status == 200 and tablet.status == 200
-
-        def listed(tokens):
-            response = api.call("GET", "/auth/sessions", headers={"authorization": f"Bearer {tokens['access_token']}"})
-            assert response.status == 200, response.raw
-            assert_security_headers(response)
-            return response.json["sessions"]
-
-        def sid(tokens):
-            return claims(tokens["refresh_token"])["sid"]
-
-        sessions = listed(laptop.json)
-        # (Newest first is to the second: these three began within one, so only the set is
-        # compared here; the handler tests check the order on a clock they move.)
-        assert {s["id"] for s in sessions} == {sid(tablet.json), sid(phone.json), sid(laptop.json)}, sessions
-        assert [s["id"] for s in sessions if s["current"]] == [sid(laptop.json)]
-        by_id = {s["id"]: s for s in sessions}
-        assert by_id[sid(phone.json)]["user_agent"] == "e2e-phone/1.0"
-        assert set(sessions[0]) == {"id", "created_at", "last_used_at", "expires_at", "user_agent", "current"}
-
-        _, _, stranger = register(api)
-        bearer = {"authorization": f"Bearer {laptop.json['access_token']}"}
-        foreign = api.call("DELETE", f"/auth/sessions/{sid(stranger.json)}", headers=bearer)
-        unknown = api.call("DELETE", "/auth/sessions/00000000-0000-4000-8000-000000000000", headers=bearer)
-        assert_problem(foreign, 404, "not_found")
-        assert_problem(unknown, 404, "not_found")
-        assert foreign.json == unknown.json, "one answer"
-
-        ended = api.call("DELETE", f"/auth/sessions/{sid(phone.json)}", headers=bearer)
-        assert ended.status == 204, ended.raw
-        assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": phone.json["refresh_token"]}), 401, "invalid_token")
-        assert {s["id"] for s in listed(laptop.json)} == {sid(tablet.json), sid(laptop.json)}
-
-        others = api.call("POST", "/auth/logout", {"refresh_token": laptop.json["refresh_token"], "scope": "others"})
-        assert others.status == 204 and not others.cookies(), others.raw
-        assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": tablet.json["refresh_token"]}), 401, "invalid_token")
-        assert [s["id"] for s in listed(laptop.json)] == [sid(laptop.json)]
-        kept = api.call("POST", "/auth/refresh", {"refresh_token": laptop.json["refresh_token"]})
-        assert kept.status == 200, kept.raw
-        assert listed(kept.json)[0]["last_used_at"] >= listed(kept.json)[0]["created_at"]
-        assert stranger.status == 201 and api.call("POST", "/auth/refresh", {"refresh_token": stranger.json["refresh_token"]}).status == 200
-
-    def profile_password_and_deletion():
-        username, email, created = register(api)
-        auth = {"authorization": f"Bearer {created.json['access_token']}"}
-        renamed = api.call("PATCH", "/auth/me", {"full_name": "Ada L."}, headers=auth)
-        assert renamed.status == 200 and renamed.json["full_name"] == "Ada L.", renamed.raw
-        put = api.call("PUT", "/auth/me", {"username": username + "x"}, headers=auth)
-        assert put.status == 200 and put.json["username"] == username + "x", put.raw
-        assert_problem(api.call("PATCH", "/auth/me", {"email": "x" + email}, headers=auth), 403, "reauthentication_required")
-        assert_problem(api.call("PATCH", "/auth/me", {"role": "admin"}, headers=auth), 422, "validation_failed")
-        changed = api.call(
-            "POST", "/auth/password/change",
-            {"current_password": PASSWORD, "new_password": "a whole new passphrase"}, headers=auth,
-        )
-        assert changed.status == 200 and changed.json["access_token"], changed.raw
-        assert_problem(api.call("GET", "/auth/me", headers=auth), 401, "invalid_token")
-        auth = {"authorization": f"Bearer {changed.json['access_token']}"}
-        assert_problem(api.call("DELETE", "/auth/me", {"password": PASSWORD}, headers=auth), 401, "invalid_credentials")
-        deleted = api.call("DELETE", "/auth/me", {"password": "a whole new passphrase"}, headers=auth)
-        assert deleted.status == 204, deleted.raw
-        assert_problem(api.call("GET", "/auth/me", headers=auth), 401, "invalid_token")
-        _, _, again = register(api, username=username, email=email)
-        assert again.status == 201, "the email and username are free again"
-
-    def forgot_and_reset_through_the_local_mail_endpoint():
-        username, email, _ = register(api)
-        answer = api.call("POST", "/auth/password/forgot", {"email": email})
-        unknown = api.call("POST", "/auth/password/forgot", {"email": f"{unique('nobody')}@example.com"})
-        assert answer.status == 202 and answer.raw == unknown.raw, (answer.raw, unknown.raw)
-        mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
-        assert len(mails) == 1, mails
-        code = mails[0]["body"].split("<strong>")[1][:8]
-        assert code.isdigit(), code
-        assert_problem(
-            api.call("POST", "/auth/password/reset", {"email": email, "code": "00000000" if code != "00000000" else "11111111", "new_password": "reset to this one"}),
-            400, "invalid_code",
-        )
-        done = api.call("POST", "/auth/password/reset", {"email": email, "code": code, "new_password": "reset to this one"})
-        assert done.status == 204, done.raw
-        assert api.call("POST", "/auth/login", {"identifier": username, "password": "reset to this one"}).status == 200
-        assert_problem(api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}), 401, "invalid_credentials")
-        again = api.call("POST", "/auth/password/forgot", {"email": email})
-        assert_problem(again, 429, "too_many_attempts")
-        assert 1 <= int(again.header("retry-after")) <= 60
-
-    def the_address_is_verified_with_the_mailed_code():
-        username, email, registered = register(api)
-        assert registered.status == 201 and registered.json["user"]["email_verified"] is False, registered.raw
-        auth = {"authorization": f"Bearer {registered.json['access_token']}"}
-        mails = mails_to(endpoint, email, at_least=1)
-        assert [m["subject"] for m in mails] == ["Your email verification code"], mails
-        assert "http" not in mails[0]["text"], "a code, no link"
-        code = mails[0]["body"].split("<strong>")[1][:8]
-        wrong = "00000000" if code != "00000000" else "11111111"
-        assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": wrong}), 400, "invalid_code")
-        unknown = api.call("POST", "/auth/email/verify", {"email": f"{unique('nobody')}@example.com", "code": code})
-        assert_problem(unknown, 400, "invalid_code")
-        verified = api.call("POST", "/auth/email/verify", {"email": email, "code": code})
-        assert verified.status == 200 and verified.json["email_verified"] is True, verified.raw
-        assert api.call("GET", "/auth/me", headers=auth).json["email_verified"] is True
-        assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": code}), 400, "invalid_code")
-        resent = api.call("POST", "/auth/email/verify/resend", {"email": email})
-        stranger = api.call("POST", "/auth/email/verify/resend", {"email": f"{unique('nobody')}@example.com"})
-        assert resent.status == 202 and resent.raw == stranger.raw, (resent.raw, stranger.raw)
-        time.sleep(0.5)
-        assert len(mails_to(endpoint, email)) == 1, "a verified address gets no new code"
-
-    def an_email_change_waits_for_the_new_address():
-        username, email, registered = register(api)
-        auth = {"authorization": f"Bearer {registered.json['access_token']}"}
-        new_email = f"{unique('moved')}@example.com"
-        asked = api.call("PATCH", "/auth/me", {"email": new_email, "current_password": PASSWORD}, headers=auth)
-        assert asked.status == 200, asked.raw
-        assert asked.json["email"] == email and asked.json["pending_email"] == new_email, asked.json
-        assert api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}).status == 200
-        assert_problem(api.call("POST", "/auth/login", {"identifier": new_email, "password": PASSWORD}), 401, "invalid_credentials")
-        notices = [m for m in mails_to(endpoint, email, at_least=2) if "about to change" in m["subject"]]
-        assert len(notices) == 1 and new_email not in notices[0]["text"], notices
-        code = mails_to(endpoint, new_email, at_least=1)[-1]["body"].split("<strong>")[1][:8]
-        assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": code}), 400, "invalid_code")
-        switched = api.call("POST", "/auth/email/verify", {"email": new_email, "code": code})
-        assert switched.status == 200, switched.raw
-        assert switched.json["email"] == new_email and switched.json["pending_email"] is None, switched.json
-        assert api.call("POST", "/auth/login", {"identifier": new_email, "password": PASSWORD}).status == 200
-        assert_problem(api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}), 401, "invalid_credentials")
-
-    def lockout_after_repeated_failures():
-        username, _, _ = register(api)
-        for _ in range(5):
-            assert api.call("POST", "/auth/login", {"identifier": username, "password": "wrong password"}).status == 401
-        locked = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
-        assert_problem(locked, 429, "too_many_attempts")
-        assert locked.header("retry-after") == "1", locked.header("retry-after")
-        time.sleep(1.1)
-        assert api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}).status == 200
-
-    def totp_is_set_up_with_the_password_and_turned_on_by_a_code():
-        import pyotp
-
-        username, email, created = register(api)
-        assert created.json["user"]["mfa_enabled"] is False, created.json["user"]
-        auth = bearer(created.json)
-        setup = {"current_password": PASSWORD}
-        assert_problem(api.call("POST", "/auth/mfa/totp/setup", {"current_password": "not the password"}, headers=auth),
-                       401, "invalid_credentials")
-        assert_problem(api.call("POST", "/auth/mfa/totp/setup", {}, headers=auth), 422, "validation_failed")
-        assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup), 401, "invalid_token")
-        first = api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth)
-        assert first.status == 200 and first.header("content-type") == "application/json", first.raw
-        assert_security_headers(first)
-        # Asked again before confirming: a new secret replaces the pending one.
-        second = api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth)
-        assert second.status == 200 and set(second.json) == {"secret", "otpauth_uri"}, second.raw
-        secret = second.json["secret"]
-        assert re.fullmatch(r"[A-Z2-7]{32}", secret) and secret != first.json["secret"], (secret, first.json["secret"])
-        # The URI an authenticator app reads: RFC 6238 SHA-1, 6 digits, 30 s, this account.
-        uri = urllib.parse.urlsplit(second.json["otpauth_uri"])
-        assert (uri.scheme, uri.netloc) == ("otpauth", "totp"), uri
-        issuer, _, account = (urllib.parse.unquote(part) for part in uri.path[1:].partition(":"))
-        assert issuer and account == username, (issuer, account)
-        query = dict(urllib.parse.parse_qsl(uri.query))
-        assert query == {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": "6", "period": "30"}, query
-        parsed = pyotp.parse_uri(second.json["otpauth_uri"])
-        assert (parsed.secret, parsed.issuer, parsed.name, parsed.digits, parsed.interval, parsed.digest().name) == (
-            secret, issuer, username, 6, 30, "sha1"), vars(parsed)
-        # Pending is not on: the password alone still signs in.
-        plain = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
-        assert_token_response(plain, 200, username, email)
-        assert plain.json["user"]["mfa_enabled"] is False
-        app = Authenticator(secret)
-        replaced = pyotp.TOTP(first.json["secret"]).now()
-        if replaced not in {app.totp.at(time.time() + 30 * offset) for offset in range(-1, 2)}:
-            assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": replaced}, headers=auth), 400, "invalid_code")
-        assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": app.wrong_code()}, headers=auth), 400, "invalid_code")
-        confirmed = api.call("POST", "/auth/mfa/totp/confirm", {"code": app.code()}, headers=auth)
-        assert confirmed.status == 200 and set(confirmed.json) == {"recovery_codes"}, confirmed.raw
-        assert_security_headers(confirmed)
-        codes = confirmed.json["recovery_codes"]
-        assert len(codes) == 10 and len(set(codes)) == 10, codes
-        assert all(RECOVERY_CODE.match(code) for code in codes), codes
-        assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth), 409, "mfa_already_enabled")
-        assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": app.wrong_code()}, headers=auth),
-                       409, "mfa_already_enabled")
-        me = api.call("GET", "/auth/me", headers=auth)
-        assert me.status == 200 and me.json["mfa_enabled"] is True, me.raw
-
-    def totp_sign_in_takes_a_second_step_and_each_code_once():
-        # MF-01, MF-02, MF-03 over HTTP: the password answers an mfa_token only; a right code
-        # completes the sign-in once; an accepted code is refused afterwards even with a new
-        # mfa_token; each recovery code works once; cookie mode is honoured.
-        username, email, _, app, recovery = totp_user(api)
-        token = second_step_asked(api, username)
-        second_step_asked(api, email, headers=COOKIE_MODE)
-        assert_problem(verify_mfa(api, token, app.wrong_code()), 400, "invalid_code")
-        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-        for bad in (forged, "0" * len(token)):
-            assert_problem(verify_mfa(api, bad, app.wrong_code()), 401, "invalid_token")
-        code = app.code()
-        body = assert_second_factor_session(verify_mfa(api, token, code), username, email)
-        me = api.call("GET", "/auth/me", headers=bearer(body))
-        assert me.status == 200 and me.json["mfa_enabled"] is True, me.raw
-        refreshed = api.call("POST", "/auth/refresh", {"refresh_token": body["refresh_token"]})
-        assert refreshed.status == 200 and claims(refreshed.json["access_token"])["amr"] == ["pwd", "otp"], refreshed.raw
-        # The mfa_token is spent by its success; the code is spent for the account.
-        assert_problem(verify_mfa(api, token, code), 401, "invalid_token")
-        again = second_step_asked(api, username)
-        assert_problem(verify_mfa(api, again, code), 400, "invalid_code")
-        # A recovery code instead (the mfa_token lives on after one wrong code), once.
-        assert_second_factor_session(verify_mfa(api, again, recovery[0]), username, email)
-        assert_problem(verify_mfa(api, second_step_asked(api, username), recovery[0]), 400, "invalid_code")
-        # Cookie mode: the tokens only as cookies; from another origin, refused.
-        token = second_step_asked(api, username, headers=COOKIE_MODE)
-        foreign = dict(COOKIE_MODE, origin="https://evil.example")
-        refused = verify_mfa(api, token, recovery[1], headers=foreign)
-        assert_problem(refused, 403, "csrf_rejected")
-        assert not refused.cookies()
-        in_cookies = verify_mfa(api, token, recovery[1], headers=COOKIE_MODE)
-        assert_second_factor_session(in_cookies, username, email, delivery="cookie")
-        cookies = in_cookies.cookies()
-        assert len(cookies) == 2 and cookies[0].startswith("__Host-access_token=") and cookies[1].startswith(
-            "__Secure-refresh_token="), cookies
-        jar = "; ".join(c.split(";")[0] for c in cookies)
-        me = api.call("GET", "/auth/me", headers={"cookie": jar})
-        assert me.status == 200 and me.json["username"] == username, me.raw
-
-    def verifications_racing_with_one_code_admit_exactly_one():
-        # MF-01: two sign-ins wait for their second step and send the same fresh code at once,
-        # to different function instances: the conditional write lets one through.
-        username, email, _, app, _ = totp_user(api)
-        tokens = [second_step_asked(api, username) for _ in range(2)]
-        code = app.code()
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda token: verify_mfa(api, token, code), tokens))
-        assert sorted(a.status for a in answers) == [200, 400], [(a.status, a.raw[:200]) for a in answers]
-        for answer in answers:
-            if answer.status == 200:
-                assert_second_factor_session(answer, username, email)
-            else:
-                assert_problem(answer, 400, "invalid_code")
-
-    def an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout():
-        # MF-03, AB-03: five tries per mfa_token, each counted before the code is checked; each
-        # wrong code is a failure of the account's sign-in (5 lock it for 1 s, doubling:
-        # LG-04). A right password alone neither counts nor clears: only a completed second
-        # step clears the failures.
-        username, email, _, app, _ = totp_user(api)
-        password = {"identifier": username, "password": PASSWORD}
-        token = second_step_asked(api, username)                    # counts nothing
-        wrong = app.wrong_code()
-        for attempt in range(1, 5):                                 # failures 1 to 4, tries 1 to 4
-            try:
-                assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")
-            except AssertionError as err:
-                raise AssertionError(f"wrong code {attempt}: {err}") from None
-        second_step_asked(api, username)                            # still 4 failures
-        assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")   # try 5, failure 5: 1 s lock
-        locked = api.call("POST", "/auth/login", password)
-        assert_problem(locked, 429, "too_many_attempts")
-        assert locked.header("retry-after") == "1", locked.header("retry-after")
-        code = app.code()
-        assert_problem(verify_mfa(api, token, code), 401, "invalid_token")   # no sixth try
-
-        def past_the_lock(request):
-            for _ in range(4):
-                answer = request()
-                if answer.status != 429:
-                    return answer
-                time.sleep(int(answer.header("retry-after")) + 0.2)
-            raise AssertionError(f"still locked: {answer.raw[:200]!r}")
-
-        # The refused try spent nothing: the same code completes a new sign-in, once past the
-        # lock the wrong codes set...
-        login = past_the_lock(lambda: api.call("POST", "/auth/login", password))
-        assert login.status == 200 and login.json.get("mfa_required") is True, login.raw
-        fresh = login.json["mfa_token"]
-        assert_second_factor_session(past_the_lock(lambda: verify_mfa(api, fresh, code)), username, email)
-        # ... and that cleared every failure: the next sign-in is not locked.
-        second_step_asked(api, username)
-
-    def totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code():
-        username, email, _, app, recovery = totp_user(api)
-        # A reset (through the mailbox) changes the password, not the second factor.
-        assert api.call("POST", "/auth/password/forgot", {"email": email}).status == 202
-        mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
-        assert len(mails) == 1, mails
-        reset_code = mails[0]["body"].split("<strong>")[1][:8]
-        new_password = "reset yet still two steps"
-        done = api.call("POST", "/auth/password/reset", {"email": email, "code": reset_code, "new_password": new_password})
-        assert done.status == 204, done.raw
-        token = second_step_asked(api, username, password=new_password)
-        body = assert_second_factor_session(verify_mfa(api, token, recovery[0]), username, email)
-        auth = bearer(body)
-        off = "/auth/mfa/totp"
-        # The old password, with a good code (whichever is checked first, nothing is spent
-        # unless both are right); the password with a wrong code; no code; no token.
-        assert_problem(api.call("DELETE", off, {"current_password": PASSWORD, "code": recovery[1]}, headers=auth),
-                       401, "invalid_credentials")
-        assert_problem(api.call("DELETE", off, {"current_password": new_password, "code": app.wrong_code()}, headers=auth),
-                       400, "invalid_code")
-        assert_problem(api.call("DELETE", off, {"current_password": new_password}, headers=auth), 422, "validation_failed")
-        assert_problem(api.call("DELETE", off, {"current_password": new_password, "code": app.wrong_code()}), 401, "invalid_token")
-        disabled = api.call("DELETE", off, {"current_password": new_password, "code": app.code()}, headers=auth)
-        assert disabled.status == 204 and not disabled.raw, disabled.raw
-        assert_security_headers(disabled)
-        # The password alone signs in again, as a password-only sign-in.
-        login = api.call("POST", "/auth/login", {"identifier": username, "password": new_password})
+def happy_path(stack):
+    api = stack.api
+    username, email, response = register(api, email=f"{unique('Mixed')}@Example.COM")
+    assert_token_response(response, 201, username, email)
+    for identifier in (username, username.upper(), email.upper()):
+        login = api.call("POST", "/auth/login", {"identifier": identifier, "password": PASSWORD})
         tokens = assert_token_response(login, 200, username, email)
-        assert tokens["user"]["mfa_enabled"] is False and claims(tokens["access_token"])["amr"] == ["pwd"], tokens
-        me = api.call("GET", "/auth/me", headers=bearer(tokens))
-        assert me.status == 200 and me.json["mfa_enabled"] is False, me.raw
-        again = api.call("POST", "/auth/mfa/totp/setup", {"current_password": new_password}, headers=bearer(tokens))
-        assert again.status == 200 and again.json["secret"] != app.totp.secret, again.raw
+    for key, value in (("email", email), ("username", username)):
+        login = api.call("POST", "/auth/login", {key: value, "password": PASSWORD})
+        assert login.status == 200, key
+    me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
+    assert me.status == 200, me.raw
+    assert me.json == tokens["user"], (me.json, tokens["user"])
+    assert_security_headers(me)
 
-    def the_smoke_test_passes_against_the_local_stack():
-        passed, output = run_smoke(api.base, endpoint)
-        assert passed, output
 
-    def cargo_lambda_invoke_works_with_every_sample_event():
-        port = api.base.rsplit(":", 1)[1]
-        for event in sorted(os.listdir(os.path.join(ROOT, "events"))):
-            function = event.removesuffix(".json")
-            with open(os.path.join(ROOT, "events", event)) as f:
-                if "routeKey" not in json.load(f):
-                    continue  # not an HTTP event: rotate-keys is invoked by Secrets Manager
-            result = subprocess.run(
-                ["cargo", "lambda", "invoke", function, "--data-file", f"events/{event}", "-A", "127.0.0.1", "-P", port],
-                cwd=ROOT, capture_output=True, text=True, timeout=300,
-                env=dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"]),
-            )
-            assert result.returncode == 0, f"{function}: {result.stderr[-500:]}"
-            answer = json.loads(result.stdout)
-            assert 200 <= answer["statusCode"] < 500, f"{function}: {answer}"
-            expected = "public, max-age=300" if function in ("discovery", "jwks") else "no-store"
-            assert answer["headers"]["cache-control"] == expected, function
+def conflicts_and_validation(stack):
+    api = stack.api
+    username, email, first = register(api)
+    assert first.status == 201
+    _, _, again = register(api, username=unique("other"), email=email.upper())
+    assert_problem(again, 409, "email_taken")
+    _, _, again = register(api, username=username.upper(), email=f"{unique('x')}@example.com")
+    assert_problem(again, 409, "username_taken")
+    bad = api.call("POST", "/auth/register", {"username": "no@pe", "email": "x", "password": "password1"})
+    assert_problem(bad, 422, "validation_failed")
+    assert set(bad.json["errors"]) == {"username", "email", "password"}, bad.json
+    assert_security_headers(bad)
 
-    def schemathesis_finds_no_server_error_and_no_contract_breach():
-        # An outside fuzzer drives every operation of openapi.yaml with data the document allows
-        # and data it forbids, checking for server errors and for any answer the document does
-        # not describe (status, body schema, content type, headers). A second run follows the
-        # document's links with real responses: register -> login -> me / refresh -> logout.
-        # .ci/schemathesis_hooks.py keeps non-UTF-8 bodies from stopping at the dev server.
-        _, _, created = register(api)
-        token = created.json["access_token"]
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".ci"), SCHEMATHESIS_HOOKS="schemathesis_hooks")
-        examples = os.environ.get("SCHEMATHESIS_EXAMPLES", "25")
-        outputs = []
-        for mode, phases, minimum in (("all", "examples,coverage,fuzzing", 500), ("positive", "stateful", 50)):
-            result = subprocess.run(
-                [os.path.join(ROOT, ".venv", "bin", "schemathesis"), "run", os.path.join(ROOT, "openapi.yaml"),
-                 "--url", api.base, "--header", f"Authorization: Bearer {token}", "--mode", mode, "--phases", phases,
-                 "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
-                             "content_type_conformance,response_headers_conformance",
-                 "--max-examples", examples, "--generation-deterministic",
-                 "--request-timeout", "60", "--workers", "1", "--no-color"],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
-            )
-            outputs.append(result.stdout)
-            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-            match = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
-            assert match and match.group(1) == match.group(2) and int(match.group(1)) >= minimum, result.stdout[-2000:]
-        with open(os.path.join(ROOT, ".dev", "schemathesis.txt"), "w") as f:
-            f.write("\n".join(outputs))
-        links = re.search(r"API Links:\s+(\d+) covered", outputs[1])
-        assert links and int(links.group(1)) >= 3, outputs[1][-2000:]
 
-    def configuration_comes_from_the_environment():
-        _, _, created = register(api)
-        assert created.json["expires_in"] == int(os.environ["E2E_ACCESS_TTL"]), created.json["expires_in"]
+def login_failures_look_alike(stack):
+    api = stack.api
+    username, _, created = register(api)
+    assert created.status == 201
+    wrong = api.call("POST", "/auth/login", {"identifier": username, "password": "not it at all"})
+    unknown = api.call("POST", "/auth/login", {"identifier": unique("ghost"), "password": "not it at all"})
+    for response in (wrong, unknown):
+        assert_problem(response, 401, "invalid_credentials")
+        assert (response.header("www-authenticate") or "").startswith("Bearer")
+    assert wrong.raw == unknown.raw, "same body whether or not the account exists"
 
-    for name, fn in list(locals().items()):
-        if callable(fn):
-            checks.run(name, fn)
+
+def bad_bodies_are_4xx_everywhere(stack):
+    api = stack.api
+    cases = [
+        ("malformed", b'{"identifier":', "application/json", 400, "malformed_json"),
+        ("array", b"[1,2]", "application/json", 422, "validation_failed"),
+        ("wrong types", b'{"username":1,"email":[],"password":{}}', "application/json", 422, "validation_failed"),
+        ("too large", b'{"a":"' + b"x" * 17000 + b'"}', "application/json", 413, "payload_too_large"),
+        ("form", b"username=a&password=b", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ("text", b"{}", "text/plain", 415, "unsupported_media_type"),
+        ("no content type", b"{}", None, 415, "unsupported_media_type"),
+        ("empty", b"", "application/json", 422, "validation_failed"),
+    ]
+    for path in (
+        "/auth/register", "/auth/login", "/auth/refresh", "/auth/logout",
+        "/auth/password/forgot", "/auth/password/reset", "/auth/mfa/verify",
+    ):
+        for name, raw, content_type, status, code in cases:
+            if name == "empty" and path in ("/auth/refresh", "/auth/logout"):
+                continue  # every field of these is optional: an empty body is no error
+            response = api.call("POST", path, raw=raw, content_type=content_type)
+            try:
+                assert_problem(response, status, code)
+            except AssertionError as err:
+                raise AssertionError(f"{path} {name}: {err}") from None
+
+
+def me_refuses_missing_forged_and_refresh_tokens(stack):
+    api = stack.api
+    _, _, created = register(api)
+    tokens = created.json
+    access = tokens["access_token"]
+    forged = access[:-2] + ("AA" if not access.endswith("AA") else "BB")
+    for headers in (
+        {},
+        {"authorization": f"Bearer {tokens['refresh_token']}"},
+        {"authorization": f"Bearer {forged}"},
+        {"authorization": "Bearer eyJhbGciOiJub25lIn0.e30."},
+        {"cookie": "__Host-access_token=garbage"},
+    ):
+        response = api.call("GET", "/auth/me", headers=headers)
+        assert_problem(response, 401, "invalid_token")
+        assert (response.header("www-authenticate") or "").startswith("Bearer"), headers
+
+
+def an_outside_verifier_takes_access_tokens_the_way_api_gateway_does(stack):
+    # PyJWT, written by nobody here, follows discovery to the JWKS and applies the JWT
+    # authorizer's rules: kid known, RS256, iss exact, aud listed, exp/nbf, scope present.
+    import jwt as pyjwt
+
+    api = stack.api
+    discovery = api.call("GET", "/.well-known/openid-configuration")
+    assert discovery.status == 200, discovery.raw
+    assert discovery.header("cache-control").startswith("public, max-age="), discovery.headers
+    issuer = discovery.json["issuer"]
+    assert issuer == api.base, (issuer, api.base)
+    assert discovery.json["id_token_signing_alg_values_supported"] == ["RS256"]
+    jwks = api.call("GET", "/.well-known/jwks.json")
+    assert jwks.status == 200 and jwks.header("cache-control").startswith("public, max-age=")
+    for key in jwks.json["keys"]:
+        assert set(key) == {"kty", "kid", "use", "alg", "n", "e"}, key
+        assert (key["kty"], key["use"], key["alg"]) == ("RSA", "sig", "RS256"), key
+    _, _, created = register(api)
+    tokens = created.json
+    client = pyjwt.PyJWKClient(discovery.json["jwks_uri"])
+    key = client.get_signing_key_from_jwt(tokens["access_token"])
+    claims = pyjwt.decode(
+        tokens["access_token"], key.key, algorithms=["RS256"], issuer=issuer, audience="auth",
+        options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+    )
+    assert "api" in claims["scope"].split(), claims
+    assert claims["amr"] == ["pwd"] and claims["email_verified"] is False, claims
+    assert claims["sub"] == tokens["user"]["id"]
+    # A refresh token: no key of the JWKS verifies it, and it carries no scope.
+    try:
+        client.get_signing_key_from_jwt(tokens["refresh_token"])
+        raise AssertionError("a refresh token found a key in the JWKS")
+    except pyjwt.PyJWKClientError:
+        pass
+    assert "scope" not in pyjwt.decode(tokens["refresh_token"], options={"verify_signature": False})
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged_access_tokens_are_refused(stack):
+    import hashlib
+    import hmac
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    api = stack.api
+    _, _, created = register(api)
+    access = created.json["access_token"]
+    header = pyjwt.get_unverified_header(access)
+    claims = pyjwt.decode(access, options={"verify_signature": False})
+    jwk = next(k for k in api.call("GET", "/.well-known/jwks.json").json["keys"] if k["kid"] == header["kid"])
+    pem = pyjwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    # Algorithm confusion: HS256 keyed with the public key's PEM.
+    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'at+jwt', 'kid': header['kid']}).encode())}.{b64(json.dumps(claims).encode())}"
+    confused = f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    unknown_kid = pyjwt.encode(claims, attacker, algorithm="RS256", headers={"kid": "attacker", "typ": "at+jwt"})
+    with_jku = pyjwt.encode(claims, attacker, algorithm="RS256",
+                            headers={"kid": header["kid"], "typ": "at+jwt", "jku": "https://evil.example/jwks.json"})
+    parts = access.split(".")
+    more_scope = ".".join([parts[0], b64(json.dumps(dict(claims, scope=claims["scope"] + " admin")).encode()), parts[2]])
+    assert api.call("GET", "/auth/me", headers={"authorization": f"Bearer {access}"}).status == 200
+    for name, token in (("confusion", confused), ("unknown kid", unknown_kid), ("jku", with_jku), ("added scope", more_scope)):
+        response = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {token}"})
+        assert response.status == 401 and response.json["code"] == "invalid_token", (name, response.status, response.raw)
+
+
+def cookie_mode(stack):
+    api = stack.api
+    origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
+    username, email, created = register(api, headers=origin)
+    body = assert_token_response(created, 201, username, email, delivery="cookie")
+    cookies = created.cookies()
+    assert len(cookies) == 2, cookies
+    access, refresh = cookies
+    assert access.startswith("__Host-access_token=") and "Path=/;" in access, access
+    assert refresh.startswith("__Secure-refresh_token=") and "Path=/auth;" in refresh, refresh
+    for cookie in cookies:
+        for attribute in ("HttpOnly", "Secure", "SameSite=Strict"):
+            assert attribute in cookie, cookie
+        assert "Domain" not in cookie
+    assert f"Max-Age={body['expires_in']}" in access and f"Max-Age={body['refresh_expires_in']}" in refresh
+    jar = "; ".join(c.split(";")[0] for c in cookies)
+    me = api.call("GET", "/auth/me", headers={"cookie": jar})
+    assert me.status == 200 and me.json["username"] == username, me.raw
+    login = api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}, headers=origin)
+    assert_token_response(login, 200, username, email, delivery="cookie")
+    assert len(login.cookies()) == 2
+    assert login.cookies()[0] != access, "a new sign-in gets new tokens"
+    foreign = dict(origin, origin="https://evil.example")
+    refused = api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}, headers=foreign)
+    assert_problem(refused, 403, "csrf_rejected")
+    assert not refused.cookies()
+
+
+def concurrent_registrations_race_to_one_user(stack):
+    api = stack.api
+    dynamodb_endpoint = stack.dynamodb_endpoint
+    email = f"{unique('race')}@example.com"
+    bodies = [{"username": unique(f"r{i}_"), "email": email, "password": PASSWORD} for i in range(12)]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda b: api.call("POST", "/auth/register", b), bodies))
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [201] + [409] * 11, statuses
+    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1")
+    items = dynamodb.scan(TableName=os.environ["E2E_USERS_TABLE"])["Items"]
+    owners = [i for i in items if i.get("email", {}).get("S") == email]
+    markers = [i for i in items if i["pk"]["S"] == f"EMAIL#{email}"]
+    assert len(owners) == 1 and len(markers) == 1, (owners, markers)
+
+
+def refresh_rotates_and_logout_revokes(stack):
+    api = stack.api
+    _, _, created = register(api)
+    r1 = created.json["refresh_token"]
+    second = api.call("POST", "/auth/refresh", {"refresh_token": r1})
+    assert second.status == 200, second.raw
+    r2 = second.json["refresh_token"]
+    assert r2 != r1 and second.json["user"] == created.json["user"]
+    assert_security_headers(second)
+    again = api.call("POST", "/auth/refresh", {"refresh_token": r1})
+    assert again.status == 200 and again.json["refresh_token"] == r2, "grace: the same successor"
+    access = api.call("POST", "/auth/refresh", {"refresh_token": created.json["access_token"]})
+    assert_problem(access, 401, "invalid_token")
+    assert_problem(api.call("POST", "/auth/refresh", {}), 401, "invalid_token")
+    out = api.call("POST", "/auth/logout", {"refresh_token": r2})
+    assert out.status == 204 and not out.raw, out.raw
+    assert_security_headers(out)
+    assert api.call("POST", "/auth/logout", {"refresh_token": r2}).status == 204, "twice is 204"
+    assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": r2}), 401, "invalid_token")
+    assert_problem(api.call("POST", "/auth/logout", {"refresh_token": "a.b.c"}), 401, "invalid_token")
+
+
+def concurrent_refreshes_across_instances_share_one_successor(stack):
+    api = stack.api
+    _, _, created = register(api)
+    token = {"refresh_token": created.json["refresh_token"]}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: api.call("POST", "/auth/refresh", token), range(8)))
+    assert [r.status for r in responses] == [200] * 8, [r.status for r in responses]
+    assert len({r.json["refresh_token"] for r in responses}) == 1, "exactly one successor"
+
+
+def cookie_sessions_refresh_and_log_out(stack):
+    api = stack.api
+    origin = {"x-token-delivery": "cookie", "origin": "http://localhost:3000"}
+    _, _, created = register(api, headers=origin)
+    jar = "; ".join(c.split(";")[0] for c in created.cookies())
+    refused = api.call("POST", "/auth/refresh", headers={"cookie": jar})
+    assert_problem(refused, 403, "csrf_rejected")
+    refreshed = api.call("POST", "/auth/refresh", headers={"cookie": jar, "origin": "http://localhost:3000"})
+    assert refreshed.status == 200, refreshed.raw
+    assert "refresh_token" not in refreshed.json and len(refreshed.cookies()) == 2
+    jar = "; ".join(c.split(";")[0] for c in refreshed.cookies())
+    out = api.call("POST", "/auth/logout", headers={"cookie": jar, "origin": "http://localhost:3000"})
+    assert out.status == 204
+    cleared = out.cookies()
+    assert len(cleared) == 2 and all("Max-Age=0" in c for c in cleared), cleared
+    after = api.call("POST", "/auth/refresh", headers={"cookie": jar, "origin": "http://localhost:3000"})
+    assert_problem(after, 401, "invalid_token")
+    assert all("Max-Age=0" in c for c in after.cookies()), "a dead session's cookies are cleared"
+
+
+def global_logout_ends_every_session(stack):
+    api = stack.api
+    username, _, created = register(api)
+    other = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+    out = api.call("POST", "/auth/logout", {"refresh_token": created.json["refresh_token"], "scope": "global"})
+    assert out.status == 204
+    for tokens in (created.json, other.json):
+        me = api.call("GET", "/auth/me", headers={"authorization": f"Bearer {tokens['access_token']}"})
+        assert_problem(me, 401, "invalid_token")
+        assert api.call("POST", "/auth/refresh", {"refresh_token": tokens["refresh_token"]}).status == 401
+
+
+def listed_sessions(api, tokens):
+    """The sessions GET /auth/sessions lists to the holder of `tokens`."""
+    response = api.call("GET", "/auth/sessions", headers={"authorization": f"Bearer {tokens['access_token']}"})
+    assert response.status == 200, response.raw
+    assert_security_headers(response)
+    return response.json["sessions"]
+
+
+def session_id(tokens):
+    """A session's id: the `sid` claim of its refresh token."""
+    return claims(tokens["refresh_token"])["sid"]
+
+
+def sessions_are_listed_and_ended_one_or_all_others(stack):
+    # SS-01 over HTTP: each sign-in is a session, listed newest first with the asking one
+    # marked; one can be ended by id (the route's path parameter through the local router),
+    # another user's id is not found, and "others" ends all but the asking session.
+    api = stack.api
+    username, _, laptop = register(api)
+    ua = {"user-agent": "e2e-phone/1.0"}
+    phone = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}, headers=ua)
+    tablet = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+    assert phone.status == 200 and tablet.status == 200
+
+    sessions = listed_sessions(api, laptop.json)
+    # (Newest first is to the second: these three began within one, so only the set is
+    # compared here; the handler tests check the order on a clock they move.)
+    assert {s["id"] for s in sessions} == {
+        session_id(tablet.json), session_id(phone.json), session_id(laptop.json)}, sessions
+    assert [s["id"] for s in sessions if s["current"]] == [session_id(laptop.json)]
+    by_id = {s["id"]: s for s in sessions}
+    assert by_id[session_id(phone.json)]["user_agent"] == "e2e-phone/1.0"
+    assert set(sessions[0]) == {"id", "created_at", "last_used_at", "expires_at", "user_agent", "current"}
+
+    _, _, stranger = register(api)
+    bearer = {"authorization": f"Bearer {laptop.json['access_token']}"}
+    foreign = api.call("DELETE", f"/auth/sessions/{session_id(stranger.json)}", headers=bearer)
+    unknown = api.call("DELETE", "/auth/sessions/00000000-0000-4000-8000-000000000000", headers=bearer)
+    assert_problem(foreign, 404, "not_found")
+    assert_problem(unknown, 404, "not_found")
+    assert foreign.json == unknown.json, "one answer"
+
+    ended = api.call("DELETE", f"/auth/sessions/{session_id(phone.json)}", headers=bearer)
+    assert ended.status == 204, ended.raw
+    assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": phone.json["refresh_token"]}), 401, "invalid_token")
+    assert {s["id"] for s in listed_sessions(api, laptop.json)} == {session_id(tablet.json), session_id(laptop.json)}
+
+    others = api.call("POST", "/auth/logout", {"refresh_token": laptop.json["refresh_token"], "scope": "others"})
+    assert others.status == 204 and not others.cookies(), others.raw
+    assert_problem(api.call("POST", "/auth/refresh", {"refresh_token": tablet.json["refresh_token"]}), 401, "invalid_token")
+    assert [s["id"] for s in listed_sessions(api, laptop.json)] == [session_id(laptop.json)]
+    kept = api.call("POST", "/auth/refresh", {"refresh_token": laptop.json["refresh_token"]})
+    assert kept.status == 200, kept.raw
+    assert listed_sessions(api, kept.json)[0]["last_used_at"] >= listed_sessions(api, kept.json)[0]["created_at"]
+    assert stranger.status == 201 and api.call("POST", "/auth/refresh", {"refresh_token": stranger.json["refresh_token"]}).status == 200
+
+
+def profile_password_and_deletion(stack):
+    api = stack.api
+    username, email, created = register(api)
+    auth = {"authorization": f"Bearer {created.json['access_token']}"}
+    renamed = api.call("PATCH", "/auth/me", {"full_name": "Ada L."}, headers=auth)
+    assert renamed.status == 200 and renamed.json["full_name"] == "Ada L.", renamed.raw
+    put = api.call("PUT", "/auth/me", {"username": username + "x"}, headers=auth)
+    assert put.status == 200 and put.json["username"] == username + "x", put.raw
+    assert_problem(api.call("PATCH", "/auth/me", {"email": "x" + email}, headers=auth), 403, "reauthentication_required")
+    assert_problem(api.call("PATCH", "/auth/me", {"role": "admin"}, headers=auth), 422, "validation_failed")
+    changed = api.call(
+        "POST", "/auth/password/change",
+        {"current_password": PASSWORD, "new_password": "a whole new passphrase"}, headers=auth,
+    )
+    assert changed.status == 200 and changed.json["access_token"], changed.raw
+    assert_problem(api.call("GET", "/auth/me", headers=auth), 401, "invalid_token")
+    auth = {"authorization": f"Bearer {changed.json['access_token']}"}
+    assert_problem(api.call("DELETE", "/auth/me", {"password": PASSWORD}, headers=auth), 401, "invalid_credentials")
+    deleted = api.call("DELETE", "/auth/me", {"password": "a whole new passphrase"}, headers=auth)
+    assert deleted.status == 204, deleted.raw
+    assert_problem(api.call("GET", "/auth/me", headers=auth), 401, "invalid_token")
+    _, _, again = register(api, username=username, email=email)
+    assert again.status == 201, "the email and username are free again"
+
+
+def forgot_and_reset_through_the_local_mail_endpoint(stack):
+    api = stack.api
+    endpoint = stack.endpoint
+    username, email, _ = register(api)
+    answer = api.call("POST", "/auth/password/forgot", {"email": email})
+    unknown = api.call("POST", "/auth/password/forgot", {"email": f"{unique('nobody')}@example.com"})
+    assert answer.status == 202 and answer.raw == unknown.raw, (answer.raw, unknown.raw)
+    mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
+    assert len(mails) == 1, mails
+    code = mails[0]["body"].split("<strong>")[1][:8]
+    assert code.isdigit(), code
+    assert_problem(
+        api.call("POST", "/auth/password/reset", {"email": email, "code": "00000000" if code != "00000000" else "11111111", "new_password": "reset to this one"}),
+        400, "invalid_code",
+    )
+    done = api.call("POST", "/auth/password/reset", {"email": email, "code": code, "new_password": "reset to this one"})
+    assert done.status == 204, done.raw
+    assert api.call("POST", "/auth/login", {"identifier": username, "password": "reset to this one"}).status == 200
+    assert_problem(api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}), 401, "invalid_credentials")
+    again = api.call("POST", "/auth/password/forgot", {"email": email})
+    assert_problem(again, 429, "too_many_attempts")
+    assert 1 <= int(again.header("retry-after")) <= 60
+
+
+def the_address_is_verified_with_the_mailed_code(stack):
+    api = stack.api
+    endpoint = stack.endpoint
+    username, email, registered = register(api)
+    assert registered.status == 201 and registered.json["user"]["email_verified"] is False, registered.raw
+    auth = {"authorization": f"Bearer {registered.json['access_token']}"}
+    mails = mails_to(endpoint, email, at_least=1)
+    assert [m["subject"] for m in mails] == ["Your email verification code"], mails
+    assert "http" not in mails[0]["text"], "a code, no link"
+    code = mails[0]["body"].split("<strong>")[1][:8]
+    wrong = "00000000" if code != "00000000" else "11111111"
+    assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": wrong}), 400, "invalid_code")
+    unknown = api.call("POST", "/auth/email/verify", {"email": f"{unique('nobody')}@example.com", "code": code})
+    assert_problem(unknown, 400, "invalid_code")
+    verified = api.call("POST", "/auth/email/verify", {"email": email, "code": code})
+    assert verified.status == 200 and verified.json["email_verified"] is True, verified.raw
+    assert api.call("GET", "/auth/me", headers=auth).json["email_verified"] is True
+    assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": code}), 400, "invalid_code")
+    resent = api.call("POST", "/auth/email/verify/resend", {"email": email})
+    stranger = api.call("POST", "/auth/email/verify/resend", {"email": f"{unique('nobody')}@example.com"})
+    assert resent.status == 202 and resent.raw == stranger.raw, (resent.raw, stranger.raw)
+    time.sleep(0.5)
+    assert len(mails_to(endpoint, email)) == 1, "a verified address gets no new code"
+
+
+def an_email_change_waits_for_the_new_address(stack):
+    api = stack.api
+    endpoint = stack.endpoint
+    username, email, registered = register(api)
+    auth = {"authorization": f"Bearer {registered.json['access_token']}"}
+    new_email = f"{unique('moved')}@example.com"
+    asked = api.call("PATCH", "/auth/me", {"email": new_email, "current_password": PASSWORD}, headers=auth)
+    assert asked.status == 200, asked.raw
+    assert asked.json["email"] == email and asked.json["pending_email"] == new_email, asked.json
+    assert api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}).status == 200
+    assert_problem(api.call("POST", "/auth/login", {"identifier": new_email, "password": PASSWORD}), 401, "invalid_credentials")
+    notices = [m for m in mails_to(endpoint, email, at_least=2) if "about to change" in m["subject"]]
+    assert len(notices) == 1 and new_email not in notices[0]["text"], notices
+    code = mails_to(endpoint, new_email, at_least=1)[-1]["body"].split("<strong>")[1][:8]
+    assert_problem(api.call("POST", "/auth/email/verify", {"email": email, "code": code}), 400, "invalid_code")
+    switched = api.call("POST", "/auth/email/verify", {"email": new_email, "code": code})
+    assert switched.status == 200, switched.raw
+    assert switched.json["email"] == new_email and switched.json["pending_email"] is None, switched.json
+    assert api.call("POST", "/auth/login", {"identifier": new_email, "password": PASSWORD}).status == 200
+    assert_problem(api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}), 401, "invalid_credentials")
+
+
+def lockout_after_repeated_failures(stack):
+    api = stack.api
+    username, _, _ = register(api)
+    for _ in range(5):
+        assert api.call("POST", "/auth/login", {"identifier": username, "password": "wrong password"}).status == 401
+    locked = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+    assert_problem(locked, 429, "too_many_attempts")
+    assert locked.header("retry-after") == "1", locked.header("retry-after")
+    time.sleep(1.1)
+    assert api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD}).status == 200
+
+
+def totp_is_set_up_with_the_password_and_turned_on_by_a_code(stack):
+    import pyotp
+
+    api = stack.api
+    username, email, created = register(api)
+    assert created.json["user"]["mfa_enabled"] is False, created.json["user"]
+    auth = bearer(created.json)
+    setup = {"current_password": PASSWORD}
+    assert_problem(api.call("POST", "/auth/mfa/totp/setup", {"current_password": "not the password"}, headers=auth),
+                   401, "invalid_credentials")
+    assert_problem(api.call("POST", "/auth/mfa/totp/setup", {}, headers=auth), 422, "validation_failed")
+    assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup), 401, "invalid_token")
+    first = api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth)
+    assert first.status == 200 and first.header("content-type") == "application/json", first.raw
+    assert_security_headers(first)
+    # Asked again before confirming: a new secret replaces the pending one.
+    second = api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth)
+    assert second.status == 200 and set(second.json) == {"secret", "otpauth_uri"}, second.raw
+    secret = second.json["secret"]
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret) and secret != first.json["secret"], (secret, first.json["secret"])
+    # The URI an authenticator app reads: RFC 6238 SHA-1, 6 digits, 30 s, this account.
+    uri = urllib.parse.urlsplit(second.json["otpauth_uri"])
+    assert (uri.scheme, uri.netloc) == ("otpauth", "totp"), uri
+    issuer, _, account = (urllib.parse.unquote(part) for part in uri.path[1:].partition(":"))
+    assert issuer and account == username, (issuer, account)
+    query = dict(urllib.parse.parse_qsl(uri.query))
+    assert query == {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": "6", "period": "30"}, query
+    parsed = pyotp.parse_uri(second.json["otpauth_uri"])
+    assert (parsed.secret, parsed.issuer, parsed.name, parsed.digits, parsed.interval, parsed.digest().name) == (
+        secret, issuer, username, 6, 30, "sha1"), vars(parsed)
+    # Pending is not on: the password alone still signs in.
+    plain = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+    assert_token_response(plain, 200, username, email)
+    assert plain.json["user"]["mfa_enabled"] is False
+    app = Authenticator(secret)
+    replaced = pyotp.TOTP(first.json["secret"]).now()
+    if replaced not in {app.totp.at(time.time() + 30 * offset) for offset in range(-1, 2)}:
+        assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": replaced}, headers=auth), 400, "invalid_code")
+    assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": app.wrong_code()}, headers=auth), 400, "invalid_code")
+    confirmed = api.call("POST", "/auth/mfa/totp/confirm", {"code": app.code()}, headers=auth)
+    assert confirmed.status == 200 and set(confirmed.json) == {"recovery_codes"}, confirmed.raw
+    assert_security_headers(confirmed)
+    codes = confirmed.json["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10, codes
+    assert all(RECOVERY_CODE.match(code) for code in codes), codes
+    assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth), 409, "mfa_already_enabled")
+    assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": app.wrong_code()}, headers=auth),
+                   409, "mfa_already_enabled")
+    me = api.call("GET", "/auth/me", headers=auth)
+    assert me.status == 200 and me.json["mfa_enabled"] is True, me.raw
+
+
+def totp_sign_in_takes_a_second_step_and_each_code_once(stack):
+    # MF-01, MF-02, MF-03 over HTTP: the password answers an mfa_token only; a right code
+    # completes the sign-in once; an accepted code is refused afterwards even with a new
+    # mfa_token; each recovery code works once; cookie mode is honoured.
+    api = stack.api
+    username, email, _, app, recovery = totp_user(api)
+    token = second_step_asked(api, username)
+    second_step_asked(api, email, headers=COOKIE_MODE)
+    assert_problem(verify_mfa(api, token, app.wrong_code()), 400, "invalid_code")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for bad in (forged, "0" * len(token)):
+        assert_problem(verify_mfa(api, bad, app.wrong_code()), 401, "invalid_token")
+    code = app.code()
+    body = assert_second_factor_session(verify_mfa(api, token, code), username, email)
+    me = api.call("GET", "/auth/me", headers=bearer(body))
+    assert me.status == 200 and me.json["mfa_enabled"] is True, me.raw
+    refreshed = api.call("POST", "/auth/refresh", {"refresh_token": body["refresh_token"]})
+    assert refreshed.status == 200 and claims(refreshed.json["access_token"])["amr"] == ["pwd", "otp"], refreshed.raw
+    # The mfa_token is spent by its success; the code is spent for the account.
+    assert_problem(verify_mfa(api, token, code), 401, "invalid_token")
+    again = second_step_asked(api, username)
+    assert_problem(verify_mfa(api, again, code), 400, "invalid_code")
+    # A recovery code instead (the mfa_token lives on after one wrong code), once.
+    assert_second_factor_session(verify_mfa(api, again, recovery[0]), username, email)
+    assert_problem(verify_mfa(api, second_step_asked(api, username), recovery[0]), 400, "invalid_code")
+    # Cookie mode: the tokens only as cookies; from another origin, refused.
+    token = second_step_asked(api, username, headers=COOKIE_MODE)
+    foreign = dict(COOKIE_MODE, origin="https://evil.example")
+    refused = verify_mfa(api, token, recovery[1], headers=foreign)
+    assert_problem(refused, 403, "csrf_rejected")
+    assert not refused.cookies()
+    in_cookies = verify_mfa(api, token, recovery[1], headers=COOKIE_MODE)
+    assert_second_factor_session(in_cookies, username, email, delivery="cookie")
+    cookies = in_cookies.cookies()
+    assert len(cookies) == 2 and cookies[0].startswith("__Host-access_token=") and cookies[1].startswith(
+        "__Secure-refresh_token="), cookies
+    jar = "; ".join(c.split(";")[0] for c in cookies)
+    me = api.call("GET", "/auth/me", headers={"cookie": jar})
+    assert me.status == 200 and me.json["username"] == username, me.raw
+
+
+def verifications_racing_with_one_code_admit_exactly_one(stack):
+    # MF-01: two sign-ins wait for their second step and send the same fresh code at once,
+    # to different function instances: the conditional write lets one through.
+    api = stack.api
+    username, email, _, app, _ = totp_user(api)
+    tokens = [second_step_asked(api, username) for _ in range(2)]
+    code = app.code()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda token: verify_mfa(api, token, code), tokens))
+    assert sorted(a.status for a in answers) == [200, 400], [(a.status, a.raw[:200]) for a in answers]
+    for answer in answers:
+        if answer.status == 200:
+            assert_second_factor_session(answer, username, email)
+        else:
+            assert_problem(answer, 400, "invalid_code")
+
+
+def past_the_lock(request):
+    """`request`'s answer once the account's lock lets it through, waiting out each 429's
+    Retry-After (four tries)."""
+    for _ in range(4):
+        answer = request()
+        if answer.status != 429:
+            return answer
+        time.sleep(int(answer.header("retry-after")) + 0.2)
+    raise AssertionError(f"still locked: {answer.raw[:200]!r}")
+
+
+def an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout(stack):
+    # MF-03, AB-03: five tries per mfa_token, each counted before the code is checked; each
+    # wrong code is a failure of the account's sign-in (5 lock it for 1 s, doubling:
+    # LG-04). A right password alone neither counts nor clears: only a completed second
+    # step clears the failures.
+    api = stack.api
+    username, email, _, app, _ = totp_user(api)
+    password = {"identifier": username, "password": PASSWORD}
+    token = second_step_asked(api, username)                    # counts nothing
+    wrong = app.wrong_code()
+    for attempt in range(1, 5):                                 # failures 1 to 4, tries 1 to 4
+        try:
+            assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")
+        except AssertionError as err:
+            raise AssertionError(f"wrong code {attempt}: {err}") from None
+    second_step_asked(api, username)                            # still 4 failures
+    assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")   # try 5, failure 5: 1 s lock
+    locked = api.call("POST", "/auth/login", password)
+    assert_problem(locked, 429, "too_many_attempts")
+    assert locked.header("retry-after") == "1", locked.header("retry-after")
+    code = app.code()
+    assert_problem(verify_mfa(api, token, code), 401, "invalid_token")   # no sixth try
+    # The refused try spent nothing: the same code completes a new sign-in, once past the
+    # lock the wrong codes set...
+    login = past_the_lock(lambda: api.call("POST", "/auth/login", password))
+    assert login.status == 200 and login.json.get("mfa_required") is True, login.raw
+    fresh = login.json["mfa_token"]
+    assert_second_factor_session(past_the_lock(lambda: verify_mfa(api, fresh, code)), username, email)
+    # ... and that cleared every failure: the next sign-in is not locked.
+    second_step_asked(api, username)
+
+
+def totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code(stack):
+    api = stack.api
+    endpoint = stack.endpoint
+    username, email, _, app, recovery = totp_user(api)
+    # A reset (through the mailbox) changes the password, not the second factor.
+    assert api.call("POST", "/auth/password/forgot", {"email": email}).status == 202
+    mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
+    assert len(mails) == 1, mails
+    reset_code = mails[0]["body"].split("<strong>")[1][:8]
+    new_password = "reset yet still two steps"
+    done = api.call("POST", "/auth/password/reset", {"email": email, "code": reset_code, "new_password": new_password})
+    assert done.status == 204, done.raw
+    token = second_step_asked(api, username, password=new_password)
+    body = assert_second_factor_session(verify_mfa(api, token, recovery[0]), username, email)
+    auth = bearer(body)
+    off = "/auth/mfa/totp"
+    # The old password, with a good code (whichever is checked first, nothing is spent
+    # unless both are right); the password with a wrong code; no code; no token.
+    assert_problem(api.call("DELETE", off, {"current_password": PASSWORD, "code": recovery[1]}, headers=auth),
+                   401, "invalid_credentials")
+    assert_problem(api.call("DELETE", off, {"current_password": new_password, "code": app.wrong_code()}, headers=auth),
+                   400, "invalid_code")
+    assert_problem(api.call("DELETE", off, {"current_password": new_password}, headers=auth), 422, "validation_failed")
+    assert_problem(api.call("DELETE", off, {"current_password": new_password, "code": app.wrong_code()}), 401, "invalid_token")
+    disabled = api.call("DELETE", off, {"current_password": new_password, "code": app.code()}, headers=auth)
+    assert disabled.status == 204 and not disabled.raw, disabled.raw
+    assert_security_headers(disabled)
+    # The password alone signs in again, as a password-only sign-in.
+    login = api.call("POST", "/auth/login", {"identifier": username, "password": new_password})
+    tokens = assert_token_response(login, 200, username, email)
+    assert tokens["user"]["mfa_enabled"] is False and claims(tokens["access_token"])["amr"] == ["pwd"], tokens
+    me = api.call("GET", "/auth/me", headers=bearer(tokens))
+    assert me.status == 200 and me.json["mfa_enabled"] is False, me.raw
+    again = api.call("POST", "/auth/mfa/totp/setup", {"current_password": new_password}, headers=bearer(tokens))
+    assert again.status == 200 and again.json["secret"] != app.totp.secret, again.raw
+
+
+def the_smoke_test_passes_against_the_local_stack(stack):
+    api = stack.api
+    endpoint = stack.endpoint
+    passed, output = run_smoke(api.base, endpoint)
+    assert passed, output
+
+
+def cargo_lambda_invoke_works_with_every_sample_event(stack):
+    api = stack.api
+    port = api.base.rsplit(":", 1)[1]
+    for event in sorted(os.listdir(os.path.join(ROOT, "events"))):
+        function = event.removesuffix(".json")
+        with open(os.path.join(ROOT, "events", event)) as f:
+            if "routeKey" not in json.load(f):
+                continue  # not an HTTP event: rotate-keys is invoked by Secrets Manager
+        result = subprocess.run(
+            ["cargo", "lambda", "invoke", function, "--data-file", f"events/{event}", "-A", "127.0.0.1", "-P", port],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"]),
+        )
+        assert result.returncode == 0, f"{function}: {result.stderr[-500:]}"
+        answer = json.loads(result.stdout)
+        assert 200 <= answer["statusCode"] < 500, f"{function}: {answer}"
+        expected = "public, max-age=300" if function in ("discovery", "jwks") else "no-store"
+        assert answer["headers"]["cache-control"] == expected, function
+
+
+def schemathesis_finds_no_server_error_and_no_contract_breach(stack):
+    # An outside fuzzer drives every operation of openapi.yaml with data the document allows
+    # and data it forbids, checking for server errors and for any answer the document does
+    # not describe (status, body schema, content type, headers). A second run follows the
+    # document's links with real responses: register -> login -> me / refresh -> logout.
+    # .ci/schemathesis_hooks.py keeps non-UTF-8 bodies from stopping at the dev server.
+    api = stack.api
+    _, _, created = register(api)
+    token = created.json["access_token"]
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".ci"), SCHEMATHESIS_HOOKS="schemathesis_hooks")
+    examples = os.environ.get("SCHEMATHESIS_EXAMPLES", "25")
+    outputs = []
+    for mode, phases, minimum in (("all", "examples,coverage,fuzzing", 500), ("positive", "stateful", 50)):
+        result = subprocess.run(
+            [os.path.join(ROOT, ".venv", "bin", "schemathesis"), "run", os.path.join(ROOT, "openapi.yaml"),
+             "--url", api.base, "--header", f"Authorization: Bearer {token}", "--mode", mode, "--phases", phases,
+             "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
+                         "content_type_conformance,response_headers_conformance",
+             "--max-examples", examples, "--generation-deterministic",
+             "--request-timeout", "60", "--workers", "1", "--no-color"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        )
+        outputs.append(result.stdout)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        match = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+        assert match and match.group(1) == match.group(2) and int(match.group(1)) >= minimum, result.stdout[-2000:]
+    with open(os.path.join(ROOT, ".dev", "schemathesis.txt"), "w") as f:
+        f.write("\n".join(outputs))
+    links = re.search(r"API Links:\s+(\d+) covered", outputs[1])
+    assert links and int(links.group(1)) >= 3, outputs[1][-2000:]
+
+
+def configuration_comes_from_the_environment(stack):
+    api = stack.api
+    _, _, created = register(api)
+    assert created.json["expires_in"] == int(os.environ["E2E_ACCESS_TTL"]), created.json["expires_in"]
+
+
+CHECKS = (
+    happy_path,
+    conflicts_and_validation,
+    login_failures_look_alike,
+    bad_bodies_are_4xx_everywhere,
+    me_refuses_missing_forged_and_refresh_tokens,
+    an_outside_verifier_takes_access_tokens_the_way_api_gateway_does,
+    forged_access_tokens_are_refused,
+    cookie_mode,
+    concurrent_registrations_race_to_one_user,
+    refresh_rotates_and_logout_revokes,
+    concurrent_refreshes_across_instances_share_one_successor,
+    cookie_sessions_refresh_and_log_out,
+    global_logout_ends_every_session,
+    sessions_are_listed_and_ended_one_or_all_others,
+    profile_password_and_deletion,
+    forgot_and_reset_through_the_local_mail_endpoint,
+    the_address_is_verified_with_the_mailed_code,
+    an_email_change_waits_for_the_new_address,
+    lockout_after_repeated_failures,
+    totp_is_set_up_with_the_password_and_turned_on_by_a_code,
+    totp_sign_in_takes_a_second_step_and_each_code_once,
+    verifications_racing_with_one_code_admit_exactly_one,
+    an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout,
+    totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code,
+    the_smoke_test_passes_against_the_local_stack,
+    cargo_lambda_invoke_works_with_every_sample_event,
+    schemathesis_finds_no_server_error_and_no_contract_breach,
+    configuration_comes_from_the_environment,
+)
+
+
+def run_checks(api, endpoint, dynamodb_endpoint):
+    """Runs every check of CHECKS against the started stack, in order, each under its function's
+    name."""
+    stack = Stack(api, endpoint, dynamodb_endpoint)
+    for check in CHECKS:
+        checks.run(check.__name__, functools.partial(check, stack))
 
 
 def main():

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_http::{Body, Request};
 use shared::domain::{Email, NewPassword, UserRecord, Username};
-use shared::http::json_body;
+use shared::http::read_with;
 use shared::jwt::{TokenKeys, TokenUse};
 use shared::password::PasswordHasher;
 use shared::testing::{access_keys, config};
@@ -67,7 +67,16 @@ fn parsing(c: &mut Criterion) {
         req
     };
     let req = request();
-    c.bench_function("request_parse", |b| b.iter(|| json_body(black_box(&req))));
+    c.bench_function("request_parse", |b| {
+        b.iter(|| {
+            read_with(black_box(&req), |body| {
+                let username = body.required_text("username");
+                let email = body.required_text("email");
+                let password = body.required_text("password");
+                Some((username?, email?, password?))
+            })
+        })
+    });
     c.bench_function("validation", |b| {
         b.iter(|| {
             (

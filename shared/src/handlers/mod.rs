@@ -11,8 +11,8 @@ use crate::http::{self, Response};
 
 /// Declares an endpoint's `handle`: it refuses any other method than the route's (API Gateway
 /// routes by method, but a function invoked directly or through a catch-all route must not act
-/// on another verb), then runs `$inner`, and turns its outcome into the response. A handler
-/// never fails: client errors and outages alike become problem responses.
+/// on another verb), then runs `$inner` in a span of its name, and turns its outcome into the
+/// response. A handler never fails: client errors and outages alike become problem responses.
 ///
 /// `endpoint!(login, [POST], Users + Limits);` is the whole entry point of `login`.
 macro_rules! endpoint {
@@ -21,9 +21,13 @@ macro_rules! endpoint {
             deps: &$crate::handlers::Deps<S>,
             req: ::lambda_http::Request,
         ) -> Result<$crate::http::Response, ::std::convert::Infallible> {
+            use ::tracing::Instrument as _;
             let methods = [$(::lambda_http::http::Method::$method),+];
             $crate::handlers::answer(match $crate::handlers::require_method(&req, &methods) {
-                Ok(()) => $inner(deps, &req).await,
+                Ok(()) => {
+                    let span = ::tracing::info_span!(stringify!($inner));
+                    $inner(deps, &req).instrument(span).await
+                }
                 Err(err) => Err(err),
             })
         }
@@ -50,8 +54,11 @@ use sessions::tokens::{
     presented_refresh_token, problem_clearing_cookies, session_tokens, token_response, user_agent,
 };
 pub use sessions::{list_sessions, logout, refresh, revoke_session};
-use sign_in::auth::{Caller, authenticate, authenticated_delivery, password_field, reauthenticate};
+use sign_in::auth::{Caller, authenticate, authenticated_delivery, reauthenticate};
 pub use sign_in::login;
+
+/// What an endpoint's inner function answers: a response, or the error `handle` turns into one.
+type Reply = Result<Response, ApiError>;
 
 /// Turns a handler's outcome into the response; only outages and bugs are logged as errors.
 fn answer(outcome: Result<Response, ApiError>) -> Result<Response, Infallible> {

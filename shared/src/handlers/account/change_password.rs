@@ -4,47 +4,31 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use crate::domain::NewPassword;
-use crate::error::{ApiError, FieldErrors};
+use crate::domain::{NewPassword, PasswordAttempt};
 use crate::handlers::{
-    Deps, authenticate, authenticated_delivery, begin_session, client_ip, password_field,
-    reauthenticate, session_tokens,
+    Deps, Reply, authenticate, authenticated_delivery, begin_session, client_ip, reauthenticate,
+    session_tokens,
 };
-use crate::http::{self, Response, check};
+use crate::http::{self};
 use crate::mail::Mail;
 use crate::store::{Limits, Users};
 
 endpoint!(change_password, [POST], Users + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn change_password<S: Users + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn change_password<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
     let mut user = caller.user.clone();
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["current_password", "new_password"], &mut errors);
-    let current = password_field(&body, "current_password", &mut errors);
     let identifiers = [user.username.as_str(), user.email.as_str()];
-    let new = check(
-        "new_password",
-        body.required_str("new_password", &mut errors),
-        |p| NewPassword::parse(p, &identifiers),
-        &mut errors,
-    );
-    if let (Some(current), Some(new)) = (&current, &new)
-        && current.expose() == new.expose()
-    {
-        errors.insert(
-            "new_password".into(),
-            "must differ from the current password".into(),
-        );
-    }
-    let (Some(current), Some(new), true) = (current, new, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let (current, new) = http::read_with(req, |body| {
+        let current = body.required("current_password", PasswordAttempt::parse);
+        let new = body.required("new_password", |p| NewPassword::parse(p, &identifiers));
+        if let (Some(current), Some(new)) = (&current, &new)
+            && current.expose() == new.expose()
+        {
+            body.refuse("new_password", "must differ from the current password");
+        }
+        Some((current?, new?))
+    })?;
     reauthenticate(deps, &caller, &current).await?;
 
     let password_hash = deps.passwords.hash(new.expose()).await?;
@@ -78,6 +62,7 @@ async fn change_password<S: Users + Limits>(
 mod tests {
     use super::*;
     use crate::handlers::{login, me, refresh};
+    use crate::http::Response;
     use crate::store::Store;
     use crate::testing::MemoryMailer;
     use crate::testing::{

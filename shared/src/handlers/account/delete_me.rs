@@ -5,27 +5,19 @@
 
 use lambda_http::Request;
 
-use crate::error::{ApiError, FieldErrors};
-use crate::handlers::{Deps, authenticate, client_ip, password_field, reauthenticate};
-use crate::http::{self, Response};
+use crate::domain::PasswordAttempt;
+use crate::handlers::{Deps, Reply, authenticate, client_ip, reauthenticate};
+use crate::http::{self};
 use crate::store::{Limits, Sessions, Users};
 
 endpoint!(delete_me, [DELETE], Users + Sessions + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn delete_me<S: Users + Sessions + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn delete_me<S: Users + Sessions + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
     let user = &caller.user;
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["password"], &mut errors);
-    let password = password_field(&body, "password", &mut errors);
-    let (Some(password), true) = (password, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let password = http::read_with(req, |body| {
+        body.required("password", PasswordAttempt::parse)
+    })?;
     reauthenticate(deps, &caller, &password).await?;
     deps.store.delete_user(user).await?;
     tracing::info!(event = "account_deleted", user_id = %user.id, source_ip = %client_ip(req));
@@ -41,6 +33,7 @@ async fn delete_me<S: Users + Sessions + Limits>(
 mod tests {
     use super::*;
     use crate::handlers::{me, refresh};
+    use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
         PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,

@@ -4,15 +4,13 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::domain::User;
-use crate::error::ApiError;
-use crate::handlers::{Deps, authenticate};
-use crate::http::{self, Response};
+use crate::handlers::{Deps, Reply, authenticate};
+use crate::http::{self};
 use crate::store::Users;
 
 endpoint!(me, [GET, HEAD], Users);
 
-#[tracing::instrument(skip_all)]
-async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
     Ok(http::json(StatusCode::OK, &User::from(&caller.user)))
 }

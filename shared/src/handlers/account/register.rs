@@ -6,58 +6,52 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::domain::{Email, FullName, NewPassword, User, UserRecord, Username};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::codes::{CodeKind, verification_mail};
 use crate::handlers::{
-    Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
+    Deps, Reply, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
 };
-use crate::http::{self, Response, TokenDelivery, check};
+use crate::http::{self, Fields, RequestBody, TokenDelivery};
 use crate::store::{Limits, Users};
 
 endpoint!(register, [POST], Users + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
+/// What a registration takes.
+struct Registration {
+    username: Username,
+    email: Email,
+    password: NewPassword,
+    full_name: Option<FullName>,
+}
+
+impl RequestBody for Registration {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let username = body.required("username", Username::parse);
+        let email = body.required("email", Email::parse);
+        let full_name = body.optional("full_name", FullName::parse);
+        let identifiers = [
+            username.as_ref().map_or("", Username::as_str),
+            email.as_ref().map_or("", Email::as_str),
+        ];
+        let password = body.required("password", |p| NewPassword::parse(p, &identifiers));
+        Some(Self {
+            username: username?,
+            email: email?,
+            password: password?,
+            full_name: full_name?,
+        })
+    }
+}
+
+async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
-    let body = http::json_body(req)?;
-
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["username", "email", "password", "full_name"], &mut errors);
-    let username = check(
-        "username",
-        body.required_str("username", &mut errors),
-        Username::parse,
-        &mut errors,
-    );
-    let email = check(
-        "email",
-        body.required_str("email", &mut errors),
-        Email::parse,
-        &mut errors,
-    );
-    let full_name = check(
-        "full_name",
-        body.optional_str("full_name", &mut errors),
-        FullName::parse,
-        &mut errors,
-    );
-    let raw_password = body.required_str("password", &mut errors);
-    let identifiers = [
-        username.as_ref().map_or("", Username::as_str),
-        email.as_ref().map_or("", Email::as_str),
-    ];
-    let password = check(
-        "password",
-        raw_password,
-        |p| NewPassword::parse(p, &identifiers),
-        &mut errors,
-    );
-    let (Some(username), Some(email), Some(password), true) =
-        (username, email, password, errors.is_empty())
-    else {
-        return Err(ApiError::Validation(errors));
-    };
+    let Registration {
+        username,
+        email,
+        password,
+        full_name,
+    } = http::read(req)?;
 
     let now =
         OffsetDateTime::from_unix_timestamp(deps.clock.unix()).map_err(|_| ApiError::Internal)?;

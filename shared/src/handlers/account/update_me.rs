@@ -8,62 +8,56 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::domain::{Email, FullName, Identifier, PasswordAttempt, User, Username};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::codes::{CodeKind, pending_key, verification_mail};
-use crate::handlers::{Deps, authenticate, reauthenticate};
-use crate::http::{self, Response, check};
+use crate::handlers::{Deps, Reply, authenticate, reauthenticate};
+use crate::http::{self, Change, Fields, RequestBody};
 use crate::mail::Mail;
 use crate::store::{Codes, Limits, Users};
 
 endpoint!(update_me, [PATCH, PUT], Users + Codes + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn update_me<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+/// What a profile update takes: every field optional; `"full_name": null` clears the name.
+struct ProfileUpdate {
+    username: Option<Username>,
+    email: Option<Email>,
+    full_name: Change<FullName>,
+    current_password: Option<PasswordAttempt>,
+}
+
+impl RequestBody for ProfileUpdate {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let username = body.optional("username", Username::parse);
+        let email = body.optional("email", Email::parse);
+        let full_name = body.change("full_name", FullName::parse);
+        let current_password = body.optional("current_password", PasswordAttempt::parse);
+        Some(Self {
+            username: username?,
+            email: email?,
+            full_name: full_name?,
+            current_password: current_password?,
+        })
+    }
+}
+
+async fn update_me<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
     let user = &caller.user;
-    let body = http::json_body(req)?;
-
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(
-        &["username", "email", "full_name", "current_password"],
-        &mut errors,
-    );
-    let username = check(
-        "username",
-        body.optional_str("username", &mut errors),
-        Username::parse,
-        &mut errors,
-    );
-    let email = check(
-        "email",
-        body.optional_str("email", &mut errors),
-        Email::parse,
-        &mut errors,
-    );
-    let raw_name = body.optional_str("full_name", &mut errors);
-    let full_name = check("full_name", raw_name, FullName::parse, &mut errors);
-    // `"full_name": null` clears the name; an absent key leaves it as it is.
-    let clears_name =
-        body.has("full_name") && raw_name.is_none() && !errors.contains_key("full_name");
-    let current_password = check(
-        "current_password",
-        body.optional_str("current_password", &mut errors),
-        PasswordAttempt::parse,
-        &mut errors,
-    );
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let ProfileUpdate {
+        username,
+        email,
+        full_name,
+        current_password,
+    } = http::read(req)?;
 
     let mut updated = user.clone();
     if let Some(username) = username {
         updated.username = username;
     }
-    if full_name.is_some() || clears_name {
-        updated.full_name = full_name;
+    match full_name {
+        Change::Keep => {}
+        Change::Clear => updated.full_name = None,
+        Change::Set(name) => updated.full_name = Some(name),
     }
     let new_email = email.filter(|email| *email != user.email);
     if new_email.is_some() {
@@ -120,6 +114,7 @@ async fn update_me<S: Users + Codes + Limits>(
 mod tests {
     use super::*;
     use crate::handlers::{login, register as registration, verify_email};
+    use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
         PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, post,

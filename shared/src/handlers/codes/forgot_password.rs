@@ -7,10 +7,8 @@
 
 use lambda_http::Request;
 
-use crate::error::ApiError;
-use crate::handlers::Deps;
 use crate::handlers::codes::{CodeKind, answer_code_request};
-use crate::http::Response;
+use crate::handlers::{Deps, Reply};
 use crate::store::{Codes, Limits, Users};
 
 /// The one answer, whatever happened.
@@ -18,17 +16,14 @@ pub const ACCEPTED_MESSAGE: &str = CodeKind::Reset.accepted_message();
 
 endpoint!(forgot_password, [POST], Users + Codes + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn forgot_password<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn forgot_password<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
     answer_code_request(deps, req, CodeKind::Reset).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Response;
     use crate::outbox::Outbox;
     use crate::testing::ManualClock;
     use crate::testing::MemoryMailer;

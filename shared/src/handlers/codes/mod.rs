@@ -19,9 +19,9 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::domain::{Email, Identifier, StoredCode, UserId, UserRecord};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::{Deps, client_ip};
-use crate::http::{self, Response, check};
+use crate::http::{self, Response};
 use crate::mail::Mail;
 use crate::mailed_codes::{self, MailedCodes};
 use crate::store::{Codes, Limits, StoreError, Users, keys};
@@ -237,18 +237,7 @@ pub(crate) async fn answer_code_request<S: Users + Codes + Limits>(
     req: &Request,
     kind: CodeKind,
 ) -> Result<Response, ApiError> {
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["email"], &mut errors);
-    let email = check(
-        "email",
-        body.required_str("email", &mut errors),
-        Email::parse,
-        &mut errors,
-    );
-    let (Some(email), true) = (email, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let email = http::read_with(req, |body| body.required("email", Email::parse))?;
 
     let source_ip = client_ip(req);
     let started = tokio::time::Instant::now();

@@ -4,10 +4,8 @@
 
 use lambda_http::Request;
 
-use crate::error::ApiError;
-use crate::handlers::Deps;
 use crate::handlers::codes::{CodeKind, answer_code_request};
-use crate::http::Response;
+use crate::handlers::{Deps, Reply};
 use crate::store::{Codes, Limits, Users};
 
 /// The one answer, whatever happened.
@@ -15,10 +13,6 @@ pub const ACCEPTED_MESSAGE: &str = CodeKind::EmailVerification.accepted_message(
 
 endpoint!(resend_verification, [POST], Users + Codes + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn resend_verification<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn resend_verification<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
     answer_code_request(deps, req, CodeKind::EmailVerification).await
 }

@@ -9,51 +9,50 @@
 use lambda_http::Request;
 
 use crate::domain::{Email, NewPassword};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::codes::{CodeKind, MatchedCode, check_code};
-use crate::handlers::{Deps, client_ip};
-use crate::http::{self, Response, check};
+use crate::handlers::{Deps, Reply, client_ip};
+use crate::http::{self, Fields, RequestBody};
 use crate::mail::Mail;
 use crate::store::{Codes, Limits, StoreError, Users, keys};
 use crate::throttle;
 
 endpoint!(reset_password, [POST], Users + Codes + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn reset_password<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["email", "code", "new_password"], &mut errors);
-    let email = check(
-        "email",
-        body.required_str("email", &mut errors),
-        Email::parse,
-        &mut errors,
-    );
-    let code = body.required_str("code", &mut errors);
-    let raw_password = body.required_str("new_password", &mut errors);
-    let identifiers = [email.as_ref().map_or("", Email::as_str)];
-    let new_password = check(
-        "new_password",
-        raw_password,
-        |p| NewPassword::parse(p, &identifiers),
-        &mut errors,
-    );
-    let (Some(email), Some(code), Some(new_password), true) =
-        (email, code, new_password, errors.is_empty())
-    else {
-        return Err(ApiError::Validation(errors));
-    };
+/// What a reset takes.
+struct Reset {
+    email: Email,
+    code: String,
+    new_password: NewPassword,
+}
+
+impl RequestBody for Reset {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let email = body.required("email", Email::parse);
+        let code = body.required_text("code");
+        let identifiers = [email.as_ref().map_or("", Email::as_str)];
+        let new_password = body.required("new_password", |p| NewPassword::parse(p, &identifiers));
+        Some(Self {
+            email: email?,
+            code: code?,
+            new_password: new_password?,
+        })
+    }
+}
+
+async fn reset_password<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
+    let Reset {
+        email,
+        code,
+        new_password,
+    } = http::read(req)?;
     let now = deps.now();
     let source_ip = client_ip(req);
     let MatchedCode {
         user,
         stored,
         probe,
-    } = check_code(deps, CodeKind::Reset, &email, code, &source_ip).await?;
+    } = check_code(deps, CodeKind::Reset, &email, &code, &source_ip).await?;
     let user_id = user.id;
     deps.refund_probe(&probe).await;
     if new_password
@@ -100,6 +99,7 @@ mod tests {
     use super::*;
     use crate::handlers::forgot_password;
     use crate::handlers::{login, me};
+    use crate::http::Response;
     use crate::testing::ManualClock;
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;

@@ -8,34 +8,22 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::domain::{Email, User};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::codes::{CodeKind, check_code, pending_key};
-use crate::handlers::{Deps, client_ip};
-use crate::http::{self, Response, check};
+use crate::handlers::{Deps, Reply, client_ip};
+use crate::http::{self};
 use crate::store::{Codes, Limits, StoreError, Users};
 
 endpoint!(verify_email, [POST], Users + Codes + Limits);
 
-#[tracing::instrument(skip_all)]
-async fn verify_email<S: Users + Codes + Limits>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["email", "code"], &mut errors);
-    let email = check(
-        "email",
-        body.required_str("email", &mut errors),
-        Email::parse,
-        &mut errors,
-    );
-    let code = body.required_str("code", &mut errors);
-    let (Some(email), Some(code), true) = (email, code, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+async fn verify_email<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
+    let (email, code) = http::read_with(req, |body| {
+        let email = body.required("email", Email::parse);
+        let code = body.required_text("code");
+        Some((email?, code?))
+    })?;
     let source_ip = client_ip(req);
-    let matched = check_code(deps, CodeKind::EmailVerification, &email, code, &source_ip).await?;
+    let matched = check_code(deps, CodeKind::EmailVerification, &email, &code, &source_ip).await?;
     let now = deps.now_datetime()?;
     let hash = &matched.stored.hash;
     // The code is bound to the address it was mailed to: a pending change's, or the account's.
@@ -64,6 +52,7 @@ mod tests {
     use super::*;
     use crate::domain::{Identifier, UserRecord};
     use crate::handlers::{forgot_password, login, register, resend_verification, reset_password};
+    use crate::http::Response;
     use crate::jwt::TokenUse;
     use crate::store::Sessions;
     use crate::testing::{

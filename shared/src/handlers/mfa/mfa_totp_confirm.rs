@@ -10,29 +10,19 @@ use lambda_http::http::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::error::{ApiError, FieldErrors};
-use crate::handlers::mfa::second_factor::{code_field, unopenable};
-use crate::handlers::{Deps, authenticate, client_ip};
-use crate::http::{self, Response};
+use crate::error::ApiError;
+use crate::handlers::mfa::second_factor::{parse_code, unopenable};
+use crate::handlers::{Deps, Reply, authenticate, client_ip};
+use crate::http::{self};
 use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};
 use crate::totp;
 
 endpoint!(mfa_totp_confirm, [POST], Users + Limits + Mfa);
 
-#[tracing::instrument(skip_all)]
-async fn mfa_totp_confirm<S: Users + Limits + Mfa>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn mfa_totp_confirm<S: Users + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["code"], &mut errors);
-    let code = code_field(&body, &mut errors);
-    let (Some(code), true) = (code, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let code = http::read_with(req, |body| body.required("code", parse_code))?;
     let keys = deps.mfa_keys()?;
     let user = &caller.user;
     if user.mfa_enabled() {
@@ -46,8 +36,8 @@ async fn mfa_totp_confirm<S: Users + Limits + Mfa>(
     let secret = keys
         .open(user.id, &pending.sealed_secret)
         .ok_or_else(|| unopenable(user))?;
-    let step = totp::is_totp_code(code)
-        .then(|| totp::matching_step(&secret, code, deps.now(), None))
+    let step = totp::is_totp_code(&code)
+        .then(|| totp::matching_step(&secret, &code, deps.now(), None))
         .flatten();
     let Some(step) = step else {
         tracing::warn!(event = "totp_confirm_rejected", user_id = %user.id, source_ip = %source_ip);

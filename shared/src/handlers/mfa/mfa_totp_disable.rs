@@ -6,29 +6,23 @@
 
 use lambda_http::Request;
 
-use crate::error::{ApiError, FieldErrors};
-use crate::handlers::mfa::second_factor::{check_code, code_accepted, code_field, count_code};
-use crate::handlers::{Deps, authenticate, client_ip, password_field, reauthenticate};
-use crate::http::{self, Response};
+use crate::domain::PasswordAttempt;
+use crate::error::ApiError;
+use crate::handlers::mfa::second_factor::{check_code, code_accepted, count_code, parse_code};
+use crate::handlers::{Deps, Reply, authenticate, client_ip, reauthenticate};
+use crate::http::{self};
 use crate::mail::Mail;
 use crate::store::{Limits, Mfa, StoreError, Users};
 
 endpoint!(mfa_totp_disable, [DELETE], Users + Limits + Mfa);
 
-#[tracing::instrument(skip_all)]
-async fn mfa_totp_disable<S: Users + Limits + Mfa>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn mfa_totp_disable<S: Users + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["current_password", "code"], &mut errors);
-    let current = password_field(&body, "current_password", &mut errors);
-    let code = code_field(&body, &mut errors);
-    let (Some(current), Some(code), true) = (current, code, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let (current, code) = http::read_with(req, |body| {
+        let current = body.required("current_password", PasswordAttempt::parse);
+        let code = body.required("code", parse_code);
+        Some((current?, code?))
+    })?;
     deps.mfa_keys()?;
     reauthenticate(deps, &caller, &current).await?;
     let user = &caller.user;
@@ -38,7 +32,7 @@ async fn mfa_totp_disable<S: Users + Limits + Mfa>(
         return Err(ApiError::InvalidCode);
     }
     let counted = count_code(deps, user, &source_ip).await?;
-    let Some(factor) = check_code(deps, user, code)? else {
+    let Some(factor) = check_code(deps, user, &code)? else {
         let _ = counted.failed();
         tracing::warn!(event = "mfa_code_rejected", user_id = %user.id, source_ip = %source_ip);
         return Err(ApiError::InvalidCode);

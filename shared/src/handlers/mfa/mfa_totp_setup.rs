@@ -8,27 +8,20 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 
-use crate::error::{ApiError, FieldErrors};
-use crate::handlers::{Deps, authenticate, client_ip, password_field, reauthenticate};
-use crate::http::{self, Response};
+use crate::domain::PasswordAttempt;
+use crate::error::ApiError;
+use crate::handlers::{Deps, Reply, authenticate, client_ip, reauthenticate};
+use crate::http::{self};
 use crate::store::{Limits, Mfa, StoreError, Users};
 use crate::totp;
 
 endpoint!(mfa_totp_setup, [POST], Users + Limits + Mfa);
 
-#[tracing::instrument(skip_all)]
-async fn mfa_totp_setup<S: Users + Limits + Mfa>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn mfa_totp_setup<S: Users + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["current_password"], &mut errors);
-    let current = password_field(&body, "current_password", &mut errors);
-    let (Some(current), true) = (current, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let current = http::read_with(req, |body| {
+        body.required("current_password", PasswordAttempt::parse)
+    })?;
     let keys = deps.mfa_keys()?;
     reauthenticate(deps, &caller, &current).await?;
     let user = &caller.user;

@@ -10,14 +10,14 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::mfa::second_factor::{
-    CHALLENGE_TRIES, challenge_hash, check_code, code_accepted, code_field, count_code,
+    CHALLENGE_TRIES, challenge_hash, check_code, code_accepted, count_code, parse_code,
 };
 use crate::handlers::{
-    Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
+    Deps, Reply, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
 };
-use crate::http::{self, Response, TokenDelivery};
+use crate::http::{self, TokenDelivery};
 use crate::store::{Limits, Mfa, Sessions, StoreError, Users};
 
 endpoint!(mfa_verify, [POST], Users + Sessions + Limits + Mfa);
@@ -25,21 +25,14 @@ endpoint!(mfa_verify, [POST], Users + Sessions + Limits + Mfa);
 /// The longest `mfa_token` read (one is 43 characters).
 const MAX_TOKEN_CHARS: usize = 128;
 
-#[tracing::instrument(skip_all)]
-async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
-    let body = http::json_body(req)?;
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["mfa_token", "code"], &mut errors);
-    let token = body.required_str("mfa_token", &mut errors);
-    let code = code_field(&body, &mut errors);
-    let (Some(token), Some(code), true) = (token, code, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
+    let (token, code) = http::read_with(req, |body| {
+        let token = body.required_text("mfa_token");
+        let code = body.required("code", parse_code);
+        Some((token?, code?))
+    })?;
     if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
         return Err(ApiError::InvalidToken);
     }
@@ -48,7 +41,7 @@ async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
     let source_ip = client_ip(req);
     let Some(challenge) = deps
         .store
-        .try_challenge(&challenge_hash(token), CHALLENGE_TRIES, deps.now())
+        .try_challenge(&challenge_hash(&token), CHALLENGE_TRIES, deps.now())
         .await?
     else {
         tracing::warn!(event = "mfa_token_rejected", source_ip = %source_ip);
@@ -62,7 +55,7 @@ async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(
         .filter(|user| user.mfa_enabled() && user.token_version == challenge.token_version)
         .ok_or(ApiError::InvalidToken)?;
     let counted = count_code(deps, &user, &source_ip).await?;
-    let Some(factor) = check_code(deps, &user, code)? else {
+    let Some(factor) = check_code(deps, &user, &code)? else {
         let _ = counted.failed();
         tracing::warn!(event = "mfa_code_rejected", user_id = %user.id, tries = challenge.tries, source_ip = %source_ip);
         return Err(ApiError::InvalidCode);

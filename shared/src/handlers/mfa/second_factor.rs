@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::hex;
 use crate::domain::UserRecord;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::Deps;
 use crate::handlers::sign_in::guard::{Guard, lock_for};
-use crate::http::{self, JsonObject, Response};
+use crate::http::{self, Response};
 use crate::store::{Limits, Mfa, MfaChallenge, SecondFactor};
 use crate::totp;
 
@@ -62,14 +62,12 @@ pub(crate) async fn second_step_required<S: Mfa>(
     ))
 }
 
-/// The body's `code`: a string of at most `MAX_CODE_CHARS` characters.
-pub(crate) fn code_field<'b>(body: &'b JsonObject, errors: &mut FieldErrors) -> Option<&'b str> {
-    let code = body.required_str("code", errors)?;
-    if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
-        errors.insert("code".into(), "must be 1 to 32 characters".into());
-        return None;
+/// A body's `code` (TOTP or recovery): 1 to `MAX_CODE_CHARS` characters.
+pub(crate) fn parse_code(code: &str) -> Result<String, &'static str> {
+    match code.chars().count() {
+        1..=MAX_CODE_CHARS => Ok(code.to_owned()),
+        _ => Err("must be 1 to 32 characters"),
     }
-    Some(code)
 }
 
 /// The factor `code` proves for `user`, if it is right and unspent: a TOTP code of a step

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
-use crate::handlers::{Caller, Deps, authenticate};
-use crate::http::{self, Response};
+use crate::handlers::{Caller, Deps, Reply, authenticate};
+use crate::http::{self};
 use crate::store::{SessionRecord, Sessions, Users};
 
 endpoint!(list_sessions, [GET], Users + Sessions);
@@ -32,11 +32,7 @@ struct SessionList<'a> {
     sessions: Vec<Session<'a>>,
 }
 
-#[tracing::instrument(skip_all)]
-async fn list_sessions<S: Users + Sessions>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn list_sessions<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
     let sessions = live_sessions(deps, &caller).await?;
     let body = SessionList {
@@ -80,6 +76,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::handlers::{change_password, logout, refresh};
+    use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
         ManualClock, PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps,

@@ -10,12 +10,12 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::domain::UserId;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::{
-    Deps, PresentedRefreshToken, authenticate, client_ip, presented_refresh_token,
+    Deps, PresentedRefreshToken, Reply, authenticate, client_ip, presented_refresh_token,
     problem_clearing_cookies,
 };
-use crate::http::{self, Response, TokenDelivery};
+use crate::http::{self, Fields, RequestBody, TokenDelivery};
 use crate::jwt::{TokenError, TokenUse};
 use crate::store::{Sessions, Users};
 
@@ -31,26 +31,34 @@ enum Scope {
 
 endpoint!(logout, [POST], Sessions + Users);
 
-#[tracing::instrument(skip_all)]
-async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    let body = http::optional_json_body(req)?.unwrap_or_default();
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["refresh_token", "scope"], &mut errors);
-    let from_body = body.optional_str("refresh_token", &mut errors);
-    let scope = match body.optional_str("scope", &mut errors) {
-        None | Some("session") => Scope::Session,
-        Some("global") => Scope::Global,
-        Some("others") => Scope::Others,
-        Some(_) => {
-            let expected = "must be \"session\", \"others\" or \"global\"";
-            errors.insert("scope".into(), expected.into());
-            Scope::Session
-        }
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+/// What a logout takes: the refresh token (unless it comes as the cookie) and the scope.
+struct Logout {
+    refresh_token: Option<String>,
+    scope: Scope,
+}
+
+impl RequestBody for Logout {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let refresh_token = body.optional_text("refresh_token");
+        let scope = body.optional("scope", |scope| match scope {
+            "session" => Ok(Scope::Session),
+            "global" => Ok(Scope::Global),
+            "others" => Ok(Scope::Others),
+            _ => Err("must be \"session\", \"others\" or \"global\""),
+        });
+        Some(Self {
+            refresh_token: refresh_token?,
+            scope: scope?.unwrap_or(Scope::Session),
+        })
     }
-    let presented = presented_refresh_token(deps, req, from_body)?;
+}
+
+async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Reply {
+    let Logout {
+        refresh_token,
+        scope,
+    } = http::read_or_empty(req)?;
+    let presented = presented_refresh_token(deps, req, refresh_token.as_deref())?;
     let clear = presented.as_ref().is_some_and(|p| p.from_cookie)
         || TokenDelivery::of(req) == TokenDelivery::Cookie;
     let logged_out = || {

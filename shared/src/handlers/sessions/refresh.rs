@@ -12,27 +12,33 @@ use lambda_http::http::StatusCode;
 use uuid::Uuid;
 
 use crate::domain::UserId;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::{
-    Deps, SignIn, check_cookie_mode_origin, client_ip, presented_refresh_token,
+    Deps, Reply, SignIn, check_cookie_mode_origin, client_ip, presented_refresh_token,
     problem_clearing_cookies, token_response, user_agent,
 };
-use crate::http::{self, Response, TokenDelivery};
+use crate::http::{self, Fields, RequestBody, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
 use crate::store::{Rotation, RotationOutcome, SessionRecord, Sessions, Users};
 
 endpoint!(refresh, [POST], Users + Sessions);
 
-#[tracing::instrument(skip_all)]
-async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Result<Response, ApiError> {
-    let body = http::optional_json_body(req)?.unwrap_or_default();
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(&["refresh_token"], &mut errors);
-    let from_body = body.optional_str("refresh_token", &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+/// What a refresh takes: the refresh token, unless it comes as the cookie.
+struct Refresh {
+    refresh_token: Option<String>,
+}
+
+impl RequestBody for Refresh {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let refresh_token = body.optional_text("refresh_token")?;
+        Some(Self { refresh_token })
     }
-    let presented = presented_refresh_token(deps, req, from_body)?.ok_or(ApiError::InvalidToken)?;
+}
+
+async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
+    let Refresh { refresh_token } = http::read_or_empty(req)?;
+    let presented = presented_refresh_token(deps, req, refresh_token.as_deref())?
+        .ok_or(ApiError::InvalidToken)?;
     // A token that came as a cookie goes back as one: it never moves into a readable body.
     let delivery = if presented.from_cookie {
         TokenDelivery::Cookie

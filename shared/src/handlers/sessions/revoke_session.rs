@@ -8,19 +8,15 @@ use lambda_http::{Request, RequestExt};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::handlers::{Deps, authenticate, authenticated_delivery, client_ip};
-use crate::http::{self, Response, TokenDelivery};
+use crate::handlers::{Deps, Reply, authenticate, authenticated_delivery, client_ip};
+use crate::http::{self, TokenDelivery};
 use crate::store::{Sessions, Users};
 
 endpoint!(revoke_session, [DELETE], Users + Sessions);
 
 const PATH_PREFIX: &str = "/auth/sessions/";
 
-#[tracing::instrument(skip_all)]
-async fn revoke_session<S: Users + Sessions>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+async fn revoke_session<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate(deps, req).await?;
     let sid = session_id(req).ok_or(ApiError::NotFound)?;
     let now = deps.now();
@@ -57,6 +53,7 @@ fn session_id(req: &Request) -> Option<String> {
 mod tests {
     use super::*;
     use crate::handlers::{list_sessions, refresh};
+    use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
         PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, post,

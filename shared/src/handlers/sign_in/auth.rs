@@ -3,10 +3,10 @@
 use lambda_http::Request;
 
 use crate::domain::{Lockout, PasswordAttempt, UserRecord};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::sign_in::guard::Guard;
 use crate::handlers::{Deps, SignIn};
-use crate::http::{self, ACCESS_COOKIE, JsonObject, TokenDelivery, check};
+use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
 use crate::jwt::TokenUse;
 use crate::store::{Limits, LockTarget, Users, keys};
 use crate::throttle;
@@ -63,21 +63,6 @@ pub(crate) fn authenticated_delivery(req: &Request) -> TokenDelivery {
     } else {
         TokenDelivery::of(req)
     }
-}
-
-/// The password a re-authenticating request carries in `field` (`current_password`, or
-/// `password` for an account deletion): required, and within the bounds of a password.
-pub(crate) fn password_field(
-    body: &JsonObject,
-    field: &'static str,
-    errors: &mut FieldErrors,
-) -> Option<PasswordAttempt> {
-    check(
-        field,
-        body.required_str(field, errors),
-        PasswordAttempt::parse,
-        errors,
-    )
 }
 
 /// Re-authentication of a signed-in user by password (email change, password change, account

@@ -6,30 +6,56 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::handlers::mfa::second_factor::second_step_required;
 use crate::handlers::sign_in::guard::Guard;
 use crate::handlers::{
-    Deps, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
+    Deps, Reply, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
 };
-use crate::http::{self, JsonObject, Response, TokenDelivery, check};
+use crate::http::{self, Fields, RequestBody, TokenDelivery};
 use crate::store::{Limits, LockTarget, Mfa, Sessions, Users, keys};
 use crate::throttle::{self, Quota, Window};
 
 endpoint!(login, [POST], Users + Sessions + Limits + Mfa);
 
-#[tracing::instrument(skip_all)]
-async fn login<S: Users + Sessions + Limits + Mfa>(
-    deps: &Deps<S>,
-    req: &Request,
-) -> Result<Response, ApiError> {
+/// What a sign-in takes: who (`identifier`, `email` or `username`: exactly one) and the
+/// password.
+struct Credentials {
+    identifier: String,
+    password: PasswordAttempt,
+}
+
+impl RequestBody for Credentials {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let given: Vec<&'static str> = ["identifier", "email", "username"]
+            .into_iter()
+            .filter(|key| body.sent(key))
+            .collect();
+        let identifier = match given.as_slice() {
+            [key] => body.required_text(key),
+            [] => body.required_text("identifier"),
+            _ => {
+                body.refuse("identifier", "give one of identifier, email or username");
+                None
+            }
+        };
+        let password = body.required("password", PasswordAttempt::parse);
+        Some(Self {
+            identifier: identifier?,
+            password: password?,
+        })
+    }
+}
+
+async fn login<S: Users + Sessions + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
-    let body = http::json_body(req)?;
-
-    let (identifier, password) = credentials(&body)?;
+    let Credentials {
+        identifier,
+        password,
+    } = http::read(req)?;
     let source_ip = client_ip(req);
-    let (user, guard) = reserve_check(deps, identifier, &source_ip).await?;
+    let (user, guard) = reserve_check(deps, &identifier, &source_ip).await?;
 
     let verified = deps
         .passwords
@@ -82,40 +108,6 @@ async fn login<S: Users + Sessions + Limits + Mfa>(
         delivery,
         StatusCode::OK,
     )
-}
-
-/// The body's identifier (`identifier`, `email` or `username`: exactly one) and password.
-fn credentials(body: &JsonObject) -> Result<(&str, PasswordAttempt), ApiError> {
-    let mut errors = FieldErrors::new();
-    body.reject_unknown(
-        &["identifier", "email", "username", "password"],
-        &mut errors,
-    );
-    let given: Vec<&str> = ["identifier", "email", "username"]
-        .into_iter()
-        .filter(|key| body.has(key))
-        .collect();
-    let identifier = match given.as_slice() {
-        [key] => body.required_str(key, &mut errors),
-        [] => body.required_str("identifier", &mut errors),
-        _ => {
-            errors.insert(
-                "identifier".into(),
-                "give one of identifier, email or username".into(),
-            );
-            None
-        }
-    };
-    let password = check(
-        "password",
-        body.required_str("password", &mut errors),
-        PasswordAttempt::parse,
-        &mut errors,
-    );
-    match (identifier, password, errors.is_empty()) {
-        (Some(identifier), Some(password), true) => Ok((identifier, password)),
-        _ => Err(ApiError::Validation(errors)),
-    }
 }
 
 /// Who is signing in, and the sign-in guard's reservation of this check: one unit of the
@@ -219,6 +211,7 @@ async fn upgrade_hash<S: Users + Limits>(deps: &Deps<S>, user: &UserRecord, pass
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Response;
     use crate::store::Store;
     use crate::testing::ManualClock;
     use crate::testing::MemoryStore;

@@ -1,19 +1,19 @@
 //! The HTTP side of the contract: body parsing with its limits, JSON and problem responses with
 //! the security headers every answer carries, token delivery modes, cookies and origin checks.
 
-use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::config::SameSite;
 use crate::error::{ApiError, FieldErrors};
 
-pub type Response = lambda_http::Response<Body>;
+mod body;
 
-/// Bodies above this size are refused before parsing (AG-06).
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub use body::{Change, Fields, MAX_BODY_BYTES, RequestBody, read, read_or_empty, read_with};
+
+pub type Response = lambda_http::Response<Body>;
 
 /// The access-token cookie: `__Host-` binds it to this host and `Path=/`.
 pub const ACCESS_COOKIE: &str = "__Host-access_token";
@@ -22,109 +22,6 @@ pub const REFRESH_COOKIE: &str = "__Secure-refresh_token";
 
 const PROBLEM_JSON: &str = "application/problem+json";
 const APPLICATION_JSON: &str = "application/json";
-
-// ---------------------------------------------------------------------------------------------
-// Request bodies
-
-/// Parses a required JSON object body: `application/json`, at most 16 KiB, valid JSON, an object.
-pub fn json_body(req: &Request) -> Result<JsonObject, ApiError> {
-    optional_json_body(req)?
-        .ok_or_else(|| ApiError::invalid_field("body", "a JSON object is required"))
-}
-
-/// Like [`json_body`], but an empty body is `None` (for endpoints whose every field is optional).
-pub fn optional_json_body(req: &Request) -> Result<Option<JsonObject>, ApiError> {
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) && !has_header(req.headers(), header::CONTENT_TYPE)
-    {
-        return Ok(None);
-    }
-    if !is_json_content_type(req.headers()) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(Some(JsonObject(map))),
-        Ok(_) => Err(ApiError::invalid_field("body", "must be a JSON object")),
-        Err(_) => Err(ApiError::MalformedJson),
-    }
-}
-
-fn has_header(headers: &HeaderMap, name: header::HeaderName) -> bool {
-    headers.contains_key(name)
-}
-
-/// `application/json`, optionally with parameters (`; charset=utf-8`). Nothing else, so no HTML
-/// form (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) can post here.
-fn is_json_content_type(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(APPLICATION_JSON))
-}
-
-/// A parsed JSON object body, read field by field so that every problem is reported at once.
-#[derive(Debug, Clone, Default)]
-pub struct JsonObject(Map<String, Value>);
-
-impl JsonObject {
-    /// A string field that may be absent (or `null`). A value of another type is an error.
-    pub fn optional_str(&self, key: &str, errors: &mut FieldErrors) -> Option<&str> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(_) => {
-                errors.insert(key.to_owned(), "must be a string".into());
-                None
-            }
-        }
-    }
-
-    /// A string field that must be present.
-    pub fn required_str(&self, key: &str, errors: &mut FieldErrors) -> Option<&str> {
-        let value = self.optional_str(key, errors);
-        if value.is_none() && !errors.contains_key(key) {
-            errors.insert(key.to_owned(), "is required".into());
-        }
-        value
-    }
-
-    /// Whether the field is present at all (`null` included).
-    pub fn has(&self, key: &str) -> bool {
-        self.0.contains_key(key)
-    }
-
-    /// Records an error for every field outside `allowed` (RG-03: no mass assignment).
-    pub fn reject_unknown(&self, allowed: &[&str], errors: &mut FieldErrors) {
-        for key in self.0.keys().filter(|k| !allowed.contains(&k.as_str())) {
-            // Echo at most a short, printable prefix of an attacker-chosen key.
-            let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
-            errors.insert(shown, "is not a known field".into());
-        }
-    }
-}
-
-/// Runs a validator over a field's raw value, recording its complaint.
-pub fn check<T, E: ToString>(
-    field: &str,
-    raw: Option<&str>,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-    errors: &mut FieldErrors,
-) -> Option<T> {
-    match parse(raw?) {
-        Ok(value) => Some(value),
-        Err(reason) => {
-            errors.insert(field.to_owned(), reason.to_string());
-            None
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Request metadata
@@ -336,63 +233,6 @@ mod tests {
     use super::*;
     use lambda_http::http;
 
-    fn request(content_type: Option<&str>, body: &str) -> Request {
-        let mut builder = http::Request::builder().method("POST").uri("/auth/login");
-        if let Some(ct) = content_type {
-            builder = builder.header("content-type", ct);
-        }
-        builder.body(Body::from(body.to_owned())).expect("request")
-    }
-
-    #[test]
-    fn body_checks_answer_4xx() {
-        let code = |ct, body: &str| json_body(&request(ct, body)).expect_err("refused").code();
-        assert_eq!(code(Some("application/json"), "{"), "malformed_json");
-        assert_eq!(code(Some("application/json"), "[1]"), "validation_failed");
-        assert_eq!(code(Some("text/plain"), "{}"), "unsupported_media_type");
-        assert_eq!(
-            code(Some("application/x-www-form-urlencoded"), "a=b"),
-            "unsupported_media_type"
-        );
-        assert_eq!(code(None, "{}"), "unsupported_media_type");
-        assert_eq!(code(Some("application/json"), ""), "validation_failed");
-        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(code(Some("application/json"), &big), "payload_too_large");
-        assert!(json_body(&request(Some("Application/JSON; charset=utf-8"), "{}")).is_ok());
-        // A body API Gateway delivered base64-encoded, not valid UTF-8.
-        let mut binary = request(Some("application/json"), "");
-        *binary.body_mut() = Body::Binary(vec![b'{', b'"', 0xff, b'"', b':', b'1', b'}']);
-        assert_eq!(
-            json_body(&binary).expect_err("refused").code(),
-            "malformed_json"
-        );
-    }
-
-    #[test]
-    fn fields_are_typed_and_unknown_ones_reported() {
-        let body = json_body(&request(
-            Some("application/json"),
-            r#"{"a":"x","b":1,"c":null,"role":"admin"}"#,
-        ))
-        .expect("object");
-        let mut errors = FieldErrors::new();
-        assert_eq!(body.required_str("a", &mut errors), Some("x"));
-        assert_eq!(body.required_str("b", &mut errors), None);
-        assert_eq!(body.optional_str("c", &mut errors), None);
-        assert_eq!(body.required_str("d", &mut errors), None);
-        body.reject_unknown(&["a", "b", "c", "d"], &mut errors);
-        assert_eq!(
-            errors.get("b").map(String::as_str),
-            Some("must be a string")
-        );
-        assert_eq!(errors.get("d").map(String::as_str), Some("is required"));
-        assert_eq!(
-            errors.get("role").map(String::as_str),
-            Some("is not a known field")
-        );
-        assert!(!errors.contains_key("c"));
-    }
-
     #[test]
     fn every_response_carries_the_security_headers() {
         // HD-01, on success and on error alike.
@@ -427,7 +267,8 @@ mod tests {
             response.headers()["content-type"],
             "application/problem+json"
         );
-        let body: Value = serde_json::from_slice(response.body().as_ref()).expect("json");
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().as_ref()).expect("json");
         assert_eq!(body["status"], 422);
         assert_eq!(body["code"], "validation_failed");
         assert_eq!(body["errors"]["email"], "is not an email address");
