@@ -39,7 +39,7 @@ pub enum StoreError {
 
 /// A refresh token being spent, and the successor that replaces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rotation {
+pub struct Spend {
     pub spent_jti: String,
     pub sid: String,
     pub user_id: UserId,
@@ -55,7 +55,7 @@ pub struct Rotation {
 
 /// A session's record (sessions table): one per sign-in, what `GET /auth/sessions` lists. A
 /// revocation deletes it (the revocation itself is the `SESSION#` record of the tokens table,
-/// which the rotation checks); expiry, idleness and a later revocation point are read from it.
+/// which a spend checks); expiry, idleness and a later revocation point are read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub user_id: UserId,
@@ -64,7 +64,7 @@ pub struct SessionRecord {
     pub created_at: u64,
     /// The sign-in, or the last refresh.
     pub last_used_at: u64,
-    /// The absolute expiry: the `exp` of the session's refresh tokens (rotation keeps it).
+    /// The absolute expiry: the `exp` of the session's refresh tokens (a refresh keeps it).
     pub expires_at: u64,
     /// The user's token version when the session began: a later revocation point ends it.
     pub token_version: u64,
@@ -90,14 +90,14 @@ impl SessionRecord {
     }
 }
 
-/// What became of a rotation.
+/// What became of a spend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RotationOutcome {
+pub enum SpendOutcome {
     /// The token was live; it is now spent and the successor recorded.
-    Rotated,
+    Spent,
     /// The token had been spent before, by `winner`; its session may since have been revoked.
     AlreadySpent {
-        winner: Rotation,
+        winner: Spend,
         session_revoked: bool,
     },
     /// The token is unspent, but its session has been revoked.
@@ -164,7 +164,7 @@ pub trait Users: Send + Sync {
     -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Session records, refresh-token rotation and session revocation.
+/// Session records, spending refresh tokens and session revocation.
 pub trait Sessions: Send + Sync {
     /// Records a session that a sign-in begins.
     fn create_session(
@@ -193,14 +193,14 @@ pub trait Sessions: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Spends a refresh token and records its successor, in one atomic conditional write: of
-    /// any number of concurrent rotations of one token, exactly one is `Rotated`. The same
+    /// any number of concurrent spends of one token, exactly one is `Spent`. The same
     /// write moves the session record's last use to `session.last_used_at` (and writes the
     /// rest of `session` where the session has no record yet).
-    fn rotate_refresh_token(
+    fn spend_refresh_token(
         &self,
-        rotation: &Rotation,
+        spend: &Spend,
         session: &SessionRecord,
-    ) -> impl Future<Output = Result<RotationOutcome, StoreError>> + Send;
+    ) -> impl Future<Output = Result<SpendOutcome, StoreError>> + Send;
 
     /// Whether a refresh token has been spent (a strongly consistent read).
     fn is_spent(&self, jti: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;

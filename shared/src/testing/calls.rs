@@ -3,6 +3,13 @@
 
 use aws_sdk_dynamodb::Client;
 
+/// Calls by operation name, as [`CallCounter::calls`] answers them: what a budget expects.
+pub fn expected_calls(calls: &[(&str, u32)]) -> std::collections::BTreeMap<String, u32> {
+    (calls.iter())
+        .map(|&(operation, count)| (operation.to_owned(), count))
+        .collect()
+}
+
 /// Counts the DynamoDB calls a client makes, by operation, with an SDK interceptor: the
 /// per-endpoint call budgets are asserted with it.
 #[derive(Debug, Clone, Default)]

@@ -9,8 +9,8 @@ use crate::domain::TotpState;
 use crate::domain::{Email, Identifier, Lockout, StoredCode, UserId, UserRecord};
 use crate::signing::PublicKeys;
 use crate::store::{
-    Attempt, Codes, Counter, Limits, LockTarget, Mfa, MfaChallenge, Published, Rotation,
-    RotationOutcome, SecondFactor, SessionRecord, Sessions, StoreError, Users, keys,
+    Attempt, Codes, Counter, Limits, LockTarget, Mfa, MfaChallenge, Published, SecondFactor,
+    SessionRecord, Sessions, Spend, SpendOutcome, StoreError, Users, keys,
 };
 use crate::throttle::{self, Quota};
 
@@ -25,7 +25,7 @@ struct Inner {
     /// `EMAIL#…` and `USERNAME#…` markers -> owner.
     markers: HashMap<String, UserId>,
     /// Spent refresh tokens by jti.
-    spent: HashMap<String, Rotation>,
+    spent: HashMap<String, Spend>,
     /// Revoked sessions -> reason.
     revoked: HashMap<String, &'static str>,
     /// Session records by user and id.
@@ -298,30 +298,28 @@ impl Sessions for MemoryStore {
         Ok(())
     }
 
-    async fn rotate_refresh_token(
+    async fn spend_refresh_token(
         &self,
-        rotation: &Rotation,
+        spend: &Spend,
         session: &SessionRecord,
-    ) -> Result<RotationOutcome, StoreError> {
+    ) -> Result<SpendOutcome, StoreError> {
         let mut inner = self.lock();
-        let session_revoked = inner.revoked.contains_key(&rotation.sid);
-        if let Some(spent) = inner.spent.get(&rotation.spent_jti) {
+        let session_revoked = inner.revoked.contains_key(&spend.sid);
+        if let Some(spent) = inner.spent.get(&spend.spent_jti) {
             let winner = spent.clone();
-            return Ok(RotationOutcome::AlreadySpent {
+            return Ok(SpendOutcome::AlreadySpent {
                 winner,
                 session_revoked,
             });
         }
         if session_revoked {
-            return Ok(RotationOutcome::SessionRevoked);
+            return Ok(SpendOutcome::SessionRevoked);
         }
-        inner
-            .spent
-            .insert(rotation.spent_jti.clone(), rotation.clone());
+        inner.spent.insert(spend.spent_jti.clone(), spend.clone());
         let key = (session.user_id, session.sid.clone());
         let record = inner.sessions.entry(key).or_insert_with(|| session.clone());
         record.last_used_at = session.last_used_at;
-        Ok(RotationOutcome::Rotated)
+        Ok(SpendOutcome::Spent)
     }
 
     async fn is_spent(&self, jti: &str) -> Result<bool, StoreError> {

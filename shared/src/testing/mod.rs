@@ -9,7 +9,7 @@ mod mailer;
 mod memory;
 mod requests;
 
-pub use calls::CallCounter;
+pub use calls::{CallCounter, expected_calls};
 pub use clock::ManualClock;
 pub use mailer::MemoryMailer;
 pub use memory::MemoryStore;

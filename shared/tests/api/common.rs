@@ -271,3 +271,13 @@ pub fn unique(prefix: &str) -> String {
 pub fn register_body(username: &str, email: &str) -> Value {
     json!({"username": username, "email": email, "password": PASSWORD})
 }
+
+/// The status `GET /auth/me` answers to the access token of `tokens`.
+pub async fn me_status(deps: &Deps<DynamoStore>, tokens: &Value) -> u16 {
+    let req = shared::testing::get(
+        "/auth/me",
+        &[("authorization", &shared::testing::bearer(tokens))],
+    );
+    let response = shared::handlers::me::handle(deps, req).await;
+    response.expect("infallible").status().as_u16()
+}

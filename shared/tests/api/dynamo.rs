@@ -9,7 +9,7 @@ use crate::common::*;
 use serde_json::json;
 use shared::handlers::{Deps, login, me, register};
 use shared::store::DynamoStore;
-use shared::testing::{body_json, from_ip, get, post};
+use shared::testing::{body_json, expected_calls, from_ip, get, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_registrations_of_one_email_create_exactly_one_user() {
@@ -359,11 +359,7 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
     assert_eq!(created.status(), 201);
     assert_eq!(
         counter.calls(),
-        [
-            ("TransactWriteItems".to_owned(), 1),
-            ("UpdateItem".to_owned(), 2)
-        ]
-        .into()
+        expected_calls(&[("TransactWriteItems", 1), ("UpdateItem", 2)])
     );
 
     counter.reset();
@@ -375,13 +371,12 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
     assert_eq!(signed_in.status(), 200);
     assert_eq!(
         counter.calls(),
-        [
-            ("BatchGetItem".to_owned(), 2),
-            ("GetItem".to_owned(), 1),
-            ("PutItem".to_owned(), 1),
-            ("UpdateItem".to_owned(), 5),
-        ]
-        .into()
+        expected_calls(&[
+            ("BatchGetItem", 2),
+            ("GetItem", 1),
+            ("PutItem", 1),
+            ("UpdateItem", 5)
+        ])
     );
 
     counter.reset();
@@ -395,7 +390,7 @@ async fn each_endpoint_stays_within_its_dynamodb_call_budget() {
         .await
         .expect("infallible");
     assert_eq!(found.status(), 200);
-    assert_eq!(counter.calls(), [("GetItem".to_owned(), 1)].into());
+    assert_eq!(counter.calls(), expected_calls(&[("GetItem", 1)]));
 }
 
 #[tokio::test]

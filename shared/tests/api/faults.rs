@@ -623,7 +623,7 @@ async fn a_single_failed_call_is_retried_and_the_request_succeeds() {
 }
 
 #[tokio::test]
-async fn a_rotation_whose_answer_was_lost_is_not_taken_for_a_reuse() {
+async fn a_spend_whose_answer_was_lost_is_not_taken_for_a_reuse() {
     // RT-03: the rotation commits, its answer is lost, and the SDK sends the same transaction
     // again. Even with strict rotation (no reuse interval) that retry must be the rotation it
     // was: 200 with a working successor, and the session not revoked as if the token came back.

@@ -8,13 +8,13 @@ use crate::common::*;
 use serde_json::json;
 use shared::clock::Clock;
 use shared::handlers::{
-    Deps, delete_me, forgot_password, login, me, refresh, register, resend_verification,
+    Deps, delete_me, forgot_password, login, refresh, register, resend_verification,
     reset_password, update_me, verify_email,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
 use shared::testing::ManualClock;
-use shared::testing::{bearer, body_json, get, post, request, retry_after};
+use shared::testing::{bearer, body_json, post, request, retry_after};
 use time::Duration;
 
 const NEW_PASSWORD: &str = "an entirely new passphrase";
@@ -73,13 +73,8 @@ async fn forgot_mail_reset_then_only_the_new_password_works() {
         401,
         "the old password is refused"
     );
-    let me = me::handle(
-        &deps,
-        get("/auth/me", &[("authorization", &bearer(&tokens))]),
-    )
-    .await;
     assert_eq!(
-        me.expect("ok").status(),
+        me_status(&deps, &tokens).await,
         401,
         "old access tokens are refused"
     );
@@ -262,13 +257,8 @@ async fn deletion_frees_the_email_and_the_username() {
         201,
         "both can be registered again"
     );
-    let me = me::handle(
-        &deps,
-        get("/auth/me", &[("authorization", &bearer(&tokens))]),
-    )
-    .await;
     assert_eq!(
-        me.expect("ok").status(),
+        me_status(&deps, &tokens).await,
         401,
         "the old token names a deleted user"
     );

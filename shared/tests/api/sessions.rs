@@ -11,7 +11,7 @@ use shared::handlers::{Deps, list_sessions, login, logout, me, refresh, revoke_s
 use shared::http::Response;
 use shared::store::DynamoStore;
 use shared::testing::ManualClock;
-use shared::testing::{body_json, get, post, sid};
+use shared::testing::{body_json, expected_calls, get, post, sid};
 use time::Duration;
 
 async fn refresh_with(deps: &Deps<DynamoStore>, token: &Value) -> Response {
@@ -71,7 +71,7 @@ fn with_clock() -> (Arc<ManualClock>, Option<Arc<dyn Clock>>) {
 }
 
 #[tokio::test]
-async fn rotation_spends_the_token_in_one_read_and_one_write() {
+async fn a_refresh_spends_the_token_in_one_read_and_one_write() {
     let (deps, counter) = counted_deps().await;
     let (_, first) = sign_up(&deps).await;
     let r1 = &first["refresh_token"];
@@ -80,11 +80,7 @@ async fn rotation_spends_the_token_in_one_read_and_one_write() {
     assert_eq!(response.status(), 200);
     assert_eq!(
         counter.calls(),
-        [
-            ("GetItem".to_owned(), 1),
-            ("TransactWriteItems".to_owned(), 1)
-        ]
-        .into()
+        expected_calls(&[("GetItem", 1), ("TransactWriteItems", 1)])
     );
     let second = body_json(&response);
     let r2 = &second["refresh_token"];
@@ -233,7 +229,7 @@ async fn a_session_idle_longer_than_the_timeout_must_sign_in_again() {
 }
 
 #[tokio::test]
-async fn rotation_never_extends_the_absolute_lifetime() {
+async fn refreshing_never_extends_the_absolute_lifetime() {
     let short = config_with(&[("REFRESH_TOKEN_TTL_SECONDS", "3600")]);
     let (clock, shared_clock) = with_clock();
     let (deps, _) = counted_deps_with(short, shared_clock).await;
@@ -276,7 +272,7 @@ async fn logout_revokes_the_session_until_its_tokens_expire() {
     // One transaction: the revocation, and the session's record removed.
     assert_eq!(
         counter.calls(),
-        [("TransactWriteItems".to_owned(), 1)].into()
+        expected_calls(&[("TransactWriteItems", 1)])
     );
 
     let sid = claims(token)["sid"].as_str().unwrap_or_default().to_owned();
@@ -375,7 +371,7 @@ async fn the_list_is_one_query_and_follows_sign_ins_refreshes_and_revocations() 
     );
     assert_eq!(
         counter.calls(),
-        [("GetItem".to_owned(), 1), ("Query".to_owned(), 1)].into(),
+        expected_calls(&[("GetItem", 1), ("Query", 1)]),
         "the user, then one Query of its sessions: never a Scan"
     );
 
@@ -386,11 +382,7 @@ async fn the_list_is_one_query_and_follows_sign_ins_refreshes_and_revocations() 
     assert_eq!(refreshed.status(), 200);
     assert_eq!(
         counter.calls(),
-        [
-            ("GetItem".to_owned(), 1),
-            ("TransactWriteItems".to_owned(), 1)
-        ]
-        .into()
+        expected_calls(&[("GetItem", 1), ("TransactWriteItems", 1)])
     );
     let record = session_records(&s2).await;
     assert_eq!(record.len(), 1);

@@ -66,8 +66,7 @@ mod tests {
     use crate::store::Store;
     use crate::testing::MemoryMailer;
     use crate::testing::{
-        PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
-        from_ip, get, post, retry_after, sign_in,
+        PASSWORD, alice, authed, bearer, body_json, deps, from_ip, get, post, retry_after, sign_in,
     };
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -75,14 +74,6 @@ mod tests {
     async fn change(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let req = authed("POST", "/auth/password/change", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
-    }
-
-    #[tokio::test]
-    async fn the_sample_event_is_a_password_change() {
-        let response = handle(&deps(), event("change-password"))
-            .await
-            .expect("infallible");
-        assert_placeholder_token_refused(&response);
     }
 
     #[tokio::test]

@@ -35,23 +35,12 @@ mod tests {
     use crate::handlers::{me, refresh};
     use crate::http::Response;
     use crate::store::Store;
-    use crate::testing::{
-        PASSWORD, alice, assert_placeholder_token_refused, authed, bearer, body_json, deps, event,
-        get, register,
-    };
+    use crate::testing::{PASSWORD, alice, authed, bearer, body_json, deps, get, register};
     use serde_json::{Value, json};
 
     async fn delete(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let req = authed("DELETE", "/auth/me", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
-    }
-
-    #[tokio::test]
-    async fn the_sample_event_is_a_deletion() {
-        let response = handle(&deps(), event("delete-me"))
-            .await
-            .expect("infallible");
-        assert_placeholder_token_refused(&response);
     }
 
     #[tokio::test]

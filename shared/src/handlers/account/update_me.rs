@@ -116,23 +116,12 @@ mod tests {
     use crate::handlers::{login, register as registration, verify_email};
     use crate::http::Response;
     use crate::store::Store;
-    use crate::testing::{
-        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, post,
-        register,
-    };
+    use crate::testing::{PASSWORD, alice, authed, body_json, deps, post, register};
     use serde_json::{Value, json};
 
     async fn patch(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let req = authed("PATCH", "/auth/me", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
-    }
-
-    #[tokio::test]
-    async fn the_sample_event_is_a_profile_update() {
-        let response = handle(&deps(), event("update-me"))
-            .await
-            .expect("infallible");
-        assert_placeholder_token_refused(&response);
     }
 
     #[tokio::test]

@@ -325,18 +325,19 @@ mod tests {
         );
     }
 
+    /// A logout of `scope` on the strength of an access token alone.
+    async fn logout_by_access_token(deps: &Deps<impl Store>, tokens: &Value, scope: &str) -> u16 {
+        let body = json!({ "scope": scope });
+        let req = authed("POST", "/auth/logout", tokens, Some(&body));
+        handle(deps, req).await.expect("ok").status().as_u16()
+    }
+
     #[tokio::test]
     async fn others_with_an_access_token_keeps_that_tokens_session() {
         let deps = deps();
         let a = alice(&deps).await;
         let b = sign_in(&deps, "alice").await;
-        let req = authed(
-            "POST",
-            "/auth/logout",
-            &b,
-            Some(&json!({"scope": "others"})),
-        );
-        assert_eq!(handle(&deps, req).await.expect("ok").status(), 204);
+        assert_eq!(logout_by_access_token(&deps, &b, "others").await, 204);
         assert_eq!(refresh_status(&deps, &a).await, 401);
         assert_eq!(refresh_status(&deps, &b).await, 200);
     }
@@ -346,21 +347,9 @@ mod tests {
         let deps = deps();
         let a = alice(&deps).await;
         let b = sign_in(&deps, "alice").await;
-        let req = authed(
-            "POST",
-            "/auth/logout",
-            &a,
-            Some(&json!({"scope": "global"})),
-        );
-        assert_eq!(handle(&deps, req).await.expect("ok").status(), 204);
+        assert_eq!(logout_by_access_token(&deps, &a, "global").await, 204);
         assert_eq!(refresh_status(&deps, &b).await, 401);
-        let again = authed(
-            "POST",
-            "/auth/logout",
-            &a,
-            Some(&json!({"scope": "global"})),
-        );
-        assert_eq!(handle(&deps, again).await.expect("ok").status(), 401);
+        assert_eq!(logout_by_access_token(&deps, &a, "global").await, 401);
         let nothing = handle(&deps, post("/auth/logout", &json!({"scope": "global"})));
         assert_eq!(nothing.await.expect("ok").status(), 401, "no token at all");
     }

@@ -1,4 +1,4 @@
-//! `POST /auth/refresh`: trade a refresh token for a new token pair (rotation, RT-01..RT-05).
+//! `POST /auth/refresh`: trade a refresh token for a new token pair, spending it (RT-01..RT-05).
 //!
 //! The presented token is spent atomically. Presented again within
 //! `REFRESH_REUSE_INTERVAL_SECONDS` (two tabs refreshing at once, a lost response), it gets the
@@ -19,7 +19,7 @@ use crate::handlers::{
 };
 use crate::http::{self, Fields, RequestBody, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
-use crate::store::{Rotation, RotationOutcome, SessionRecord, Sessions, Users};
+use crate::store::{SessionRecord, Sessions, Spend, SpendOutcome, Users};
 
 endpoint!(refresh, [POST], Users + Sessions);
 
@@ -46,7 +46,7 @@ async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
         TokenDelivery::of(req)
     };
     check_cookie_mode_origin(deps, req, delivery)?;
-    match rotate(deps, req, &presented.token, delivery).await {
+    match spend(deps, req, &presented.token, delivery).await {
         Err(err) if presented.from_cookie && err.status() == StatusCode::UNAUTHORIZED => {
             Ok(problem_clearing_cookies(deps, &err))
         }
@@ -54,7 +54,7 @@ async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
     }
 }
 
-async fn rotate<S: Users + Sessions>(
+async fn spend<S: Users + Sessions>(
     deps: &Deps<S>,
     req: &Request,
     token: &str,
@@ -68,7 +68,7 @@ async fn rotate<S: Users + Sessions>(
         Err(TokenError::Expired) => return Err(ApiError::SessionExpired),
         Err(TokenError::Invalid) => return Err(ApiError::InvalidToken),
     };
-    // Every rotation issues a new token, so its `iat` is the session's last use.
+    // Every refresh issues a new token, so its `iat` is the session's last use.
     let idle_limit = deps.config.sessions.idle_timeout.as_secs();
     if now.saturating_sub(claims.iat) > idle_limit {
         tracing::info!(event = "session_idle_expired", sid = %claims.sid);
@@ -84,7 +84,7 @@ async fn rotate<S: Users + Sessions>(
         return Err(ApiError::InvalidToken);
     }
 
-    let rotation = Rotation {
+    let spend = Spend {
         spent_jti: claims.jti.clone(),
         sid: claims.sid.clone(),
         user_id,
@@ -93,7 +93,7 @@ async fn rotate<S: Users + Sessions>(
         spent_at_ms: now_ms,
         expires_at: claims.verifiable_until(),
     };
-    // The rotation's write also moves the session record's last use (and gives a session begun
+    // The spend's write also moves the session record's last use (and gives a session begun
     // before records existed its record).
     let session = SessionRecord {
         user_id,
@@ -105,10 +105,10 @@ async fn rotate<S: Users + Sessions>(
         user_agent: user_agent(req),
         client: http::source_ip(req).map(|ip| deps.key_part(&ip)),
     };
-    let successor = match deps.store.rotate_refresh_token(&rotation, &session).await? {
-        RotationOutcome::Rotated => rotation,
-        RotationOutcome::SessionRevoked => return Err(ApiError::InvalidToken),
-        RotationOutcome::AlreadySpent {
+    let successor = match deps.store.spend_refresh_token(&spend, &session).await? {
+        SpendOutcome::Spent => spend,
+        SpendOutcome::SessionRevoked => return Err(ApiError::InvalidToken),
+        SpendOutcome::AlreadySpent {
             winner,
             session_revoked,
         } => {
@@ -148,7 +148,7 @@ async fn rotate<S: Users + Sessions>(
 async fn is_graceful_reuse<S: Users + Sessions>(
     deps: &Deps<S>,
     claims: &Claims,
-    winner: &Rotation,
+    winner: &Spend,
     now_ms: u64,
 ) -> Result<bool, ApiError> {
     let interval = deps.config.sessions.reuse_interval;
@@ -191,7 +191,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rotation_grace_and_reuse_detection() {
+    async fn spend_grace_and_reuse_detection() {
         let clock = Arc::new(ManualClock::new());
         let deps = deps().with_clock(clock.clone());
         let first = alice(&deps).await;

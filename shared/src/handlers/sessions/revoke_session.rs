@@ -56,8 +56,7 @@ mod tests {
     use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
-        PASSWORD, alice, assert_placeholder_token_refused, authed, body_json, deps, event, post,
-        register, request, sid, sign_in,
+        PASSWORD, alice, authed, body_json, deps, event, post, register, request, sid, sign_in,
     };
     use serde_json::{Value, json};
 
@@ -74,12 +73,8 @@ mod tests {
         response.status().as_u16()
     }
 
-    #[tokio::test]
-    async fn the_sample_event_revokes_a_session() {
-        let response = handle(&deps(), event("revoke-session"))
-            .await
-            .expect("infallible");
-        assert_placeholder_token_refused(&response);
+    #[test]
+    fn the_sample_event_names_a_session() {
         let id = session_id(&event("revoke-session"));
         assert_eq!(id.as_deref(), Some("5b0e6f1c-8a3d-4e7f-9b2c-1d4a6e8f0c3b"));
     }

@@ -12,7 +12,7 @@ use crate::crypto::saturating_u32;
 use crate::domain::{
     Email, FullName, Lockout, StoredCode, TotpState, UserId, UserRecord, Username,
 };
-use crate::store::{Rotation, SessionRecord, StoreError, keys};
+use crate::store::{SessionRecord, Spend, StoreError, keys};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -86,26 +86,26 @@ pub(super) fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-pub(super) fn spent_item(rotation: &Rotation) -> Item {
+pub(super) fn spent_item(spend: &Spend) -> Item {
     Item::from([
-        (attr::PK.into(), s(keys::spent_token(&rotation.spent_jti))),
-        (attr::SID.into(), s(&rotation.sid)),
-        (attr::USER_ID.into(), s(rotation.user_id.to_string())),
-        (attr::SUCCESSOR_JTI.into(), s(&rotation.successor_jti)),
-        (attr::SUCCESSOR_IAT.into(), n(rotation.successor_iat)),
-        (attr::SPENT_AT_MS.into(), n(rotation.spent_at_ms)),
-        (attr::TTL.into(), n(rotation.expires_at)),
+        (attr::PK.into(), s(keys::spent_token(&spend.spent_jti))),
+        (attr::SID.into(), s(&spend.sid)),
+        (attr::USER_ID.into(), s(spend.user_id.to_string())),
+        (attr::SUCCESSOR_JTI.into(), s(&spend.successor_jti)),
+        (attr::SUCCESSOR_IAT.into(), n(spend.successor_iat)),
+        (attr::SPENT_AT_MS.into(), n(spend.spent_at_ms)),
+        (attr::TTL.into(), n(spend.expires_at)),
     ])
 }
 
-/// The winning rotation of `attempt.spent_jti`, as stored.
-pub(super) fn parse_spent(item: &Item, attempt: &Rotation) -> Result<Rotation, StoreError> {
+/// The winning spend of `attempt.spent_jti`, as stored.
+pub(super) fn parse_spent(item: &Item, attempt: &Spend) -> Result<Spend, StoreError> {
     let text = |name| {
         str_attr(item, name).ok_or_else(|| corrupt("a spent-token record lacks an attribute"))
     };
     let number =
         |name| num_attr(item, name).ok_or_else(|| corrupt("a spent-token record lacks a number"));
-    Ok(Rotation {
+    Ok(Spend {
         spent_jti: attempt.spent_jti.clone(),
         sid: text(attr::SID)?.to_owned(),
         user_id: UserId::parse(text(attr::USER_ID)?)

@@ -137,6 +137,66 @@ impl DynamoStore {
             Err(err) => Err(err),
         }
     }
+
+    /// One conditional count of a failure against `target`, from `state` to `failures` (and the
+    /// lock `until`, if this failure sets one). `None` when it was counted; else the item as it is
+    /// now (`None` inside if there is none), because someone counted meanwhile or it is locked.
+    async fn count_failure(
+        &self,
+        target: &LockTarget,
+        state: Lockout,
+        failures: u32,
+        until: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<Option<Item>>, StoreError> {
+        let (table, key, count) = self.lock_item(target);
+        // Counted only if nobody counted since `state` was read, and only while unlocked.
+        let mut condition = String::from(if state.failures == 0 {
+            "(attribute_not_exists(#count) OR #count = :seen)"
+        } else {
+            "#count = :seen"
+        });
+        condition.push_str(" AND (attribute_not_exists(#until) OR #until <= :now)");
+        let mut set = String::from("SET #count = :count");
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(attr::PK, s(&key))
+            .expression_attribute_names("#count", count)
+            .expression_attribute_names("#until", attr::LOCKED_UNTIL)
+            .expression_attribute_values(":count", n(failures.into()))
+            .expression_attribute_values(":seen", n(state.failures.into()))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(until) = until {
+            set.push_str(", #until = :until");
+            update = update.expression_attribute_values(":until", n(until));
+        }
+        match target {
+            LockTarget::User(_) | LockTarget::Trusted(_) => {
+                condition.insert_str(0, "attribute_exists(pk) AND ");
+            }
+            LockTarget::Counter { expires_at, .. } => {
+                set.push_str(", #ttl = :ttl");
+                update = update
+                    .expression_attribute_names("#ttl", attr::TTL)
+                    .expression_attribute_values(":ttl", n(*expires_at));
+            }
+        }
+        let result = update
+            .update_expression(set)
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Ok(Some(failed.item)),
+                other => Err(unavailable(other)),
+            },
+        }
+    }
 }
 
 impl Limits for DynamoStore {
@@ -210,7 +270,7 @@ impl Limits for DynamoStore {
         threshold: u32,
         now_ms: u64,
     ) -> Result<Attempt, StoreError> {
-        let (table, key, count) = self.lock_item(target);
+        let count = self.lock_item(target).2;
         let mut state = seen;
         for _ in 0..RESERVE_ATTEMPTS {
             if state.locked_until_ms > now_ms {
@@ -220,60 +280,15 @@ impl Limits for DynamoStore {
             }
             let failures = state.failures.saturating_add(1);
             let lock = throttle::lock_secs(failures, threshold).map(|secs| now_ms + secs * 1000);
-            // Counted only if nobody counted since `state` was read, and only while unlocked.
-            let mut condition = String::from(if state.failures == 0 {
-                "(attribute_not_exists(#count) OR #count = :seen)"
-            } else {
-                "#count = :seen"
-            });
-            condition.push_str(" AND (attribute_not_exists(#until) OR #until <= :now)");
-            let mut set = String::from("SET #count = :count");
-            let mut update = self
-                .client
-                .update_item()
-                .table_name(table)
-                .key(attr::PK, s(&key))
-                .expression_attribute_names("#count", count)
-                .expression_attribute_names("#until", attr::LOCKED_UNTIL)
-                .expression_attribute_values(":count", n(failures.into()))
-                .expression_attribute_values(":seen", n(state.failures.into()))
-                .expression_attribute_values(":now", n(now_ms))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            if let Some(until) = lock {
-                set.push_str(", #until = :until");
-                update = update.expression_attribute_values(":until", n(until));
-            }
-            match target {
-                LockTarget::User(_) | LockTarget::Trusted(_) => {
-                    condition.insert_str(0, "attribute_exists(pk) AND ");
-                }
-                LockTarget::Counter { expires_at, .. } => {
-                    set.push_str(", #ttl = :ttl");
-                    update = update
-                        .expression_attribute_names("#ttl", attr::TTL)
-                        .expression_attribute_values(":ttl", n(*expires_at));
-                }
-            }
-            let result = update
-                .update_expression(set)
-                .condition_expression(condition)
-                .send()
-                .await;
-            let current = match result {
-                Ok(_) => {
-                    return Ok(Attempt::Admitted {
-                        lockout: Lockout {
-                            failures,
-                            locked_until_ms: lock.unwrap_or(state.locked_until_ms),
-                        },
-                    });
-                }
-                Err(err) => match err.into_service_error() {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
-                    other => return Err(unavailable(other)),
-                },
+            let counted = self.count_failure(target, state, failures, lock, now_ms);
+            let Some(current) = counted.await? else {
+                let locked_until_ms = lock.unwrap_or(state.locked_until_ms);
+                return Ok(Attempt::Admitted {
+                    lockout: Lockout {
+                        failures,
+                        locked_until_ms,
+                    },
+                });
             };
             state = match (current, target) {
                 (Some(item), _) => Lockout {

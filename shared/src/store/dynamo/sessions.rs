@@ -1,5 +1,5 @@
 //! Sessions: their records (sessions table, one partition per user, listed by a Query),
-//! refresh-token rotation (one conditional transaction per spend, which also keeps the record's
+//! spending refresh tokens (one conditional transaction per refresh, which also keeps the record's
 //! last use), spent-token lookups, and revocation of one session or all of a user's.
 
 use aws_sdk_dynamodb::types::{
@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use super::item::{CONDITION_FAILED, Item, attr, n, parse_spent, s, session_key, spent_item};
 use super::{DynamoStore, codes, corrupt, unavailable};
 use crate::domain::UserId;
-use crate::store::{Rotation, RotationOutcome, SessionRecord, Sessions, StoreError, keys};
+use crate::store::{SessionRecord, Sessions, Spend, SpendOutcome, StoreError, keys};
 
 impl Sessions for DynamoStore {
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
@@ -76,14 +76,14 @@ impl Sessions for DynamoStore {
         Ok(())
     }
 
-    async fn rotate_refresh_token(
+    async fn spend_refresh_token(
         &self,
-        rotation: &Rotation,
+        spend: &Spend,
         session: &SessionRecord,
-    ) -> Result<RotationOutcome, StoreError> {
+    ) -> Result<SpendOutcome, StoreError> {
         let spent = Put::builder()
             .table_name(&self.tokens_table)
-            .set_item(Some(spent_item(rotation)))
+            .set_item(Some(spent_item(spend)))
             .condition_expression("attribute_not_exists(pk)")
             // A lost race hands back the winner's record: no second read to find the successor.
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -91,7 +91,7 @@ impl Sessions for DynamoStore {
             .map_err(unavailable)?;
         let live_session = ConditionCheck::builder()
             .table_name(&self.tokens_table)
-            .key(attr::PK, s(keys::session(&rotation.sid)))
+            .key(attr::PK, s(keys::session(&spend.sid)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unavailable)?;
@@ -105,7 +105,7 @@ impl Sessions for DynamoStore {
                 .build(),
         ];
         let Err(reasons) = self.transact(items, None).await? else {
-            return Ok(RotationOutcome::Rotated);
+            return Ok(SpendOutcome::Spent);
         };
         const FAILED: Option<&str> = Some(CONDITION_FAILED);
         match codes(&reasons).as_slice() {
@@ -113,18 +113,18 @@ impl Sessions for DynamoStore {
                 let winner = match reasons.first().and_then(|r| r.item.clone()) {
                     Some(item) => item,
                     None => self
-                        .get_in(&self.tokens_table, keys::spent_token(&rotation.spent_jti))
+                        .get_in(&self.tokens_table, keys::spent_token(&spend.spent_jti))
                         .await?
                         .ok_or_else(|| corrupt("a spent token's record vanished"))?,
                 };
-                Ok(RotationOutcome::AlreadySpent {
-                    winner: parse_spent(&winner, rotation)?,
+                Ok(SpendOutcome::AlreadySpent {
+                    winner: parse_spent(&winner, spend)?,
                     session_revoked: *session == FAILED,
                 })
             }
-            [_, FAILED, _] => Ok(RotationOutcome::SessionRevoked),
+            [_, FAILED, _] => Ok(SpendOutcome::SessionRevoked),
             codes => Err(StoreError::Unavailable(
-                format!("rotation cancelled: {codes:?}").into(),
+                format!("refresh spend cancelled: {codes:?}").into(),
             )),
         }
     }
@@ -203,10 +203,10 @@ impl Sessions for DynamoStore {
 }
 
 impl DynamoStore {
-    /// The rotation's update of the session record: its last use. The other attributes are
+    /// The spend's update of the session record: its last use. The other attributes are
     /// written only where missing: a session begun before records existed gets one at its
     /// first refresh. (A revoked session is never touched: its revocation cancels the whole
-    /// rotation.)
+    /// spend.)
     fn touch_session(&self, session: &SessionRecord) -> Result<Update, StoreError> {
         let mut set = vec![
             "last_used_at = :used".to_owned(),
