@@ -14,8 +14,8 @@ use crate::jwt::{AccessKeys, TokenKeys};
 use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::mailed_codes::MailedCodes;
 use crate::password::PasswordHasher;
-use crate::signing::KeyDocument;
-use crate::store::{DynamoStore, Limits, Published, SessionRecord, keys};
+use crate::signing::{KeyDocument, PublicKeys};
+use crate::store::{DynamoStore, Limits, Published, SessionRecord, StoreError, keys};
 use crate::throttle::{self, Quota};
 use crate::totp::MfaKeys;
 
@@ -226,40 +226,55 @@ impl Deps<DynamoStore> {
             return Err(missing(var::JWT_SECRET_ID));
         };
 
-        // Secret values come from Secrets Manager only, never from the environment.
-        let config = Config::from_lookup(|name| {
-            let from_secret = match name {
-                "JWT_SECRET" => Some(&jwt_secret),
-                "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
-                "MFA_KEY" => mfa_key.as_ref(),
-                _ if functions::SECRET_VALUES.contains(&name) => None,
-                _ => return std::env::var(name).ok(),
-            };
-            from_secret.map(|secret| secret.expose_secret().to_owned())
-        })
-        .inspect_err(|err| {
-            tracing::error!(error = %err, "refusing to start: invalid configuration");
-        })?;
-        let access = match (keys, published) {
-            (KeysNeeded::Sign, _) => {
-                let document = key_document?.ok_or_else(|| missing(var::SIGNING_KEYS_SECRET_ID))?;
-                KeyDocument::parse(document.expose_secret())
-                    .and_then(|document| AccessKeys::signing(&document))
-                    .map_err(|err| unreadable("the signing keys", err.to_string()))?
-            }
-            (KeysNeeded::Verify, Some(Ok(Some(public)))) => AccessKeys::verifying(&public),
-            (KeysNeeded::Verify, Some(Err(err))) => {
-                return Err(unreadable("the public keys", err.to_string()));
-            }
-            (KeysNeeded::Verify, _) => {
-                return Err(unreadable("the public keys", "none published yet".into()));
-            }
-            (KeysNeeded::None, _) => AccessKeys::none(),
-        };
+        let config = config_with_secrets(&jwt_secret, previous_secret, mfa_key)?;
+        let access = access_keys(keys, key_document, published)?;
         if needs.mfa && config.mfa.key.is_none() {
             return Err(missing(var::MFA_KEY_SECRET_ID));
         }
         Ok((Self::new(config, store, access), sdk))
+    }
+}
+
+/// The configuration from the environment, with the secret values read from Secrets Manager:
+/// never from the environment.
+fn config_with_secrets(
+    jwt_secret: &SecretString,
+    previous_secret: Option<SecretString>,
+    mfa_key: Option<SecretString>,
+) -> Result<Config, ConfigError> {
+    Config::from_lookup(|name| {
+        let from_secret = match name {
+            "JWT_SECRET" => Some(jwt_secret),
+            "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
+            "MFA_KEY" => mfa_key.as_ref(),
+            _ if functions::SECRET_VALUES.contains(&name) => None,
+            _ => return std::env::var(name).ok(),
+        };
+        from_secret.map(|secret| secret.expose_secret().to_owned())
+    })
+    .inspect_err(|err| {
+        tracing::error!(error = %err, "refusing to start: invalid configuration");
+    })
+}
+
+/// The access-token keys a function needs: the signing keys from their secret, the published
+/// public keys, or none.
+fn access_keys(
+    keys: KeysNeeded,
+    key_document: Result<Option<SecretString>, ConfigError>,
+    published: Option<Result<Option<PublicKeys>, StoreError>>,
+) -> Result<AccessKeys, ConfigError> {
+    match (keys, published) {
+        (KeysNeeded::Sign, _) => {
+            let document = key_document?.ok_or_else(|| missing(var::SIGNING_KEYS_SECRET_ID))?;
+            KeyDocument::parse(document.expose_secret())
+                .and_then(|document| AccessKeys::signing(&document))
+                .map_err(|err| unreadable("the signing keys", err.to_string()))
+        }
+        (KeysNeeded::Verify, Some(Ok(Some(public)))) => Ok(AccessKeys::verifying(&public)),
+        (KeysNeeded::Verify, Some(Err(err))) => Err(unreadable("the public keys", err.to_string())),
+        (KeysNeeded::Verify, _) => Err(unreadable("the public keys", "none published yet".into())),
+        (KeysNeeded::None, _) => Ok(AccessKeys::none()),
     }
 }
 

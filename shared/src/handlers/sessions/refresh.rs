@@ -113,25 +113,7 @@ async fn spend<S: Users + Sessions>(
             session_revoked,
         } => {
             if session_revoked || !is_graceful_reuse(deps, &claims, &winner, now_ms).await? {
-                if !session_revoked {
-                    deps.store
-                        .revoke_session(
-                            &claims.sid,
-                            user_id,
-                            "token_reused",
-                            now,
-                            claims.verifiable_until(),
-                        )
-                        .await?;
-                }
-                tracing::warn!(
-                    event = "token_reused",
-                    user_id = %user_id,
-                    sid = %claims.sid,
-                    source_ip = %client_ip(req),
-                    "a spent refresh token came back; its session is revoked"
-                );
-                return Err(ApiError::TokenReused);
+                return Err(reused(deps, req, &claims, user_id, session_revoked).await);
             }
             winner
         }
@@ -141,6 +123,34 @@ async fn spend<S: Users + Sessions>(
             .successor_claims(&claims, &successor.successor_jti, successor.successor_iat);
     let access = SignIn::of(&claims).mark(deps.tokens.access_claims(&user, &claims.sid, now));
     token_response(deps, &user, access, refresh, delivery, StatusCode::OK)
+}
+
+/// A spent token came back outside the grace of RT-04: its session is revoked (unless it is
+/// already), and the answer is 401 `token_reused`.
+async fn reused<S: Sessions>(
+    deps: &Deps<S>,
+    req: &Request,
+    claims: &Claims,
+    user_id: UserId,
+    session_revoked: bool,
+) -> ApiError {
+    if !session_revoked {
+        let until = claims.verifiable_until();
+        let revoked = (deps.store)
+            .revoke_session(&claims.sid, user_id, "token_reused", deps.now(), until)
+            .await;
+        if let Err(err) = revoked {
+            return err.into();
+        }
+    }
+    tracing::warn!(
+        event = "token_reused",
+        user_id = %user_id,
+        sid = %claims.sid,
+        source_ip = %client_ip(req),
+        "a spent refresh token came back; its session is revoked"
+    );
+    ApiError::TokenReused
 }
 
 /// A spent token may come back within the reuse interval, and only while its successor is
