@@ -165,7 +165,9 @@ static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 });
 
 /// A new password that meets the policy (PW-08, PW-09). Kept secret: it never reaches a log.
-/// Hashed exactly as received: no trimming, no case change.
+/// Hashed exactly as received: no trimming, no case change. (Its `Debug` is the secret's:
+/// redacted.)
+#[derive(Debug)]
 pub struct NewPassword(SecretString);
 
 impl NewPassword {
@@ -193,14 +195,9 @@ impl NewPassword {
     }
 }
 
-impl fmt::Debug for NewPassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NewPassword([REDACTED])")
-    }
-}
-
 /// A password typed to sign in or re-authenticate. Only its length is bounded (so that hashing
 /// work stays bounded): a policy change must never lock out an existing password.
+#[derive(Debug)]
 pub struct PasswordAttempt(SecretString);
 
 impl PasswordAttempt {
@@ -213,12 +210,6 @@ impl PasswordAttempt {
 
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for PasswordAttempt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PasswordAttempt([REDACTED])")
     }
 }
 
@@ -423,6 +414,16 @@ mod tests {
             Identifier::parse("alice"),
             Ok(Identifier::Username(_))
         ));
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let new = NewPassword::parse("correct horse battery", &[]).expect("valid");
+        let attempt = PasswordAttempt::parse("correct horse battery").expect("valid");
+        for printed in [format!("{new:?}"), format!("{attempt:?}")] {
+            assert!(!printed.contains("horse"), "{printed}");
+            assert!(printed.contains("REDACTED"), "{printed}");
+        }
     }
 
     #[test]

@@ -445,6 +445,14 @@ mod tests {
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";
 
+    #[track_caller]
+    fn assert_invalid(keys: &TokenKeys, token: &str, token_use: TokenUse) {
+        assert_eq!(
+            keys.verify(token, token_use, now()),
+            Err(TokenError::Invalid)
+        );
+    }
+
     fn config_with_secret(secret: &str, previous: Option<&str>) -> Config {
         Config::from_lookup(|name| match name {
             "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
@@ -701,14 +709,8 @@ mod tests {
         let refresh = keys
             .sign(keys.refresh_claims(&user(), "s1", now(), now()))
             .expect("signed");
-        assert_eq!(
-            keys.verify(&access.token, TokenUse::Refresh, now()),
-            Err(TokenError::Invalid)
-        );
-        assert_eq!(
-            keys.verify(&refresh.token, TokenUse::Access, now()),
-            Err(TokenError::Invalid)
-        );
+        assert_invalid(&keys, &access.token, TokenUse::Refresh);
+        assert_invalid(&keys, &refresh.token, TokenUse::Access);
         assert!(
             keys.verify(&refresh.token, TokenUse::Refresh, now())
                 .is_ok()
@@ -742,10 +744,7 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(bytes).expect("ascii");
-        assert_eq!(
-            keys.verify(&flipped, TokenUse::Access, now()),
-            Err(TokenError::Invalid)
-        );
+        assert_invalid(&keys, &flipped, TokenUse::Access);
         // Another deployment's keys: its kid is unknown here.
         let other = KeyDocument::genesis("https://auth.test", 0).expect("keys");
         let stranger = TokenKeys::new(
@@ -760,10 +759,7 @@ mod tests {
             .sign(stranger.access_claims(&user(), "s1", now()))
             .expect("signed")
             .token;
-        assert_eq!(
-            keys.verify(&foreign, TokenUse::Access, now()),
-            Err(TokenError::Invalid)
-        );
+        assert_invalid(&keys, &foreign, TokenUse::Access);
     }
 
     #[test]
@@ -785,10 +781,7 @@ mod tests {
             b64(claims.to_string().as_bytes()),
             parts[2]
         );
-        assert_eq!(
-            keys.verify(&tampered, TokenUse::Access, now()),
-            Err(TokenError::Invalid)
-        );
+        assert_invalid(&keys, &tampered, TokenUse::Access);
         // Even correctly signed, an access token must carry exactly the configured scope.
         for scope in [json!("api admin"), json!(null), json!(""), json!(["api"])] {
             let mut claims = good_claims(&keys);
@@ -832,10 +825,7 @@ mod tests {
             serde_json::to_vec(jwk).expect("json"),
         ] {
             let token = forge_hs256(&secret, hs_header.clone(), good_claims(&keys));
-            assert_eq!(
-                keys.verify(&token, TokenUse::Access, now()),
-                Err(TokenError::Invalid)
-            );
+            assert_invalid(&keys, &token, TokenUse::Access);
         }
         // And an RS256 token is never a refresh token, whatever it claims.
         let mut claims = good_claims(&keys);
@@ -844,10 +834,7 @@ mod tests {
             json!({"alg": "RS256", "typ": "rt+jwt", "kid": kid()}),
             claims,
         );
-        assert_eq!(
-            keys.verify(&rs_refresh, TokenUse::Refresh, now()),
-            Err(TokenError::Invalid)
-        );
+        assert_invalid(&keys, &rs_refresh, TokenUse::Refresh);
     }
 
     #[test]
@@ -939,10 +926,7 @@ mod tests {
             &"a".repeat(5000),
             "a.b.c{",
         ] {
-            assert_eq!(
-                keys.verify(odd, TokenUse::Access, now()),
-                Err(TokenError::Invalid)
-            );
+            assert_invalid(&keys, odd, TokenUse::Access);
         }
     }
 

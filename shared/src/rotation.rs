@@ -43,6 +43,16 @@ pub enum Step {
     FinishSecret,
 }
 
+impl Step {
+    /// The four steps in the order Secrets Manager invokes them.
+    pub const ALL: [Step; 4] = [
+        Step::CreateSecret,
+        Step::SetSecret,
+        Step::TestSecret,
+        Step::FinishSecret,
+    ];
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
     #[error("rotation is not enabled on the secret")]
@@ -345,12 +355,7 @@ mod tests {
             token: &str,
             now: u64,
         ) -> Result<(), RotationError> {
-            for step in [
-                Step::CreateSecret,
-                Step::SetSecret,
-                Step::TestSecret,
-                Step::FinishSecret,
-            ] {
+            for step in Step::ALL {
                 let event = RotationEvent {
                     secret_id: "keys".into(),
                     token: token.into(),
@@ -518,12 +523,7 @@ mod tests {
         let before = secret.current();
         let kids_before = kids(&store).await;
         // Every step again, for the version that already finished: nothing changes.
-        for step in [
-            Step::CreateSecret,
-            Step::SetSecret,
-            Step::TestSecret,
-            Step::FinishSecret,
-        ] {
+        for step in Step::ALL {
             let event = RotationEvent {
                 secret_id: "keys".into(),
                 token: "v1".into(),

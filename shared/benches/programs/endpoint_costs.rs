@@ -26,6 +26,11 @@ use uuid::Uuid;
 
 type Dynamo = Deps<DynamoStore>;
 
+/// A handler's answer (it never fails).
+fn answered(response: Result<Response, std::convert::Infallible>) -> Response {
+    response.unwrap_or_else(|e| match e {})
+}
+
 fn median(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     samples
@@ -47,11 +52,9 @@ async fn sign_up(deps: &Dynamo) -> Value {
     let name = unique("bench");
     let body =
         json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
-    body_json(
-        &register::handle(deps, post("/auth/register", &body))
-            .await
-            .unwrap_or_else(|e| match e {}),
-    )
+    body_json(&answered(
+        register::handle(deps, post("/auth/register", &body)).await,
+    ))
 }
 
 /// Runs `n` requests built by `prepare` (untimed) and handled by `run` (timed); returns the
@@ -200,9 +203,7 @@ async fn register_costs(d: &Dynamo, counter: &CallCounter, runs: usize) -> Value
             let body = json!({
                 "username": name, "email": format!("{name}@example.com"), "password": PASSWORD
             });
-            register::handle(d, post("/auth/register", &body))
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(register::handle(d, post("/auth/register", &body)).await)
         },
     )
     .await
@@ -222,11 +223,7 @@ async fn login_costs(d: &Dynamo, counter: &CallCounter, runs: usize, tokens: &Va
         || async { json!({}) },
         |_| {
             let body = json!({"identifier": login_user, "password": PASSWORD});
-            async move {
-                login::handle(d, post("/auth/login", &body))
-                    .await
-                    .unwrap_or_else(|e| match e {})
-            }
+            async move { answered(login::handle(d, post("/auth/login", &body)).await) }
         },
     )
     .await
@@ -257,9 +254,7 @@ async fn refresh_costs(d: &Dynamo, counter: &CallCounter) -> Value {
         || sign_up(d),
         |t| async move {
             let body = json!({"refresh_token": t["refresh_token"]});
-            refresh::handle(d, post("/auth/refresh", &body))
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(refresh::handle(d, post("/auth/refresh", &body)).await)
         },
     )
     .await
@@ -274,9 +269,7 @@ async fn logout_costs(d: &Dynamo, counter: &CallCounter) -> Value {
         || sign_up(d),
         |t| async move {
             let body = json!({"refresh_token": t["refresh_token"]});
-            logout::handle(d, post("/auth/logout", &body))
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(logout::handle(d, post("/auth/logout", &body)).await)
         },
     )
     .await
@@ -297,9 +290,7 @@ async fn update_me_costs(d: &Dynamo, counter: &CallCounter, tokens: &Value) -> V
                 &[("authorization", &bearer(tokens))],
                 Some(&body),
             );
-            update_me::handle(d, req)
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(update_me::handle(d, req).await)
         },
     )
     .await
@@ -321,9 +312,7 @@ async fn change_password_costs(d: &Dynamo, counter: &CallCounter, runs: usize) -
                 &[("authorization", &bearer(&t))],
                 Some(&body),
             );
-            change_password::handle(d, req)
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(change_password::handle(d, req).await)
         },
     )
     .await
@@ -338,9 +327,7 @@ async fn forgot_password_costs(d: &Dynamo, counter: &CallCounter) -> Value {
         || sign_up(d),
         |t| async move {
             let body = json!({"email": t["user"]["email"]});
-            forgot_password::handle(d, post("/auth/password/forgot", &body))
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(forgot_password::handle(d, post("/auth/password/forgot", &body)).await)
         },
     )
     .await
@@ -370,9 +357,7 @@ async fn reset_password_costs(d: &Dynamo, counter: &CallCounter, runs: usize, no
                 "code": "12345678",
                 "new_password": "another long passphrase",
             });
-            reset_password::handle(d, post("/auth/password/reset", &body))
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(reset_password::handle(d, post("/auth/password/reset", &body)).await)
         },
     )
     .await
@@ -393,9 +378,7 @@ async fn delete_me_costs(d: &Dynamo, counter: &CallCounter, runs: usize) -> Valu
                 &[("authorization", &bearer(&t))],
                 Some(&body),
             );
-            delete_me::handle(d, req)
-                .await
-                .unwrap_or_else(|e| match e {})
+            answered(delete_me::handle(d, req).await)
         },
     )
     .await
@@ -406,8 +389,8 @@ async fn delete_me_costs(d: &Dynamo, counter: &CallCounter, runs: usize) -> Valu
 /// milliseconds.
 async fn me_in_memory_ms(config: Config) -> f64 {
     let memory = Deps::new(config, MemoryStore::new(), shared::testing::access_keys());
-    let local = body_json(
-        &register::handle(
+    let local = body_json(&answered(
+        register::handle(
             &memory,
             post(
                 "/auth/register",
@@ -416,9 +399,8 @@ async fn me_in_memory_ms(config: Config) -> f64 {
                 }),
             ),
         )
-        .await
-        .unwrap_or_else(|e| match e {}),
-    );
+        .await,
+    ));
     let mut me_cpu = Vec::new();
     for _ in 0..2000 {
         let req = get("/auth/me", &[("authorization", &bearer(&local))]);

@@ -54,7 +54,7 @@ use sessions::tokens::{
     presented_refresh_token, problem_clearing_cookies, session_tokens, token_response, user_agent,
 };
 pub use sessions::{list_sessions, logout, refresh, revoke_session};
-use sign_in::auth::{Caller, authenticate, authenticated_delivery, reauthenticate};
+use sign_in::auth::{Caller, authenticate, authenticated_delivery, reauthenticate, token_user};
 pub use sign_in::login;
 
 /// What an endpoint's inner function answers: a response, or the error `handle` turns into one.

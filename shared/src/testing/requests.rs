@@ -138,6 +138,13 @@ pub async fn alice<S: Store>(deps: &Deps<S>) -> Value {
 }
 
 /// Signs in through the handler and returns the token response.
+/// Fresh in-memory deps with Alice registered: the deps and her token response.
+pub async fn with_alice() -> (Deps<MemoryStore>, Value) {
+    let deps = deps();
+    let tokens = alice(&deps).await;
+    (deps, tokens)
+}
+
 pub async fn sign_in<S: Store>(deps: &Deps<S>, identifier: &str) -> Value {
     let body = serde_json::json!({"identifier": identifier, "password": PASSWORD});
     let response = handlers::login::handle(deps, post("/auth/login", &body))

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use shared::clock::Clock;
 use shared::config::Config;
 use shared::handlers::Deps;
-use shared::handlers::register;
 use shared::mail::SesMailer;
 use shared::store::DynamoStore;
 use shared::testing::CallCounter;
@@ -250,10 +249,8 @@ pub fn claims(token: &Value) -> Value {
 /// Registers a fresh user through the handler; returns its username and token response.
 pub async fn sign_up(deps: &Deps<DynamoStore>) -> (String, Value) {
     let name = unique("user");
-    let body = register_body(&name, &format!("{name}@example.com"));
-    let response = register::handle(deps, post("/auth/register", &body))
-        .await
-        .expect("infallible");
+    let email = format!("{name}@example.com");
+    let response = register_as(deps, &name, &email).await.expect("infallible");
     assert_eq!(response.status(), 201);
     (name, shared::testing::body_json(&response))
 }
@@ -280,4 +277,14 @@ pub async fn me_status(deps: &Deps<DynamoStore>, tokens: &Value) -> u16 {
     );
     let response = shared::handlers::me::handle(deps, req).await;
     response.expect("infallible").status().as_u16()
+}
+
+/// `POST /auth/register` of `name` with `email` and the test password.
+pub async fn register_as(
+    deps: &Deps<DynamoStore>,
+    name: &str,
+    email: &str,
+) -> Result<shared::http::Response, std::convert::Infallible> {
+    let req = post("/auth/register", &register_body(name, email));
+    shared::handlers::register::handle(deps, req).await
 }

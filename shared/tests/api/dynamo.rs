@@ -110,8 +110,7 @@ async fn email_and_username_are_case_insensitive_for_sign_up_and_sign_in() {
     let deps = deps().await;
     let name = unique("Alice");
     let email = format!("{name}@Example.COM");
-    let response =
-        register::handle(&deps, post("/auth/register", &register_body(&name, &email))).await;
+    let response = register_as(&deps, &name, &email).await;
     let body = body_json(&response.expect("infallible"));
     assert_eq!(body["user"]["email"], email.to_lowercase());
     assert_eq!(
@@ -172,8 +171,7 @@ async fn unknown_identifiers_spend_one_argon2_verification_and_get_the_same_answ
     let deps = deps().await;
     let name = unique("known");
     let email = format!("{name}@example.com");
-    let created =
-        register::handle(&deps, post("/auth/register", &register_body(&name, &email))).await;
+    let created = register_as(&deps, &name, &email).await;
     assert_eq!(created.expect("infallible").status(), 201);
 
     let mut answers = Vec::new();

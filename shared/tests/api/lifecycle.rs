@@ -250,8 +250,7 @@ async fn deletion_frees_the_email_and_the_username() {
         !items.iter().any(|i| attr(i, "email") == email),
         "the user is gone"
     );
-    let again =
-        register::handle(&deps, post("/auth/register", &register_body(&name, &email))).await;
+    let again = register_as(&deps, &name, &email).await;
     assert_eq!(
         again.expect("ok").status(),
         201,

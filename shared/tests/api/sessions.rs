@@ -7,11 +7,11 @@ use std::sync::Arc;
 use crate::common::*;
 use serde_json::{Value, json};
 use shared::clock::Clock;
-use shared::handlers::{Deps, list_sessions, login, logout, me, refresh, revoke_session};
+use shared::handlers::{Deps, list_sessions, login, logout, refresh, revoke_session};
 use shared::http::Response;
 use shared::store::DynamoStore;
 use shared::testing::ManualClock;
-use shared::testing::{body_json, expected_calls, get, post, sid};
+use shared::testing::{body_json, expected_calls, post, sid};
 use time::Duration;
 
 async fn refresh_with(deps: &Deps<DynamoStore>, token: &Value) -> Response {
@@ -29,12 +29,9 @@ async fn sign_in(deps: &Deps<DynamoStore>, name: &str) -> Value {
     body_json(&response)
 }
 
-async fn me_with(deps: &Deps<DynamoStore>, tokens: &Value) -> u16 {
-    let bearer = format!(
-        "Bearer {}",
-        tokens["access_token"].as_str().unwrap_or_default()
-    );
-    let response = me::handle(deps, get("/auth/me", &[("authorization", &bearer)])).await;
+/// The status of a logout with `body`.
+async fn logout_status(deps: &Deps<DynamoStore>, body: &Value) -> u16 {
+    let response = logout::handle(deps, post("/auth/logout", body)).await;
     response.expect("infallible").status().as_u16()
 }
 
@@ -261,14 +258,8 @@ async fn logout_revokes_the_session_until_its_tokens_expire() {
     let (_, first) = sign_up(&deps).await;
     let token = &first["refresh_token"];
     counter.reset();
-    let req = post("/auth/logout", &json!({"refresh_token": token}));
-    assert_eq!(
-        logout::handle(&deps, req)
-            .await
-            .expect("infallible")
-            .status(),
-        204
-    );
+    let body = json!({ "refresh_token": token });
+    assert_eq!(logout_status(&deps, &body).await, 204);
     // One transaction: the revocation, and the session's record removed.
     assert_eq!(
         counter.calls(),
@@ -287,14 +278,7 @@ async fn logout_revokes_the_session_until_its_tokens_expire() {
         body_json(&refresh_with(&deps, token).await)["code"],
         "invalid_token"
     );
-    let again = post("/auth/logout", &json!({"refresh_token": token}));
-    assert_eq!(
-        logout::handle(&deps, again)
-            .await
-            .expect("infallible")
-            .status(),
-        204
-    );
+    assert_eq!(logout_status(&deps, &body).await, 204, "again");
 }
 
 #[tokio::test]
@@ -302,18 +286,9 @@ async fn global_logout_refuses_every_refresh_and_every_older_access_token() {
     let (deps, _) = counted_deps().await;
     let (name, a) = sign_up(&deps).await;
     let b = sign_in(&deps, &name).await;
-    assert_eq!(me_with(&deps, &a).await, 200);
-    let req = post(
-        "/auth/logout",
-        &json!({"refresh_token": a["refresh_token"], "scope": "global"}),
-    );
-    assert_eq!(
-        logout::handle(&deps, req)
-            .await
-            .expect("infallible")
-            .status(),
-        204
-    );
+    assert_eq!(me_status(&deps, &a).await, 200);
+    let body = json!({"refresh_token": a["refresh_token"], "scope": "global"});
+    assert_eq!(logout_status(&deps, &body).await, 204);
     for session in [&a, &b] {
         assert_eq!(
             refresh_with(&deps, &session["refresh_token"])
@@ -321,10 +296,10 @@ async fn global_logout_refuses_every_refresh_and_every_older_access_token() {
                 .status(),
             401
         );
-        assert_eq!(me_with(&deps, session).await, 401);
+        assert_eq!(me_status(&deps, session).await, 401);
     }
     let c = sign_in(&deps, &name).await;
-    assert_eq!(me_with(&deps, &c).await, 200, "a new sign-in works");
+    assert_eq!(me_status(&deps, &c).await, 200, "a new sign-in works");
     assert_eq!(refresh_with(&deps, &c["refresh_token"]).await.status(), 200);
 }
 
@@ -424,10 +399,7 @@ async fn the_list_is_one_query_and_follows_sign_ins_refreshes_and_revocations() 
 
     // Ending the others leaves the asking session alone.
     let body = json!({"refresh_token": first["refresh_token"], "scope": "others"});
-    let response = logout::handle(&deps, post("/auth/logout", &body))
-        .await
-        .expect("infallible");
-    assert_eq!(response.status(), 204);
+    assert_eq!(logout_status(&deps, &body).await, 204);
     let second = body_json(&refreshed);
     assert_eq!(
         refresh_with(&deps, &second["refresh_token"]).await.status(),

@@ -67,6 +67,7 @@ mod tests {
     use crate::testing::MemoryMailer;
     use crate::testing::{
         PASSWORD, alice, authed, bearer, body_json, deps, from_ip, get, post, retry_after, sign_in,
+        with_alice,
     };
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -124,8 +125,7 @@ mod tests {
     async fn each_session_has_its_own_lock_and_others_failures_do_not_block_it() {
         // A stolen access token guesses no faster than the sign-in form allows; a third party
         // locking the account does not keep its owner from changing the password.
-        let deps = deps();
-        let a = alice(&deps).await;
+        let (deps, a) = with_alice().await;
         let b = sign_in(&deps, "alice").await;
         for _ in 0..5 {
             let body = json!({"identifier": "alice", "password": "wrong password"});
@@ -152,8 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_current_weak_or_unchanged_passwords_are_refused() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let wrong = change(
             &deps,
             &tokens,

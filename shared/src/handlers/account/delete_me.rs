@@ -35,7 +35,7 @@ mod tests {
     use crate::handlers::{me, refresh};
     use crate::http::Response;
     use crate::store::Store;
-    use crate::testing::{PASSWORD, alice, authed, bearer, body_json, deps, get, register};
+    use crate::testing::{PASSWORD, authed, bearer, body_json, get, register, with_alice};
     use serde_json::{Value, json};
 
     async fn delete(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
@@ -45,8 +45,7 @@ mod tests {
 
     #[tokio::test]
     async fn deletion_needs_the_password_and_frees_everything() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let wrong = delete(&deps, &tokens, json!({"password": "not the password"})).await;
         assert_eq!(body_json(&wrong)["code"], "invalid_credentials");
         assert_eq!(delete(&deps, &tokens, json!({})).await.status(), 422);

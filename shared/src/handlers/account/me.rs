@@ -19,13 +19,12 @@ async fn me<S: Users>(deps: &Deps<S>, req: &Request) -> Reply {
 mod tests {
     use super::*;
     use crate::store::Sessions;
-    use crate::testing::{alice, bearer, body_json, deps, event, get};
+    use crate::testing::{bearer, body_json, event, get, with_alice};
     use lambda_http::http::HeaderValue;
 
     #[tokio::test]
     async fn returns_the_user_for_a_bearer_token() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let mut req = event("me");
         let bearer = bearer(&tokens);
         req.headers_mut().insert(
@@ -42,8 +41,7 @@ mod tests {
 
     #[tokio::test]
     async fn accepts_the_access_cookie() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let cookie = format!(
             "__Host-access_token={}",
             tokens["access_token"].as_str().unwrap_or_default()
@@ -57,8 +55,7 @@ mod tests {
     #[tokio::test]
     async fn missing_forged_and_refresh_tokens_are_401_with_a_challenge() {
         // JWT-08: a refresh token is not an access token.
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let refresh = format!(
             "Bearer {}",
             tokens["refresh_token"].as_str().unwrap_or_default()
@@ -81,8 +78,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_older_than_the_revocation_point_are_refused() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let id = crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
             .expect("id");
         deps.store

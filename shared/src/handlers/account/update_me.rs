@@ -116,7 +116,7 @@ mod tests {
     use crate::handlers::{login, register as registration, verify_email};
     use crate::http::Response;
     use crate::store::Store;
-    use crate::testing::{PASSWORD, alice, authed, body_json, deps, post, register};
+    use crate::testing::{PASSWORD, alice, authed, body_json, deps, post, register, with_alice};
     use serde_json::{Value, json};
 
     async fn patch(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
@@ -126,8 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn updates_the_name_and_username_and_frees_the_old_username() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let response = patch(
             &deps,
             &tokens,
@@ -246,8 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn taken_values_unknown_fields_and_bad_types_are_refused() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         register(&deps, "bob", "bob@example.com", PASSWORD).await;
         let taken = patch(&deps, &tokens, json!({"username": "BOB"})).await;
         assert_eq!(

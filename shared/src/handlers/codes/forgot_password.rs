@@ -23,9 +23,10 @@ async fn forgot_password<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Reques
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::codes::test_support::mail_deps;
     use crate::http::Response;
     use crate::outbox::Outbox;
-    use crate::testing::ManualClock;
+
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
@@ -34,19 +35,6 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use time::Duration;
-
-    fn quick_deps(
-        vars: &[(&str, &str)],
-    ) -> (Deps<MemoryStore>, Arc<MemoryMailer>, Arc<ManualClock>) {
-        let mailer = Arc::new(MemoryMailer::default());
-        let clock = Arc::new(ManualClock::new());
-        let mut all = vec![("FORGOT_MIN_RESPONSE_MS", "0")];
-        all.extend_from_slice(vars);
-        let deps = Deps::new(config_with(&all), MemoryStore::new(), access_keys())
-            .with_mailer(mailer.clone())
-            .with_clock(clock.clone());
-        (deps, mailer, clock)
-    }
 
     async fn forgot(deps: &Deps<MemoryStore>, email: &str) -> Response {
         handle(
@@ -67,7 +55,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_answer_whether_or_not_the_account_exists_and_whether_or_not_mail_works() {
-        let (deps, mailer, _) = quick_deps(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
+        let (deps, mailer, _) = mail_deps(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
         alice(&deps).await;
         let known = forgot(&deps, "ALICE@example.com").await;
         let unknown = forgot(&deps, "nobody@example.com").await;
@@ -126,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_mail_per_minute_and_five_per_hour_per_address() {
-        let (deps, mailer, clock) = quick_deps(&[]);
+        let (deps, mailer, clock) = mail_deps(&[]);
         alice(&deps).await;
         assert_eq!(forgot(&deps, "alice@example.com").await.status(), 202);
         let again = forgot(&deps, "alice@example.com").await;
@@ -162,7 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn per_client_limit() {
-        let (deps, _, _) = quick_deps(&[("FORGOT_CLIENT_LIMIT", "3")]);
+        let (deps, _, _) = mail_deps(&[("FORGOT_CLIENT_LIMIT", "3")]);
         let statuses: Vec<u16> = statuses_for_distinct_addresses(&deps, 5).await;
         assert_eq!(statuses, [202, 202, 202, 429, 429]);
     }
@@ -182,7 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_bodies() {
-        let (deps, _, _) = quick_deps(&[]);
+        let (deps, _, _) = mail_deps(&[]);
         for body in [
             json!({}),
             json!({"email": 5}),

@@ -396,3 +396,27 @@ fn request_quotas<S>(
 pub(crate) fn pending_key<S>(deps: &Deps<S>, email: &Email) -> String {
     deps.key_part(email.as_str())
 }
+
+/// What the tests of mailed codes share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use crate::handlers::Deps;
+    use crate::testing::{ManualClock, MemoryMailer, MemoryStore, access_keys, config_with};
+
+    /// Deps with a mailer that keeps its mail, a clock the test moves, no answer floor, and
+    /// `vars` on top.
+    pub fn mail_deps(
+        vars: &[(&str, &str)],
+    ) -> (Deps<MemoryStore>, Arc<MemoryMailer>, Arc<ManualClock>) {
+        let mailer = Arc::new(MemoryMailer::default());
+        let clock = Arc::new(ManualClock::new());
+        let mut all = vec![("FORGOT_MIN_RESPONSE_MS", "0")];
+        all.extend_from_slice(vars);
+        let deps = Deps::new(config_with(&all), MemoryStore::new(), access_keys())
+            .with_mailer(mailer.clone())
+            .with_clock(clock.clone());
+        (deps, mailer, clock)
+    }
+}

@@ -97,15 +97,16 @@ async fn reset_password<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::codes::test_support::mail_deps;
     use crate::handlers::forgot_password;
     use crate::handlers::{login, me};
     use crate::http::Response;
     use crate::testing::ManualClock;
     use crate::testing::MemoryMailer;
     use crate::testing::MemoryStore;
-    use crate::testing::access_keys;
+
     use crate::testing::{
-        PASSWORD, alice, bearer, body_json, config_with, event, from_ip, get, post, retry_after,
+        PASSWORD, alice, bearer, body_json, event, from_ip, get, post, retry_after,
     };
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -121,15 +122,7 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let mailer = Arc::new(MemoryMailer::default());
-        let clock = Arc::new(ManualClock::new());
-        let config = config_with(&[
-            ("FORGOT_MIN_RESPONSE_MS", "0"),
-            ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
-        ]);
-        let deps = Deps::new(config, MemoryStore::new(), access_keys())
-            .with_mailer(mailer.clone())
-            .with_clock(clock.clone());
+        let (deps, mailer, clock) = mail_deps(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
         let tokens = alice(&deps).await;
         Fixture {
             deps,

@@ -51,6 +51,7 @@ async fn verify_email<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) 
 mod tests {
     use super::*;
     use crate::domain::{Identifier, UserRecord};
+    use crate::handlers::codes::test_support::mail_deps;
     use crate::handlers::{forgot_password, login, register, resend_verification, reset_password};
     use crate::http::Response;
     use crate::jwt::TokenUse;
@@ -70,15 +71,7 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let mailer = Arc::new(MemoryMailer::default());
-        let clock = Arc::new(ManualClock::new());
-        let config = config_with(&[
-            ("FORGOT_MIN_RESPONSE_MS", "0"),
-            ("FORGOT_ADDRESS_INTERVAL_SECONDS", "0"),
-        ]);
-        let deps = Deps::new(config, MemoryStore::new(), access_keys())
-            .with_mailer(mailer.clone())
-            .with_clock(clock.clone());
+        let (deps, mailer, clock) = mail_deps(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
         alice(&deps).await;
         Fixture {
             deps,

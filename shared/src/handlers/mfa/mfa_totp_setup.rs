@@ -56,12 +56,7 @@ mod tests {
         let (_, deps) = clocked();
         let tokens = alice(&deps).await;
         let wrong = json!({"current_password": "wrong password"});
-        let (status, body) = call(
-            mfa_totp_setup::handle,
-            &deps,
-            authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&wrong)),
-        )
-        .await;
+        let (status, body) = setup(&deps, &tokens, &wrong).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (401, Some("invalid_credentials"))
@@ -80,21 +75,11 @@ mod tests {
         assert_eq!(status, 400, "nothing pending");
         let (tokens, _) = {
             let deps2 = &deps;
-            let setup = json!({"current_password": PASSWORD});
-            let (status, _) = call(
-                mfa_totp_setup::handle,
-                deps2,
-                authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&setup)),
-            )
-            .await;
+            let password = json!({"current_password": PASSWORD});
+            let (status, _) = setup(deps2, &tokens, &password).await;
             assert_eq!(status, 200);
             let wrong_code = json!({"code": "000000"});
-            let (status, body) = call(
-                mfa_totp_confirm::handle,
-                deps2,
-                authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&wrong_code)),
-            )
-            .await;
+            let (status, body) = confirm(deps2, &tokens, &wrong_code).await;
             if code(deps2, &tokens, 0).await != "000000" {
                 assert_eq!((status, body["code"].as_str()), (400, Some("invalid_code")));
             }
@@ -103,33 +88,18 @@ mod tests {
             assert_eq!(status, 200);
             assert!(body["access_token"].is_string(), "pending is not enabled");
             let right = json!({"code": code(deps2, &tokens, 0).await});
-            let (status, _) = call(
-                mfa_totp_confirm::handle,
-                deps2,
-                authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&right)),
-            )
-            .await;
+            let (status, _) = confirm(deps2, &tokens, &right).await;
             assert_eq!(status, 200);
             (tokens, ())
         };
-        let setup = json!({"current_password": PASSWORD});
-        let (status, body) = call(
-            mfa_totp_setup::handle,
-            &deps,
-            authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&setup)),
-        )
-        .await;
+        let password = json!({"current_password": PASSWORD});
+        let (status, body) = setup(&deps, &tokens, &password).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (409, Some("mfa_already_enabled"))
         );
         let bad = json!({"code": 123456});
-        let (status, _) = call(
-            mfa_totp_confirm::handle,
-            &deps,
-            authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&bad)),
-        )
-        .await;
+        let (status, _) = confirm(&deps, &tokens, &bad).await;
         assert_eq!(status, 422);
     }
 }

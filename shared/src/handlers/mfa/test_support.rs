@@ -39,6 +39,18 @@ pub(crate) async fn call(
     (status, body)
 }
 
+/// `POST /auth/mfa/totp/setup` with `body`, as the signed-in user of `tokens`.
+pub(crate) async fn setup(deps: &TestDeps, tokens: &Value, body: &Value) -> (u16, Value) {
+    let req = authed("POST", "/auth/mfa/totp/setup", tokens, Some(body));
+    call(mfa_totp_setup::handle, deps, req).await
+}
+
+/// `POST /auth/mfa/totp/confirm` with `body`, as the signed-in user of `tokens`.
+pub(crate) async fn confirm(deps: &TestDeps, tokens: &Value, body: &Value) -> (u16, Value) {
+    let req = authed("POST", "/auth/mfa/totp/confirm", tokens, Some(body));
+    call(mfa_totp_confirm::handle, deps, req).await
+}
+
 /// The code of the user's authenticator at `offset` steps from now.
 pub(crate) async fn code(deps: &TestDeps, tokens: &Value, offset: i64) -> String {
     let user = deps
@@ -75,26 +87,16 @@ pub(crate) async fn wrong_code(deps: &TestDeps, tokens: &Value) -> String {
 /// Alice with TOTP enabled: her token response and her recovery codes.
 pub(crate) async fn alice_with_totp(deps: &TestDeps) -> (Value, Vec<String>) {
     let tokens = alice(deps).await;
-    let setup = json!({"current_password": PASSWORD});
-    let (status, body) = call(
-        mfa_totp_setup::handle,
-        deps,
-        authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&setup)),
-    )
-    .await;
+    let password = json!({"current_password": PASSWORD});
+    let (status, body) = setup(deps, &tokens, &password).await;
     assert_eq!(status, 200, "{body}");
     let secret = body["secret"].as_str().expect("a secret");
     assert_eq!(secret.len(), 32);
     assert!(body["otpauth_uri"].as_str().is_some_and(|uri| {
         uri.starts_with("otpauth://totp/Auth:alice?secret=") && uri.contains(secret)
     }));
-    let confirm = json!({"code": code(deps, &tokens, 0).await});
-    let (status, body) = call(
-        mfa_totp_confirm::handle,
-        deps,
-        authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&confirm)),
-    )
-    .await;
+    let first_code = json!({"code": code(deps, &tokens, 0).await});
+    let (status, body) = confirm(deps, &tokens, &first_code).await;
     assert_eq!(status, 200, "{body}");
     let codes: Vec<String> =
         serde_json::from_value(body["recovery_codes"].clone()).expect("recovery codes");

@@ -80,7 +80,7 @@ mod tests {
     use crate::store::Store;
     use crate::testing::{
         ManualClock, PASSWORD, alice, authed, body_json, deps, get, post, register, sid, sign_in,
-        user_id,
+        user_id, with_alice,
     };
     use serde_json::{Value, json};
     use std::sync::Arc;
@@ -249,8 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_change_leaves_only_the_session_it_began() {
-        let deps = deps();
-        let first = alice(&deps).await;
+        let (deps, first) = with_alice().await;
         sign_in(&deps, "alice").await;
         let body =
             json!({"current_password": PASSWORD, "new_password": "an entirely new passphrase"});
@@ -265,8 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_users_sessions_are_never_listed() {
-        let deps = deps();
-        let alice = alice(&deps).await;
+        let (deps, alice) = with_alice().await;
         let bob = register(&deps, "bob", "bob@example.com", PASSWORD).await;
         assert_eq!(ids(&deps, &alice).await, [sid(&alice)]);
         assert_eq!(ids(&deps, &bob).await, [sid(&bob)]);
@@ -274,8 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn needs_an_access_token() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let refresh_as_access = json!({"access_token": tokens["refresh_token"]});
         let response = list(&deps, &refresh_as_access).await;
         assert_eq!(response.status(), 401);

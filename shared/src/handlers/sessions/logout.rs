@@ -199,8 +199,8 @@ mod tests {
     use crate::handlers::{me, refresh};
     use crate::store::Store;
     use crate::testing::{
-        PASSWORD, alice, authed, bearer, body_json, cookie_post, deps, event, get, post, register,
-        sid, sign_in,
+        PASSWORD, authed, bearer, body_json, cookie_post, deps, event, get, post, register, sid,
+        sign_in, with_alice,
     };
     use serde_json::{Value, json};
 
@@ -224,8 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn logout_revokes_the_session_and_is_idempotent() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let body = json!({"refresh_token": tokens["refresh_token"]});
         assert_eq!(logout_with(&deps, body.clone()).await, 204);
         assert_eq!(logout_with(&deps, body).await, 204, "twice is 204");
@@ -240,8 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn global_logout_refuses_every_session_and_older_access_tokens() {
-        let deps = deps();
-        let a = alice(&deps).await;
+        let (deps, a) = with_alice().await;
         let b = sign_in(&deps, "alice").await;
         let global = json!({"refresh_token": a["refresh_token"], "scope": "global"});
         assert_eq!(logout_with(&deps, global.clone()).await, 204);
@@ -260,8 +258,7 @@ mod tests {
     #[tokio::test]
     async fn a_spent_or_revoked_token_cannot_end_the_other_sessions() {
         // RT-06: global logout needs a live token of the user.
-        let deps = deps();
-        let a = alice(&deps).await;
+        let (deps, a) = with_alice().await;
         let b = sign_in(&deps, "alice").await;
         let c = sign_in(&deps, "alice").await;
         let a_token = json!({"refresh_token": a["refresh_token"]});
@@ -294,8 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn others_ends_every_session_but_the_presented_one() {
-        let deps = deps();
-        let a = alice(&deps).await;
+        let (deps, a) = with_alice().await;
         let b = sign_in(&deps, "alice").await;
         let c = sign_in(&deps, "alice").await;
         let bob = register(&deps, "bob", "bob@example.com", PASSWORD).await;
@@ -334,8 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn others_with_an_access_token_keeps_that_tokens_session() {
-        let deps = deps();
-        let a = alice(&deps).await;
+        let (deps, a) = with_alice().await;
         let b = sign_in(&deps, "alice").await;
         assert_eq!(logout_by_access_token(&deps, &b, "others").await, 204);
         assert_eq!(refresh_status(&deps, &a).await, 401);
@@ -344,8 +339,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_valid_access_token_alone_can_end_every_session() {
-        let deps = deps();
-        let a = alice(&deps).await;
+        let (deps, a) = with_alice().await;
         let b = sign_in(&deps, "alice").await;
         assert_eq!(logout_by_access_token(&deps, &a, "global").await, 204);
         assert_eq!(refresh_status(&deps, &b).await, 401);
@@ -356,8 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_cookie_sent_twice_is_refused() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let refresh_token = tokens["refresh_token"].as_str().unwrap_or_default();
         let cookie =
             format!("__Secure-refresh_token=planted; __Secure-refresh_token={refresh_token}");
@@ -370,8 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn cookie_logout_checks_the_origin_and_clears_cookies() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let refresh_token = tokens["refresh_token"].as_str().unwrap_or_default();
         let cookie = format!("__Secure-refresh_token={refresh_token}");
         let foreign = cookie_post("/auth/logout", &cookie, Some("https://evil.example"));

@@ -15,7 +15,7 @@ use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::handlers::{
     Deps, Reply, SignIn, check_cookie_mode_origin, client_ip, presented_refresh_token,
-    problem_clearing_cookies, token_response, user_agent,
+    problem_clearing_cookies, token_response, token_user, user_agent,
 };
 use crate::http::{self, Fields, RequestBody, Response, TokenDelivery};
 use crate::jwt::{Claims, TokenError, TokenUse};
@@ -74,15 +74,8 @@ async fn spend<S: Users + Sessions>(
         tracing::info!(event = "session_idle_expired", sid = %claims.sid);
         return Err(ApiError::SessionExpired);
     }
-    let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
-    let user = deps
-        .store
-        .get_user(user_id)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    if claims.ver < user.token_version {
-        return Err(ApiError::InvalidToken);
-    }
+    let user = token_user(deps, &claims).await?;
+    let user_id = user.id;
 
     let spend = Spend {
         spent_jti: claims.jti.clone(),
@@ -175,7 +168,9 @@ mod tests {
     use crate::testing::ManualClock;
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
-    use crate::testing::{alice, body_json, config_with, cookie_post, deps, event, post, sign_in};
+    use crate::testing::{
+        alice, body_json, config_with, cookie_post, deps, event, post, sign_in, with_alice,
+    };
     use serde_json::{Value, json};
     use std::sync::Arc;
     use time::Duration;
@@ -266,8 +261,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_immediate_predecessor_gets_grace() {
         // RT-04: R1 -> R2 -> R3, then R1 again within the interval: reuse.
-        let deps = deps();
-        let first = alice(&deps).await;
+        let (deps, first) = with_alice().await;
         let r2 =
             body_json(&refresh_with(&deps, &first["refresh_token"]).await)["refresh_token"].clone();
         let r3 = body_json(&refresh_with(&deps, &r2).await)["refresh_token"].clone();
@@ -278,8 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn access_tokens_forged_and_missing_tokens_are_refused() {
-        let deps = deps();
-        let first = alice(&deps).await;
+        let (deps, first) = with_alice().await;
         for token in [&first["access_token"], &json!("a.b.c"), &json!("")] {
             let response = refresh_with(&deps, token).await;
             assert_eq!(response.status(), 401, "{token}");
@@ -321,8 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn cookie_refresh_needs_an_allowed_origin_and_answers_with_cookies() {
-        let deps = deps();
-        let first = alice(&deps).await;
+        let (deps, first) = with_alice().await;
         let refresh_token = first["refresh_token"].as_str().unwrap_or_default();
         let cookie = format!("__Secure-refresh_token={refresh_token}");
         let no_origin = cookie_post("/auth/refresh", &cookie, None);

@@ -56,7 +56,7 @@ mod tests {
     use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
-        PASSWORD, alice, authed, body_json, deps, event, post, register, request, sid, sign_in,
+        PASSWORD, authed, body_json, event, post, register, request, sid, sign_in, with_alice,
     };
     use serde_json::{Value, json};
 
@@ -81,8 +81,7 @@ mod tests {
 
     #[tokio::test]
     async fn ends_that_session_only() {
-        let deps = deps();
-        let laptop = alice(&deps).await;
+        let (deps, laptop) = with_alice().await;
         let phone = sign_in(&deps, "alice").await;
         let response = revoke(&deps, &laptop, &sid(&phone)).await;
         assert_eq!(response.status(), 204, "{}", body_json(&response));
@@ -107,8 +106,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_and_foreign_ids_get_the_same_404() {
-        let deps = deps();
-        let alice = alice(&deps).await;
+        let (deps, alice) = with_alice().await;
         let bob = register(&deps, "bob", "bob@example.com", PASSWORD).await;
         let foreign = revoke(&deps, &alice, &sid(&bob)).await;
         let unknown = revoke(&deps, &alice, &Uuid::new_v4().to_string()).await;
@@ -124,8 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn ending_the_own_session_in_cookie_mode_clears_the_cookies() {
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let own = sid(&tokens);
         let cookie = format!(
             "__Host-access_token={}",

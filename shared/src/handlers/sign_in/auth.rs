@@ -2,12 +2,12 @@
 
 use lambda_http::Request;
 
-use crate::domain::{Lockout, PasswordAttempt, UserRecord};
+use crate::domain::{Lockout, PasswordAttempt, UserId, UserRecord};
 use crate::error::ApiError;
 use crate::handlers::sign_in::guard::Guard;
 use crate::handlers::{Deps, SignIn};
 use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
-use crate::jwt::TokenUse;
+use crate::jwt::{Claims, TokenUse};
 use crate::store::{Limits, LockTarget, Users, keys};
 use crate::throttle;
 
@@ -30,20 +30,24 @@ pub(crate) async fn authenticate<S: Users>(
         .tokens
         .verify(token, TokenUse::Access, deps.now())
         .map_err(|_| ApiError::InvalidToken)?;
-    let id = crate::domain::UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
-    let user = deps
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    if claims.ver < user.token_version {
-        return Err(ApiError::InvalidToken);
-    }
+    let user = token_user(deps, &claims).await?;
     Ok(Caller {
         user,
         sign_in: SignIn::of(&claims),
         sid: claims.sid,
     })
+}
+
+/// The user a verified token names, if it still exists and the token is not older than the
+/// user's last revocation point (JWT-09).
+pub(crate) async fn token_user<S: Users>(
+    deps: &Deps<S>,
+    claims: &Claims,
+) -> Result<UserRecord, ApiError> {
+    let id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
+    let user = deps.store.get_user(id).await?;
+    user.filter(|user| claims.ver >= user.token_version)
+        .ok_or(ApiError::InvalidToken)
 }
 
 /// A request's user, and the session its access token belongs to.

@@ -227,6 +227,16 @@ mod tests {
             .expect("admitted")
     }
 
+    /// Alice with one failure counted, and a check of hers reserved with a unit of "budget".
+    async fn a_check_after_one_failure() -> (TestDeps, UserId, Guard) {
+        let deps = deps();
+        let id = user_id(&alice(&deps).await);
+        let _ = reserve(&deps, id, None).await.failed();
+        let unit = take_unit(&deps, "budget").await;
+        let guard = reserve(&deps, id, Some(unit)).await;
+        (deps, id, guard)
+    }
+
     #[tokio::test]
     async fn locked_nothing_is_checked_and_the_unit_stays_spent() {
         let deps = deps();
@@ -271,11 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn right_with_a_second_step_due_gives_back_but_forgets_and_trusts_nothing() {
-        let deps = deps();
-        let id = user_id(&alice(&deps).await);
-        let _ = reserve(&deps, id, None).await.failed();
-        let unit = take_unit(&deps, "budget").await;
-        let guard = reserve(&deps, id, Some(unit)).await;
+        let (deps, id, guard) = a_check_after_one_failure().await;
         guard.second_step_due(&deps).await.expect("given back");
         assert_eq!(
             user(&deps, id).await.lockout.failures,
@@ -289,11 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn right_clears_the_account_trusts_the_client_and_gives_the_unit_back() {
-        let deps = deps();
-        let id = user_id(&alice(&deps).await);
-        let _ = reserve(&deps, id, None).await.failed();
-        let unit = take_unit(&deps, "budget").await;
-        let guard = reserve(&deps, id, Some(unit)).await;
+        let (deps, id, guard) = a_check_after_one_failure().await;
         let me = user(&deps, id).await;
         guard.passed(&deps, &me).await.expect("passed");
         assert_eq!(user(&deps, id).await.lockout, Lockout::default());

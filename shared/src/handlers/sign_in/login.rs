@@ -218,7 +218,7 @@ mod tests {
     use crate::testing::access_keys;
     use crate::testing::{
         PASSWORD, alice, body_json, config_with, deps, event, from_ip, post, register, retry_after,
-        sign_in, weak_hash,
+        sign_in, weak_hash, with_alice,
     };
     use serde_json::json;
     use std::sync::Arc;
@@ -228,8 +228,7 @@ mod tests {
     async fn a_hash_with_older_parameters_is_upgraded_at_sign_in() {
         // PW-05: the stored hash shows the current parameters after one sign-in, and the
         // password still works.
-        let deps = deps();
-        let tokens = alice(&deps).await;
+        let (deps, tokens) = with_alice().await;
         let id = crate::domain::UserId::parse(tokens["user"]["id"].as_str().unwrap_or_default())
             .expect("an id");
         let current = deps.store.get_user(id).await.ok().flatten().expect("alice");

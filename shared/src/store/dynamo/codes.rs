@@ -112,15 +112,7 @@ impl Codes for DynamoStore {
             TransactWriteItem::builder().update(user).build(),
             TransactWriteItem::builder().put(pending).build(),
         ];
-        match self.transact(items, None).await? {
-            Ok(()) => Ok(()),
-            Err(reasons) if codes(&reasons).contains(&Some(CONDITION_FAILED)) => {
-                Err(StoreError::Conflict)
-            }
-            Err(reasons) => Err(StoreError::Unavailable(
-                format!("email change cancelled: {:?}", codes(&reasons)).into(),
-            )),
-        }
+        self.transact_or_conflict(items, "email change").await
     }
 
     async fn find_pending_owner(&self, pending_key: &str) -> Result<Option<UserId>, StoreError> {

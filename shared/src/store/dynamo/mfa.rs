@@ -5,8 +5,8 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem, Update};
 
-use super::item::{CONDITION_FAILED, Item, attr, n, num_attr, s, str_attr};
-use super::{DynamoStore, codes, unavailable, update_outcome};
+use super::item::{Item, attr, n, num_attr, s, str_attr};
+use super::{DynamoStore, unavailable, update_outcome};
 use crate::crypto::saturating_u32;
 use crate::domain::UserId;
 use crate::store::{Mfa, MfaChallenge, SecondFactor, SessionRecord, StoreError, keys};
@@ -186,14 +186,6 @@ impl Mfa for DynamoStore {
             TransactWriteItem::builder().update(spend).build(),
             self.put_session(session)?,
         ];
-        match self.transact(items, None).await? {
-            Ok(()) => Ok(()),
-            Err(reasons) if codes(&reasons).contains(&Some(CONDITION_FAILED)) => {
-                Err(StoreError::Conflict)
-            }
-            Err(reasons) => Err(StoreError::Unavailable(
-                format!("second factor cancelled: {:?}", codes(&reasons)).into(),
-            )),
-        }
+        self.transact_or_conflict(items, "second factor").await
     }
 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::domain::UserId;
 use crate::store::{SessionRecord, StoreError, keys};
-use item::{Item, attr, n, rfc3339, s};
+use item::{CONDITION_FAILED, Item, attr, n, rfc3339, s};
 
 mod codes;
 mod item;
@@ -161,6 +161,24 @@ impl DynamoStore {
         self.update_user(user_id, &update, condition, &values)
             .await
             .map(drop)
+    }
+
+    /// Runs a transaction whose every condition guards against a concurrent change: a cancelled
+    /// condition is a [`StoreError::Conflict`], any other cancellation (named `what`) an outage.
+    async fn transact_or_conflict(
+        &self,
+        items: Vec<TransactWriteItem>,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        match self.transact(items, None).await? {
+            Ok(()) => Ok(()),
+            Err(reasons) if codes(&reasons).contains(&Some(CONDITION_FAILED)) => {
+                Err(StoreError::Conflict)
+            }
+            Err(reasons) => Err(StoreError::Unavailable(
+                format!("{what} cancelled: {:?}", codes(&reasons)).into(),
+            )),
+        }
     }
 
     /// Runs a transaction: `Ok(Ok(()))` when it committed, `Ok(Err(reasons))` when a condition

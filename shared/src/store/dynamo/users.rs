@@ -210,14 +210,6 @@ impl Users for DynamoStore {
                     .build(),
             );
         }
-        match self.transact(items, None).await? {
-            Ok(()) => Ok(()),
-            Err(reasons) if codes(&reasons).contains(&Some(CONDITION_FAILED)) => {
-                Err(StoreError::Conflict)
-            }
-            Err(reasons) => Err(StoreError::Unavailable(
-                format!("deletion cancelled: {:?}", codes(&reasons)).into(),
-            )),
-        }
+        self.transact_or_conflict(items, "deletion").await
     }
 }
