@@ -126,8 +126,9 @@ async fn main() {
     results.insert("register", register_costs(d, &counter, runs).await);
     results.insert("login", login_costs(d, &counter, runs, &tokens).await);
     results.insert("me", me_costs(d, &counter, &tokens).await);
-    results.insert("refresh", refresh_costs(d, &counter).await);
-    results.insert("logout", logout_costs(d, &counter).await);
+    for name in ["refresh", "logout"] {
+        results.insert(name, refresh_token_costs(d, &counter, name).await);
+    }
     results.insert("update-me", update_me_costs(d, &counter, &tokens).await);
     results.insert(
         "change-password",
@@ -245,31 +246,23 @@ async fn me_costs(d: &Dynamo, counter: &CallCounter, tokens: &Value) -> Value {
     .await
 }
 
-/// POST /auth/refresh with the refresh token of a new account (signed up untimed), 50 times.
-async fn refresh_costs(d: &Dynamo, counter: &CallCounter) -> Value {
+/// POST /auth/refresh or /auth/logout (`name`) with the refresh token of a new account (signed
+/// up untimed), 50 times.
+async fn refresh_token_costs(d: &Dynamo, counter: &CallCounter, name: &'static str) -> Value {
     endpoint(
-        "refresh",
+        name,
         counter,
         50,
         || sign_up(d),
         |t| async move {
-            let body = json!({"refresh_token": t["refresh_token"]});
-            answered(refresh::handle(d, post("/auth/refresh", &body)).await)
-        },
-    )
-    .await
-}
-
-/// POST /auth/logout with the refresh token of a new account (signed up untimed), 50 times.
-async fn logout_costs(d: &Dynamo, counter: &CallCounter) -> Value {
-    endpoint(
-        "logout",
-        counter,
-        50,
-        || sign_up(d),
-        |t| async move {
-            let body = json!({"refresh_token": t["refresh_token"]});
-            answered(logout::handle(d, post("/auth/logout", &body)).await)
+            let req = post(
+                &format!("/auth/{name}"),
+                &json!({"refresh_token": t["refresh_token"]}),
+            );
+            answered(match name {
+                "refresh" => refresh::handle(d, req).await,
+                _ => logout::handle(d, req).await,
+            })
         },
     )
     .await

@@ -307,33 +307,9 @@ mod tests {
         let deps = deps();
         alice(&deps).await;
         let before = deps.passwords.verification_count();
-        let wrong = handle(
-            &deps,
-            post(
-                "/auth/login",
-                &json!({"identifier": "alice", "password": "wrong password"}),
-            ),
-        )
-        .await
-        .expect("ok");
-        let unknown = handle(
-            &deps,
-            post(
-                "/auth/login",
-                &json!({"identifier": "nobody", "password": "wrong password"}),
-            ),
-        )
-        .await
-        .expect("ok");
-        let malformed = handle(
-            &deps,
-            post(
-                "/auth/login",
-                &json!({"identifier": "x", "password": "wrong password"}),
-            ),
-        )
-        .await
-        .expect("ok");
+        let wrong = attempt(&deps, "alice", "wrong password").await;
+        let unknown = attempt(&deps, "nobody", "wrong password").await;
+        let malformed = attempt(&deps, "x", "wrong password").await;
         assert_eq!(deps.passwords.verification_count() - before, 3);
         for response in [&wrong, &unknown, &malformed] {
             assert_eq!(response.status(), 401);
