@@ -70,8 +70,10 @@ fn request(content_type: Option<&str>, body: &[u8]) -> Request {
 
 /// Every field any endpoint reads, as text (absent ones left out).
 fn every_field(fields: &mut http::Fields) -> Option<Vec<String>> {
-    let values: Vec<Option<Option<String>>> =
-        FIELDS.iter().map(|field| fields.optional_text(field)).collect();
+    let values: Vec<Option<Option<String>>> = FIELDS
+        .iter()
+        .map(|field| fields.optional_text(field))
+        .collect();
     let values: Option<Vec<Option<String>>> = values.into_iter().collect();
     Some(values?.into_iter().flatten().collect())
 }
