@@ -32,9 +32,10 @@ smoke: $(TOOLS)
 	@.venv/bin/python scripts/smoke.py "$(API_URL)"
 
 # Cold starts, memory, sizes, server time per endpoint against its floors: one table, also in
-# target/bench/bench.md and bench.json.
+# target/bench/bench.md and bench.json. With BASELINE=<rev>: server time per endpoint of <rev>
+# and of the working tree side by side in one run (target/bench/compare.md).
 bench: $(TOOLS)
-	@.venv/bin/python scripts/bench.py
+	@.venv/bin/python scripts/bench.py $(if $(BASELINE),--baseline $(BASELINE))
 
 # Concurrent clients against the local stack for a few minutes, then an audit of the tables:
 # LOAD_SECONDS (180), LOAD_CLIENTS (16), LOAD_MAX_REQUESTS (50000). Table in target/load/load.md.

@@ -12,8 +12,12 @@
 - the criterion benches of `shared/benches/hot.rs`.
 
 Writes target/bench/bench.md and target/bench/bench.json. Loopback only, bounded in count.
+
+`--baseline REV` instead compares the server time per endpoint of REV and the working tree, in
+one run (target/bench/compare.md).
 """
 
+import contextlib
 import http.server
 import json
 import os
@@ -22,6 +26,7 @@ import urllib.parse
 import urllib.request
 import signal
 import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -203,10 +208,23 @@ def run(command, env=None, **kwargs):
 def main():
     os.makedirs(OUT, exist_ok=True)
     env = dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
+    if len(sys.argv) == 3 and sys.argv[1] == "--baseline":
+        compare_with(sys.argv[2], env)
+        return
     run(["cargo", "build", "--release", "--workspace", "--bins"], env)
     run(["cargo", "build", "--release", "-p", "shared", "--example", "baseline_hello", "--example", "baseline_secret",
          "--example", "cold_start_steps"], env)
+    with local_aws_services(env) as endpoint:
+        first_keys(env, endpoint)
+        report = measure(env)
+    write(report)
 
+
+@contextlib.contextmanager
+def local_aws_services(env):
+    """DynamoDB Local and the local SES / Secrets Manager endpoint on free ports, their tables
+    and secrets made as `make dev` makes them, and each function's template environment read;
+    `env` gets the endpoints and resource names. Yields the SES / Secrets Manager endpoint."""
     endpoint, dynamodb = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_REGION="us-east-1",
                AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_DYNAMODB=dynamodb)
@@ -231,13 +249,58 @@ def main():
             resolver = template_env.local_resolver(template, json.load(f), "http://127.0.0.1:9000",
                                                    {"PARAMETER_OVERRIDES": "MailFrom=no-reply@auth.test"})
         FUNCTION_ENVS.update(template_env.environments(template, resolver, {"FORGOT_MIN_RESPONSE_MS": "0"}))
-        first_keys(env, endpoint)
-        report = measure(env)
+        yield endpoint
     finally:
         for service in services:
             service.terminate()
             service.wait()
-    write(report)
+
+
+# Rounds of the baseline comparison: each runs the old program, then the new one.
+COMPARE_ROUNDS = 3
+
+
+def compare_with(baseline, env):
+    """`make bench BASELINE=<rev>`: server time per endpoint of the program in
+    shared/benches/programs/endpoint_costs.rs as it is at <rev> and as it is now, run in turns
+    against the same local DynamoDB, and each endpoint's ratio new / old. A ratio is the median
+    of the rounds' ratios; its spread (min-max) is the noise to read it against."""
+    tree = os.path.join(ROOT, ".dev", "bench-baseline")
+    if os.path.exists(tree):
+        run(["git", "worktree", "remove", "--force", tree], env)
+    run(["git", "worktree", "add", "--detach", tree, baseline], env, stdout=subprocess.DEVNULL)
+    programs = {}
+    try:
+        for label, manifest in (("old", os.path.join(tree, "Cargo.toml")), ("new", os.path.join(ROOT, "Cargo.toml"))):
+            # One target directory: the dependencies are built once; only the shared crate of
+            # each tree is compiled. The program is copied out before the other build replaces it.
+            run(["cargo", "build", "--release", "-q", "--manifest-path", manifest, "-p", "shared", "--features",
+                 "integration", "--example", "endpoint_costs"], dict(env, CARGO_TARGET_DIR=os.path.join(ROOT, "target")))
+            programs[label] = os.path.join(OUT, f"endpoint_costs-{label}")
+            shutil.copy2(os.path.join(RELEASE, "examples", "endpoint_costs"), programs[label])
+    finally:
+        run(["git", "worktree", "remove", "--force", tree], env)
+    rounds = []
+    with local_aws_services(env):
+        for _ in range(COMPARE_ROUNDS):
+            rounds.append({label: json.loads(run([program], env, capture_output=True, text=True).stdout
+                                             .strip().splitlines()[-1])["endpoints"]
+                           for label, program in programs.items()})
+    lines = [f"Server time per endpoint, {baseline} (old) and the working tree (new), {COMPARE_ROUNDS} rounds "
+             f"of old then new in one run on {machine()['cpu']}.", "",
+             "| endpoint | old ms | new ms | new / old (median of rounds) | min-max of rounds |", "|---|---|---|---|---|"]
+    for name in rounds[0]["new"]:
+        if name not in rounds[0]["old"]:
+            continue
+        old = statistics.median(r["old"][name]["median_ms"] for r in rounds)
+        new = statistics.median(r["new"][name]["median_ms"] for r in rounds)
+        ratios = [r["new"][name]["median_ms"] / r["old"][name]["median_ms"] for r in rounds]
+        lines.append(f"| {name} | {old:.2f} | {new:.2f} | {statistics.median(ratios):.2f} | "
+                     f"{min(ratios):.2f}-{max(ratios):.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(OUT, "compare.md"), "w") as f:
+        f.write(table + "\n")
 
 
 def first_keys(env, endpoint):
