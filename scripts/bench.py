@@ -270,6 +270,8 @@ def compare_with(baseline, env):
         run(["git", "worktree", "remove", "--force", tree], env)
     run(["git", "worktree", "add", "--detach", tree, baseline], env, stdout=subprocess.DEVNULL)
     programs = {}
+    rounds = []
+    # The tree stays until the runs are over: a program reads its tree's sample events.
     try:
         for label, manifest in (("old", os.path.join(tree, "Cargo.toml")), ("new", os.path.join(ROOT, "Cargo.toml"))):
             # One target directory: the dependencies are built once; only the shared crate of
@@ -278,14 +280,13 @@ def compare_with(baseline, env):
                  "integration", "--example", "endpoint_costs"], dict(env, CARGO_TARGET_DIR=os.path.join(ROOT, "target")))
             programs[label] = os.path.join(OUT, f"endpoint_costs-{label}")
             shutil.copy2(os.path.join(RELEASE, "examples", "endpoint_costs"), programs[label])
+        with local_aws_services(env):
+            for _ in range(COMPARE_ROUNDS):
+                rounds.append({label: json.loads(run([program], env, stdout=subprocess.PIPE, text=True).stdout
+                                                 .strip().splitlines()[-1])["endpoints"]
+                               for label, program in programs.items()})
     finally:
         run(["git", "worktree", "remove", "--force", tree], env)
-    rounds = []
-    with local_aws_services(env):
-        for _ in range(COMPARE_ROUNDS):
-            rounds.append({label: json.loads(run([program], env, capture_output=True, text=True).stdout
-                                             .strip().splitlines()[-1])["endpoints"]
-                           for label, program in programs.items()})
     lines = [f"Server time per endpoint, {baseline} (old) and the working tree (new), {COMPARE_ROUNDS} rounds "
              f"of old then new in one run on {machine()['cpu']}.", "",
              "| endpoint | old ms | new ms | new / old (median of rounds) | min-max of rounds |", "|---|---|---|---|---|"]
