@@ -246,6 +246,10 @@ def run_checks(driver, app_origin, api, ports, evil_port):
         other = unique("spa")
         app = App(driver, f"{app_origin}/?api={api}")
         assert app.submit("register", {"username": other, "email": f"{other}@example.com", "password": PASSWORD}) == ("register", 201)
+        # A second factor goes only on a verified address: the app asks for the mailed code first.
+        assert app.submit("mfa-setup", {"current_password": PASSWORD}) == ("mfa-setup", 403)
+        mails = mails_to(f"http://127.0.0.1:{ports.aws}", f"{other}@example.com", at_least=1)
+        assert app.submit("verify", {"code": mails[-1]["text"].split("code:")[1].split()[0]}) == ("verify", 200)
         assert driver.find_element(By.ID, "mfa-setup").is_displayed() and not driver.find_element(By.ID, "mfa-disable").is_displayed()
         assert app.submit("mfa-setup", {"current_password": PASSWORD}) == ("mfa-setup", 200)
         secret = driver.find_element(By.ID, "mfa-secret").text

@@ -118,11 +118,22 @@ class Authenticator:
         return next(c for c in ("000000", "111111", "222222", "333333", "444444") if c not in near)
 
 
-def totp_user(api):
-    """A new user with TOTP set up and confirmed: its username, email, registration tokens,
-    authenticator and recovery codes."""
+def verify_address(stack, email):
+    """Verifies `email` with the code registration mailed to it (a second factor goes only on
+    a verified address)."""
+    mails = [m for m in mails_to(stack.endpoint, email, at_least=1) if m["subject"] == "Your email verification code"]
+    code = mails[-1]["body"].split("<strong>")[1][:8]
+    verified = stack.api.call("POST", "/auth/email/verify", {"email": email, "code": code})
+    assert verified.status == 200, verified.raw
+
+
+def totp_user(stack):
+    """A new user, its address verified, with TOTP set up and confirmed: its username, email,
+    registration tokens, authenticator and recovery codes."""
+    api = stack.api
     username, email, created = register(api)
     assert created.status == 201, created.raw
+    verify_address(stack, email)
     setup = api.call("POST", "/auth/mfa/totp/setup", {"current_password": PASSWORD}, headers=bearer(created.json))
     assert setup.status == 200, setup.raw
     app = Authenticator(setup.json["secret"])
@@ -499,6 +510,33 @@ def sessions_are_listed_and_ended_one_or_all_others(stack):
     assert stranger.status == 201 and api.call("POST", "/auth/refresh", {"refresh_token": stranger.json["refresh_token"]}).status == 200
 
 
+def an_ended_sessions_access_token_manages_nothing(stack):
+    # Issue 27, SS-02: the owner ends a session; its access token, still within its lifetime,
+    # can no longer list sessions, end the owner's, or change a security setting. Before, it
+    # could for up to 10 minutes. Who it names may still be read from the token alone.
+    api = stack.api
+    username, email, owner = register(api)
+    thief = api.call("POST", "/auth/login", {"identifier": username, "password": PASSWORD})
+    assert thief.status == 200, thief.raw
+    ended = api.call("DELETE", f"/auth/sessions/{session_id(thief.json)}", headers=bearer(owner.json))
+    assert ended.status == 204, ended.raw
+    stolen = bearer(thief.json)
+    for method, path, body in (
+        ("GET", "/auth/sessions", None),
+        ("DELETE", f"/auth/sessions/{session_id(owner.json)}", None),
+        ("POST", "/auth/logout", {"scope": "others"}),
+        ("POST", "/auth/password/change", {"current_password": PASSWORD, "new_password": "taken over now"}),
+        ("PATCH", "/auth/me", {"email": f"{unique('thief')}@example.com", "current_password": PASSWORD}),
+        ("POST", "/auth/mfa/totp/setup", {"current_password": PASSWORD}),
+        ("DELETE", "/auth/me", {"password": PASSWORD}),
+    ):
+        assert_problem(api.call(method, path, body, headers=stolen), 401, "invalid_token")
+    assert api.call("GET", "/auth/me", headers=stolen).status == 200
+    # The owner lost nothing: the session, the password, the address, the account.
+    assert [s["current"] for s in listed_sessions(api, owner.json)] == [True]
+    assert api.call("POST", "/auth/login", {"identifier": email, "password": PASSWORD}).status == 200
+
+
 def profile_password_and_deletion(stack):
     api = stack.api
     username, email, created = register(api)
@@ -615,6 +653,11 @@ def totp_is_set_up_with_the_password_and_turned_on_by_a_code(stack):
     assert created.json["user"]["mfa_enabled"] is False, created.json["user"]
     auth = bearer(created.json)
     setup = {"current_password": PASSWORD}
+    # Issue 27: a second factor goes only on a verified address, so that whoever controls the
+    # mailbox can always get back in.
+    assert_problem(api.call("POST", "/auth/mfa/totp/setup", setup, headers=auth), 403, "email_not_verified")
+    assert_problem(api.call("POST", "/auth/mfa/totp/confirm", {"code": "123456"}, headers=auth), 403, "email_not_verified")
+    verify_address(stack, email)
     assert_problem(api.call("POST", "/auth/mfa/totp/setup", {"current_password": "not the password"}, headers=auth),
                    401, "invalid_credentials")
     assert_problem(api.call("POST", "/auth/mfa/totp/setup", {}, headers=auth), 422, "validation_failed")
@@ -664,7 +707,7 @@ def totp_sign_in_takes_a_second_step_and_each_code_once(stack):
     # completes the sign-in once; an accepted code is refused afterwards even with a new
     # mfa_token; each recovery code works once; cookie mode is honoured.
     api = stack.api
-    username, email, _, app, recovery = totp_user(api)
+    username, email, _, app, recovery = totp_user(stack)
     token = second_step_asked(api, username)
     second_step_asked(api, email, headers=COOKIE_MODE)
     assert_problem(verify_mfa(api, token, app.wrong_code()), 400, "invalid_code")
@@ -704,7 +747,7 @@ def verifications_racing_with_one_code_admit_exactly_one(stack):
     # MF-01: two sign-ins wait for their second step and send the same fresh code at once,
     # to different function instances: the conditional write lets one through.
     api = stack.api
-    username, email, _, app, _ = totp_user(api)
+    username, email, _, app, _ = totp_user(stack)
     tokens = [second_step_asked(api, username) for _ in range(2)]
     code = app.code()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -728,14 +771,13 @@ def past_the_lock(request):
     raise AssertionError(f"still locked: {answer.raw[:200]!r}")
 
 
-def an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout(stack):
-    # MF-03, AB-03: five tries per mfa_token, each counted before the code is checked; each
-    # wrong code is a failure of the account's sign-in (5 lock it for 1 s, doubling:
-    # LG-04). A right password alone neither counts nor clears: only a completed second
-    # step clears the failures.
+def an_mfa_token_dies_after_five_tries_and_wrong_codes_lock_the_second_step(stack):
+    # MF-03, AB-03: five tries per mfa_token, each counted before the code is checked; MF-06:
+    # each wrong code is a failure of the account's second step, apart from the password's
+    # (5 lock it for 1 s, doubling). A right password alone neither counts nor clears: only a
+    # completed second step clears the failures.
     api = stack.api
-    username, email, _, app, _ = totp_user(api)
-    password = {"identifier": username, "password": PASSWORD}
+    username, email, _, app, _ = totp_user(stack)
     token = second_step_asked(api, username)                    # counts nothing
     wrong = app.wrong_code()
     for attempt in range(1, 5):                                 # failures 1 to 4, tries 1 to 4
@@ -745,28 +787,28 @@ def an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout(
             raise AssertionError(f"wrong code {attempt}: {err}") from None
     second_step_asked(api, username)                            # still 4 failures
     assert_problem(verify_mfa(api, token, wrong), 400, "invalid_code")   # try 5, failure 5: 1 s lock
-    locked = api.call("POST", "/auth/login", password)
-    assert_problem(locked, 429, "too_many_attempts")
-    assert locked.header("retry-after") == "1", locked.header("retry-after")
     code = app.code()
     assert_problem(verify_mfa(api, token, code), 401, "invalid_token")   # no sixth try
-    # The refused try spent nothing: the same code completes a new sign-in, once past the
-    # lock the wrong codes set...
-    login = past_the_lock(lambda: api.call("POST", "/auth/login", password))
-    assert login.status == 200 and login.json.get("mfa_required") is True, login.raw
-    fresh = login.json["mfa_token"]
+    # The password still works (its failures are its own); the second step is locked...
+    fresh = second_step_asked(api, username)
+    locked = verify_mfa(api, fresh, code)
+    assert_problem(locked, 429, "too_many_attempts")
+    assert locked.header("retry-after") == "1", locked.header("retry-after")
+    # ... and the refused try spent nothing: the same code completes the sign-in once past the
+    # lock, which clears every failure.
+    fresh = second_step_asked(api, username)
     assert_second_factor_session(past_the_lock(lambda: verify_mfa(api, fresh, code)), username, email)
-    # ... and that cleared every failure: the next sign-in is not locked.
     second_step_asked(api, username)
 
 
 def totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code(stack):
     api = stack.api
     endpoint = stack.endpoint
-    username, email, _, app, recovery = totp_user(api)
+    username, email, _, app, recovery = totp_user(stack)
     # A reset (through the mailbox) changes the password, not the second factor.
     assert api.call("POST", "/auth/password/forgot", {"email": email}).status == 202
-    mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
+    # The verification code, the notice that two-step sign-in is on, the reset code.
+    mails = [m for m in mails_to(endpoint, email, at_least=3) if m["subject"] == "Your password reset code"]
     assert len(mails) == 1, mails
     reset_code = mails[0]["body"].split("<strong>")[1][:8]
     new_password = "reset yet still two steps"
@@ -877,6 +919,7 @@ CHECKS = (
     cookie_sessions_refresh_and_log_out,
     global_logout_ends_every_session,
     sessions_are_listed_and_ended_one_or_all_others,
+    an_ended_sessions_access_token_manages_nothing,
     profile_password_and_deletion,
     forgot_and_reset_through_the_local_mail_endpoint,
     the_address_is_verified_with_the_mailed_code,
@@ -885,7 +928,7 @@ CHECKS = (
     totp_is_set_up_with_the_password_and_turned_on_by_a_code,
     totp_sign_in_takes_a_second_step_and_each_code_once,
     verifications_racing_with_one_code_admit_exactly_one,
-    an_mfa_token_dies_after_five_tries_and_wrong_codes_count_toward_the_lockout,
+    an_mfa_token_dies_after_five_tries_and_wrong_codes_lock_the_second_step,
     totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code,
     the_smoke_test_passes_against_the_local_stack,
     cargo_lambda_invoke_works_with_every_sample_event,

@@ -2,8 +2,9 @@
 """Smoke test of a running service, local or deployed: `make smoke API_URL=https://...`.
 
 Walks one throwaway account through every flow: register, login, me, the session list, signing
-out the other session, refresh, two-step sign-in (set up, confirm, sign in with a code, turn
-off with a recovery code), logout, forgot password (asks you for the code it mails), reset,
+out the other session, refresh, verifying the address (asks you for the code it mails),
+two-step sign-in (set up, confirm, sign in with a code, turn off with a recovery code),
+logout, forgot password (asks you for the code it mails), reset,
 login with the new password, delete. Needs only Python's standard library (it plays the
 authenticator app with RFC 6238 on `hmac`).
 
@@ -97,6 +98,10 @@ def main():
         step("sign out the other session", "POST", "/auth/logout", 204,
              {"refresh_token": state.get("refresh"), "scope": "others"})
         step("refresh", "POST", "/auth/refresh", 200, {"refresh_token": state.get("refresh")}, keep=tokens)
+        # A second factor goes only on a verified address.
+        print(f"Enter the verification code mailed to {email}:", flush=True)
+        step("verify the address", "POST", "/auth/email/verify", 200,
+             {"email": email, "code": sys.stdin.readline().strip()})
         if step("set up two-step sign-in", "POST", "/auth/mfa/totp/setup", 200,
                 {"current_password": PASSWORD}, token=state.get("access"),
                 keep=lambda answer: {"secret": answer["secret"]}):

@@ -73,8 +73,9 @@ def mails_to(endpoint, address, at_least=0, seconds=10):
         time.sleep(0.05)
 
 def run_smoke(base, mail_endpoint, timeout=120, echo=False):
-    """Runs `make smoke`'s program against `base`, answering its reset-code prompt from the local
-    mail, as a person reads their inbox. Returns (passed, its output)."""
+    """Runs `make smoke`'s program against `base`, answering its prompts for mailed codes (the
+    verification code, the reset code) from the local mail, as a person reads their inbox.
+    Returns (passed, its output)."""
     import sys
 
     email = f"{unique('smoke')}@example.com"
@@ -87,9 +88,10 @@ def run_smoke(base, mail_endpoint, timeout=120, echo=False):
         output.append(line)
         if echo:
             print(line, end="", flush=True)
-        if line.startswith("Enter the reset code"):
+        if line.startswith("Enter the ") and " code mailed to " in line:
+            kind = line.removeprefix("Enter the ").split(" code mailed to ")[0]
             deadline = time.monotonic() + 30
-            while not (mails := [m for m in mails_to(mail_endpoint, email) if "reset code" in m["subject"]]):
+            while not (mails := [m for m in mails_to(mail_endpoint, email) if f"{kind} code" in m["subject"]]):
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
@@ -97,7 +99,7 @@ def run_smoke(base, mail_endpoint, timeout=120, echo=False):
             smoke.stdin.write(code + "\n")
             smoke.stdin.flush()
     status = smoke.wait(timeout=timeout)
-    passed = status == 0 and bool(output) and output[-1].strip() == "smoke: 18 passed, 0 failed"
+    passed = status == 0 and bool(output) and output[-1].strip() == "smoke: 19 passed, 0 failed"
     return passed, "".join(output)
 
 

@@ -103,6 +103,9 @@ pub struct CodeSettings {
     pub reset_ttl: Duration,
     /// Wrong tries of one code from one client address, reset and verification codes alike.
     pub reset_max_attempts: u32,
+    /// Tries of one code from all client addresses together: the code dies after them,
+    /// whatever their origin (FP-09).
+    pub max_attempts_total: u32,
     pub email_ttl: Duration,
 }
 
@@ -172,6 +175,7 @@ impl Config {
             codes: CodeSettings {
                 reset_ttl: env.seconds("RESET_CODE_TTL_SECONDS", 600, 1)?,
                 reset_max_attempts: env.count("RESET_CODE_MAX_ATTEMPTS", 5)?,
+                max_attempts_total: env.count("CODE_MAX_ATTEMPTS_TOTAL", 20)?,
                 email_ttl: env.seconds("EMAIL_CODE_TTL_SECONDS", 86_400, 1)?,
             },
             cookies,
@@ -551,6 +555,7 @@ mod tests {
         assert_eq!(c.sessions.reuse_interval, Duration::from_secs(10));
         assert_eq!(c.codes.reset_ttl, Duration::from_secs(600));
         assert_eq!(c.codes.reset_max_attempts, 5);
+        assert_eq!(c.codes.max_attempts_total, 20);
         assert_eq!(c.codes.email_ttl, Duration::from_secs(86_400));
         assert!(!c.sessions.require_verified_email);
         assert_eq!(c.limits.lockout_threshold, 5);

@@ -52,6 +52,12 @@ pub fn reauth_lock(sid: &str) -> String {
     format!("LOCK#session#{sid}")
 }
 
+/// Wrong second-factor codes of an account, from every client: apart from the password's
+/// failures, which a reset clears (MF-06).
+pub fn second_factor_lock(user: UserId) -> String {
+    format!("LOCK#second-factor#{user}")
+}
+
 /// A client address (a keyed hash) that the user's owner has used, with its own failures.
 pub fn trusted_client(user: UserId, hashed_client: &str) -> String {
     format!("TRUST#{user}#{hashed_client}")
@@ -63,7 +69,8 @@ pub fn rate(name: &str, hashed: &str, window: u64) -> String {
     format!("RATE#{name}#{hashed}#{window}")
 }
 
-/// Tries of one code (a keyed hash of what names it) from one client address (a keyed hash).
+/// Tries of one code (a keyed hash of what names it) from one client address (a keyed hash),
+/// or from every client together (`all`, which no keyed hash is).
 pub fn code_tries(hashed_code: &str, hashed_client: &str) -> String {
     format!("TRIES#{hashed_code}#{hashed_client}")
 }

@@ -205,6 +205,9 @@ pub trait Sessions: Send + Sync {
     /// Whether a refresh token has been spent (a strongly consistent read).
     fn is_spent(&self, jti: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Whether a session has been revoked (a strongly consistent read of its revocation).
+    fn is_revoked(&self, sid: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Whether a refresh token is neither spent nor of a revoked session (strongly consistent
     /// reads).
     fn is_live(

@@ -326,6 +326,10 @@ impl Sessions for MemoryStore {
         Ok(self.lock().spent.contains_key(jti))
     }
 
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().revoked.contains_key(sid))
+    }
+
     async fn is_live(&self, jti: &str, sid: &str) -> Result<bool, StoreError> {
         let inner = self.lock();
         Ok(!inner.spent.contains_key(jti) && !inner.revoked.contains_key(sid))

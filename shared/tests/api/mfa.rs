@@ -37,6 +37,7 @@ pub async fn code(deps: &Deps<DynamoStore>, tokens: &Value, offset: u64) -> Stri
 /// A fresh user with TOTP enabled: its name, token response, setup answer and recovery codes.
 pub async fn user_with_totp(deps: &Deps<DynamoStore>) -> (String, Value, Value, Vec<String>) {
     let (name, tokens) = sign_up(deps).await;
+    shared::testing::verify_address(deps, &tokens).await;
     let setup = json!({"current_password": PASSWORD});
     let req = authed("POST", "/auth/mfa/totp/setup", &tokens, Some(&setup));
     let response = mfa_totp_setup::handle(deps, req).await.expect("infallible");

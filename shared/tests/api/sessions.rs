@@ -346,8 +346,8 @@ async fn the_list_is_one_query_and_follows_sign_ins_refreshes_and_revocations() 
     );
     assert_eq!(
         counter.calls(),
-        expected_calls(&[("GetItem", 1), ("Query", 1)]),
-        "the user, then one Query of its sessions: never a Scan"
+        expected_calls(&[("GetItem", 2), ("Query", 1)]),
+        "the user and the session's revocation (side by side), then one Query of its sessions: never a Scan"
     );
 
     // A refresh moves the record's last use in the rotation's own transaction.

@@ -6,17 +6,17 @@ use lambda_http::http::StatusCode;
 
 use crate::domain::{NewPassword, PasswordAttempt};
 use crate::handlers::{
-    Deps, Reply, authenticate, authenticated_delivery, begin_session, client_ip, reauthenticate,
-    session_tokens,
+    Deps, Reply, authenticate_live, authenticated_delivery, begin_session, client_ip,
+    reauthenticate, session_tokens,
 };
-use crate::http::{self};
+use crate::http;
 use crate::mail::Mail;
-use crate::store::{Limits, Users};
+use crate::store::{Limits, Sessions, Users};
 
-endpoint!(change_password, [POST], Users + Limits);
+endpoint!(change_password, [POST], Users + Limits + Sessions);
 
-async fn change_password<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+async fn change_password<S: Users + Limits + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
+    let caller = authenticate_live(deps, req).await?;
     let mut user = caller.user.clone();
     let identifiers = [user.username.as_str(), user.email.as_str()];
     let (current, new) = http::read_with(req, |body| {

@@ -6,14 +6,14 @@
 use lambda_http::Request;
 
 use crate::domain::PasswordAttempt;
-use crate::handlers::{Deps, Reply, authenticate, client_ip, reauthenticate};
+use crate::handlers::{Deps, Reply, authenticate_live, client_ip, reauthenticate};
 use crate::http::{self};
 use crate::store::{Limits, Sessions, Users};
 
 endpoint!(delete_me, [DELETE], Users + Sessions + Limits);
 
 async fn delete_me<S: Users + Sessions + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+    let caller = authenticate_live(deps, req).await?;
     let user = &caller.user;
     let password = http::read_with(req, |body| {
         body.required("password", PasswordAttempt::parse)

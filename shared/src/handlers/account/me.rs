@@ -91,4 +91,25 @@ mod tests {
             .expect("ok");
         assert_eq!(response.status(), 401);
     }
+
+    #[tokio::test]
+    async fn a_token_above_the_revocation_point_is_refused_too() {
+        // Issue 27: a `ver` the user never reached was never issued; only a forged token (say,
+        // one signed with a leaked key) could carry it.
+        let (deps, tokens) = with_alice().await;
+        let user = crate::testing::user_id(&tokens);
+        let record = deps
+            .store
+            .get_user(user)
+            .await
+            .ok()
+            .flatten()
+            .expect("alice");
+        let mut claims = deps.tokens.access_claims(&record, "sid", deps.now());
+        claims.ver = record.token_version + 1;
+        let ahead = deps.tokens.sign(claims).expect("signed").token;
+        let bearer = format!("Bearer {ahead}");
+        let response = handle(&deps, get("/auth/me", &[("authorization", &bearer)]));
+        assert_eq!(response.await.expect("ok").status(), 401);
+    }
 }

@@ -7,15 +7,15 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use crate::domain::{Email, FullName, Identifier, PasswordAttempt, User, Username};
+use crate::domain::{Email, FullName, Identifier, PasswordAttempt, User, UserRecord, Username};
 use crate::error::ApiError;
-use crate::handlers::codes::{CodeKind, pending_key, verification_mail};
-use crate::handlers::{Deps, Reply, authenticate, reauthenticate};
+use crate::handlers::codes::{CodeKind, pending_key, request_quotas, verification_mail};
+use crate::handlers::{Deps, Reply, authenticate_live, client_ip, reauthenticate};
 use crate::http::{self, Change, Fields, RequestBody};
 use crate::mail::Mail;
-use crate::store::{Codes, Limits, Users};
+use crate::store::{Codes, Limits, Sessions, Users};
 
-endpoint!(update_me, [PATCH, PUT], Users + Codes + Limits);
+endpoint!(update_me, [PATCH, PUT], Users + Codes + Limits + Sessions);
 
 /// What a profile update takes: every field optional; `"full_name": null` clears the name.
 struct ProfileUpdate {
@@ -40,8 +40,8 @@ impl RequestBody for ProfileUpdate {
     }
 }
 
-async fn update_me<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+async fn update_me<S: Users + Codes + Limits + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
+    let caller = authenticate_live(deps, req).await?;
     let user = &caller.user;
     let ProfileUpdate {
         username,
@@ -66,15 +66,16 @@ async fn update_me<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> 
         };
         reauthenticate(deps, &caller, &current_password).await?;
     }
+    // A 409 tells whether a username or an address is taken: it spends a unit of the client's
+    // probe budget as registration's does (AB-03), given back when the change goes through.
+    let source_ip = client_ip(req);
+    let probe = if updated.username != user.username || new_email.is_some() {
+        Some(deps.take_probe("register-conflict", &source_ip).await?)
+    } else {
+        None
+    };
     if let Some(new_email) = &new_email {
-        // Someone else's already: say so now (the switch checks again, in its transaction).
-        let owner = deps
-            .store
-            .find_user_id(&Identifier::Email(new_email.clone()))
-            .await?;
-        if owner.is_some_and(|owner| owner != user.id) {
-            return Err(ApiError::EmailTaken);
-        }
+        email_change_allowed(deps, user, new_email, &source_ip).await?;
     }
     let requested = new_email.is_some();
     let mut mails = Vec::new();
@@ -104,10 +105,37 @@ async fn update_me<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> 
         deps.store.update_profile(user, &updated).await?;
     }
     tracing::info!(event = "profile_updated", user_id = %user.id, email_change_requested = requested);
+    if let Some(probe) = &probe {
+        deps.refund_probe(probe).await;
+    }
     for (mail, kind) in &mails {
         deps.send_quietly(mail, kind).await;
     }
     Ok(http::json(StatusCode::OK, &User::from(&updated)))
+}
+
+/// Whether `user` may ask for a change to `new_email`: not someone else's address already (409;
+/// the switch checks again, in its transaction), and within the mail quotas that forgot-password
+/// and resend obey, for the address and the client (429), since a code goes there.
+async fn email_change_allowed<S: Users + Limits>(
+    deps: &Deps<S>,
+    user: &UserRecord,
+    new_email: &Email,
+    source_ip: &str,
+) -> Result<(), ApiError> {
+    let owner = deps
+        .store
+        .find_user_id(&Identifier::Email(new_email.clone()))
+        .await?;
+    if owner.is_some_and(|owner| owner != user.id) {
+        return Err(ApiError::EmailTaken);
+    }
+    let now = deps.now();
+    let quotas = request_quotas(deps, CodeKind::EmailVerification, new_email, source_ip, now);
+    match deps.store.consume(&quotas, now).await? {
+        Some(retry_after_secs) => Err(ApiError::TooManyAttempts { retry_after_secs }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +150,64 @@ mod tests {
     async fn patch(deps: &Deps<impl Store>, tokens: &Value, body: Value) -> Response {
         let req = authed("PATCH", "/auth/me", tokens, Some(&body));
         handle(deps, req).await.expect("infallible")
+    }
+
+    #[tokio::test]
+    async fn conflicts_spend_the_probe_budget_like_registration() {
+        // Issue 27: a signed-in account could test usernames and addresses without limit.
+        let config = crate::testing::config_with(&[("PROBE_CLIENT_LIMIT", "3")]);
+        let deps = Deps::new(
+            config,
+            crate::testing::MemoryStore::new(),
+            crate::testing::access_keys(),
+        );
+        let tokens = alice(&deps).await;
+        register(&deps, "bob", "bob@example.com", PASSWORD).await;
+        for _ in 0..2 {
+            let taken = patch(&deps, &tokens, json!({"username": "bob"})).await;
+            assert_eq!(body_json(&taken)["code"], "username_taken");
+        }
+        let taken = json!({"email": "bob@example.com", "current_password": PASSWORD});
+        assert_eq!(
+            body_json(&patch(&deps, &tokens, taken).await)["code"],
+            "email_taken"
+        );
+        let refused = patch(&deps, &tokens, json!({"username": "carol"})).await;
+        assert_eq!(
+            body_json(&refused)["code"],
+            "too_many_attempts",
+            "the budget is spent"
+        );
+        // A change that goes through gives its unit back; the name alone spends none.
+        let named = patch(&deps, &tokens, json!({"full_name": "Alice"})).await;
+        assert_eq!(named.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn email_change_codes_obey_the_mail_quotas() {
+        // Issue 27: each change mailed a code to any address, with no cooldown.
+        let (deps, tokens) = with_alice().await;
+        let change = json!({"email": "alice@new.example", "current_password": PASSWORD});
+        assert_eq!(patch(&deps, &tokens, change.clone()).await.status(), 200);
+        let again = patch(&deps, &tokens, change).await;
+        assert_eq!(
+            body_json(&again)["code"],
+            "too_many_attempts",
+            "one code per interval"
+        );
+        assert!(crate::testing::retry_after(&again) >= 1);
+        let resend = crate::handlers::resend_verification::handle(
+            &deps,
+            post(
+                "/auth/email/verify/resend",
+                &json!({"email": "alice@new.example"}),
+            ),
+        );
+        assert_eq!(
+            resend.await.expect("ok").status(),
+            429,
+            "the same quota as resend's"
+        );
     }
 
     #[tokio::test]

@@ -199,16 +199,24 @@ pub(crate) async fn check_code<S: Users + Codes + Limits>(
             .collect::<Vec<_>>()
             .join(":")
     };
-    let expires_at = candidates.iter().map(|(_, code)| code.expires_at).max();
-    let tries = Quota::Counter {
-        key: keys::code_tries(&deps.key_part(&named), &deps.key_part(source_ip)),
-        limit: deps.config.codes.reset_max_attempts,
-        resets_at: expires_at.map_or(now + 1, |at| at.max(now + 1)),
-    };
-    let out_of_tries = deps
-        .store
-        .consume(std::slice::from_ref(&tries), now)
-        .await?;
+    // Per client address (FP-02), and from all addresses together (FP-09): a code dies after
+    // a bounded number of tries whatever their origin. Both counted in one write.
+    let resets_at = (candidates.iter().map(|(_, code)| code.expires_at).max())
+        .map_or(now + 1, |at| at.max(now + 1));
+    let named = deps.key_part(&named);
+    let tries = [
+        Quota::Counter {
+            key: keys::code_tries(&named, &deps.key_part(source_ip)),
+            limit: deps.config.codes.reset_max_attempts,
+            resets_at,
+        },
+        Quota::Counter {
+            key: keys::code_tries(&named, "all"),
+            limit: deps.config.codes.max_attempts_total,
+            resets_at,
+        },
+    ];
+    let out_of_tries = deps.store.consume(&tries, now).await?;
     let owner = registered.or(pending).map(|id| id.to_string());
     if candidates.is_empty() || out_of_tries.is_some() {
         tracing::warn!(event = kind.rejected(), user_id = ?owner, reason = "no code or no tries left", source_ip = %source_ip);
@@ -358,7 +366,7 @@ pub(crate) fn verification_mail<S>(deps: &Deps<S>, email: &Email, code: &SecretS
 
 /// Per client address (a fixed window), and per email address: one mail per interval and a
 /// few per hour. Keys name the addresses only through a keyed hash.
-fn request_quotas<S>(
+pub(crate) fn request_quotas<S>(
     deps: &Deps<S>,
     kind: CodeKind,
     email: &Email,

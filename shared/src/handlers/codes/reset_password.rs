@@ -318,6 +318,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_code_dies_after_its_total_tries_whatever_the_clients() {
+        // FP-09: tries from many addresses add up; past CODE_MAX_ATTEMPTS_TOTAL (20) even the
+        // owner's right code fails.
+        let f = fixture().await;
+        let code = f.code().await;
+        let reset_from = |ip: String, code: String| {
+            let body =
+                json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
+            handle(&f.deps, from_ip(post("/auth/password/reset", &body), &ip))
+        };
+        for client in 0..4 {
+            for _ in 0..5 {
+                let wrong = reset_from(format!("198.51.100.{client}"), wrong(&code)).await;
+                assert_eq!(body_json(&wrong.expect("ok"))["code"], "invalid_code");
+            }
+        }
+        let owner = reset_from("203.0.113.9".into(), code).await.expect("ok");
+        assert_eq!(
+            body_json(&owner)["code"],
+            "invalid_code",
+            "the code is dead"
+        );
+        assert_eq!(f.login_status(NEW_PASSWORD).await, 401);
+    }
+
+    #[tokio::test]
     async fn an_email_change_voids_the_code_sent_to_the_old_address() {
         let f = fixture().await;
         let code = f.code().await;

@@ -11,20 +11,24 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::handlers::mfa::TwoStepStore;
 use crate::handlers::mfa::second_factor::{parse_code, unopenable};
-use crate::handlers::{Deps, Reply, authenticate, client_ip};
-use crate::http::{self};
+use crate::handlers::{Deps, Reply, authenticate_live, client_ip};
+use crate::http;
 use crate::mail::Mail;
-use crate::store::{Limits, Mfa, StoreError, Users};
+use crate::store::StoreError;
 use crate::totp;
 
-endpoint!(mfa_totp_confirm, [POST], Users + Limits + Mfa);
+endpoint!(mfa_totp_confirm, [POST], TwoStepStore);
 
-async fn mfa_totp_confirm<S: Users + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+async fn mfa_totp_confirm<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Reply {
+    let caller = authenticate_live(deps, req).await?;
     let code = http::read_with(req, |body| body.required("code", parse_code))?;
     let keys = deps.mfa_keys()?;
     let user = &caller.user;
+    if !user.email_verified {
+        return Err(ApiError::EmailNotVerified);
+    }
     if user.mfa_enabled() {
         return Err(ApiError::MfaAlreadyEnabled);
     }

@@ -8,16 +8,17 @@ use lambda_http::Request;
 
 use crate::domain::PasswordAttempt;
 use crate::error::ApiError;
+use crate::handlers::mfa::TwoStepStore;
 use crate::handlers::mfa::second_factor::{check_code, code_accepted, count_code, parse_code};
-use crate::handlers::{Deps, Reply, authenticate, client_ip, reauthenticate};
-use crate::http::{self};
+use crate::handlers::{Deps, Reply, authenticate_live, client_ip, reauthenticate};
+use crate::http;
 use crate::mail::Mail;
-use crate::store::{Limits, Mfa, StoreError, Users};
+use crate::store::StoreError;
 
-endpoint!(mfa_totp_disable, [DELETE], Users + Limits + Mfa);
+endpoint!(mfa_totp_disable, [DELETE], TwoStepStore);
 
-async fn mfa_totp_disable<S: Users + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+async fn mfa_totp_disable<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Reply {
+    let caller = authenticate_live(deps, req).await?;
     let (current, code) = http::read_with(req, |body| {
         let current = body.required("current_password", PasswordAttempt::parse);
         let code = body.required("code", parse_code);

@@ -10,21 +10,27 @@ use serde_json::json;
 
 use crate::domain::PasswordAttempt;
 use crate::error::ApiError;
-use crate::handlers::{Deps, Reply, authenticate, client_ip, reauthenticate};
-use crate::http::{self};
-use crate::store::{Limits, Mfa, StoreError, Users};
+use crate::handlers::mfa::TwoStepStore;
+use crate::handlers::{Deps, Reply, authenticate_live, client_ip, reauthenticate};
+use crate::http;
+use crate::store::StoreError;
 use crate::totp;
 
-endpoint!(mfa_totp_setup, [POST], Users + Limits + Mfa);
+endpoint!(mfa_totp_setup, [POST], TwoStepStore);
 
-async fn mfa_totp_setup<S: Users + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+async fn mfa_totp_setup<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Reply {
+    let caller = authenticate_live(deps, req).await?;
     let current = http::read_with(req, |body| {
         body.required("current_password", PasswordAttempt::parse)
     })?;
     let keys = deps.mfa_keys()?;
-    reauthenticate(deps, &caller, &current).await?;
     let user = &caller.user;
+    // Only the owner of the address can add a second factor: whoever controls the mailbox can
+    // always get back in (MF-05).
+    if !user.email_verified {
+        return Err(ApiError::EmailNotVerified);
+    }
+    reauthenticate(deps, &caller, &current).await?;
     if user.mfa_enabled() {
         return Err(ApiError::MfaAlreadyEnabled);
     }
@@ -52,9 +58,26 @@ mod tests {
     use crate::handlers::mfa::test_support::*;
 
     #[tokio::test]
+    async fn a_second_factor_goes_only_on_a_verified_address() {
+        // MF-05: whoever registered someone else's address, or holds the password of an
+        // account whose address was never proven, cannot put the mailbox's owner out.
+        let (_, deps) = clocked();
+        let tokens = alice(&deps).await;
+        let password = json!({"current_password": PASSWORD});
+        let (status, body) = setup(&deps, &tokens, &password).await;
+        let refused = (403, Some("email_not_verified"));
+        assert_eq!((status, body["code"].as_str()), refused);
+        let (status, body) = confirm(&deps, &tokens, &json!({"code": "123456"})).await;
+        assert_eq!((status, body["code"].as_str()), refused);
+        verify_address(&deps, &tokens).await;
+        assert_eq!(setup(&deps, &tokens, &password).await.0, 200);
+    }
+
+    #[tokio::test]
     async fn setup_needs_the_password_and_refuses_a_second_secret() {
         let (_, deps) = clocked();
         let tokens = alice(&deps).await;
+        verify_address(&deps, &tokens).await;
         let wrong = json!({"current_password": "wrong password"});
         let (status, body) = setup(&deps, &tokens, &wrong).await;
         assert_eq!(

@@ -11,6 +11,7 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
 use crate::error::ApiError;
+use crate::handlers::mfa::TwoStepStore;
 use crate::handlers::mfa::second_factor::{
     CHALLENGE_TRIES, challenge_hash, check_code, code_accepted, count_code, parse_code,
 };
@@ -18,14 +19,14 @@ use crate::handlers::{
     Deps, Reply, SignIn, begin_session, check_cookie_mode_origin, client_ip, session_tokens,
 };
 use crate::http::{self, TokenDelivery};
-use crate::store::{Limits, Mfa, Sessions, StoreError, Users};
+use crate::store::StoreError;
 
-endpoint!(mfa_verify, [POST], Users + Sessions + Limits + Mfa);
+endpoint!(mfa_verify, [POST], TwoStepStore);
 
 /// The longest `mfa_token` read (one is 43 characters).
 const MAX_TOKEN_CHARS: usize = 128;
 
-async fn mfa_verify<S: Users + Sessions + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
+async fn mfa_verify<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Reply {
     let delivery = TokenDelivery::of(req);
     check_cookie_mode_origin(deps, req, delivery)?;
     let (token, code) = http::read_with(req, |body| {
@@ -187,10 +188,21 @@ mod tests {
         );
     }
 
+    /// The account's count of wrong second-factor codes.
+    async fn code_failures(deps: &TestDeps, tokens: &Value) -> u64 {
+        use crate::store::Limits;
+        let key = crate::store::keys::second_factor_lock(user_id(tokens));
+        let (_, counters) = (deps.store)
+            .find_user_id_with_counters(None, std::slice::from_ref(&key))
+            .await
+            .expect("read");
+        counters.first().map_or(0, |counter| counter.count)
+    }
+
     #[tokio::test]
     async fn an_mfa_token_dies_after_five_wrong_codes_and_after_five_minutes() {
-        // MF-03: five tries, each counted before its check; wrong codes count toward the
-        // account lock.
+        // MF-03: five tries, each counted before its check; MF-06: wrong codes lock the second
+        // step (not the password).
         let (clock, deps) = clocked();
         let (tokens, _) = alice_with_totp(&deps).await;
         let wrong = wrong_code(&deps, &tokens).await;
@@ -204,17 +216,17 @@ mod tests {
             (401, Some("invalid_token")),
             "five tries"
         );
-        let body = json!({"identifier": "alice", "password": PASSWORD});
-        let (status, _) = call(login::handle, &deps, post("/auth/login", &body)).await;
-        assert_eq!(status, 429, "five wrong codes lock the account");
+        let right = code(&deps, &tokens, 1).await;
+        let (status, _) = verify(&deps, &first_step(&deps).await, &right).await;
+        assert_eq!(status, 429, "five wrong codes lock the second step");
         clock.advance(Duration::seconds(2));
-        let (status, body) = verify(
-            &deps,
-            &first_step(&deps).await,
-            &code(&deps, &tokens, 1).await,
-        )
-        .await;
+        let (status, body) = verify(&deps, &first_step(&deps).await, &right).await;
         assert_eq!(status, 200, "after the lock, the owner gets in: {body}");
+        assert_eq!(
+            code_failures(&deps, &tokens).await,
+            0,
+            "a right code clears them"
+        );
 
         let fresh = first_step(&deps).await;
         clock.advance(Duration::seconds(301));
@@ -233,20 +245,56 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
         }
-        let id = user_id(&tokens);
-        let failures = async || {
-            let stored = deps.store.get_user(id).await.ok().flatten();
-            stored.map(|u| u.lockout.failures)
-        };
-        assert_eq!(failures().await, Some(3), "only the wrong codes counted");
+        assert_eq!(
+            code_failures(&deps, &tokens).await,
+            3,
+            "the wrong codes counted"
+        );
         first_step(&deps).await;
-        assert_eq!(failures().await, Some(3), "a right password clears nothing");
+        assert_eq!(
+            code_failures(&deps, &tokens).await,
+            3,
+            "a right password clears nothing"
+        );
+        let password_failures = deps.store.get_user(user_id(&tokens)).await.ok().flatten();
+        assert_eq!(password_failures.map(|u| u.lockout.failures), Some(0));
         for _ in 0..2 {
             assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
         }
-        let body = json!({"identifier": "alice", "password": PASSWORD});
-        let (status, _) = call(login::handle, &deps, post("/auth/login", &body)).await;
+        let right = code(&deps, &tokens, 1).await;
+        let (status, _) = verify(&deps, &first_step(&deps).await, &right).await;
         assert_eq!(status, 429, "locked");
+    }
+
+    #[tokio::test]
+    async fn a_reset_through_the_mailbox_keeps_the_count_of_wrong_codes() {
+        // MF-06 (issue 27): with the mailbox but not the authenticator, each reset used to
+        // give a fresh count; the codes' failures now outlive it.
+        let (_, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
+        for _ in 0..4 {
+            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
+        }
+        let id = user_id(&tokens);
+        let reset = crate::domain::StoredCode {
+            hash: "reset".into(),
+            expires_at: deps.now() + 600,
+        };
+        deps.store
+            .store_reset_code(id, &reset)
+            .await
+            .expect("stored");
+        let now = deps.now_datetime().expect("now");
+        (deps.store)
+            .reset_password(id, "reset", "a new hash", now)
+            .await
+            .expect("reset");
+        assert_eq!(
+            code_failures(&deps, &tokens).await,
+            4,
+            "the reset kept them"
+        );
     }
 
     #[tokio::test]

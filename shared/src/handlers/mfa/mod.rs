@@ -9,6 +9,14 @@ pub(crate) mod second_factor;
 #[cfg(test)]
 mod test_support;
 
+use crate::store::{Limits, Mfa, Sessions, Users};
+
+/// What the two-step endpoints use of the store: the user, its sessions (a live one to manage
+/// TOTP, a new one to finish a sign-in), the counts of wrong codes, and the factor itself.
+pub trait TwoStepStore: Users + Sessions + Limits + Mfa {}
+
+impl<S: Users + Sessions + Limits + Mfa> TwoStepStore for S {}
+
 #[cfg(test)]
 mod tests {
     use crate::handlers::mfa::test_support::*;

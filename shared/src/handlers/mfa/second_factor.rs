@@ -3,9 +3,8 @@
 //!
 //! A code is counted before it is checked, like a password: one unit of the client address's
 //! budget of wrong codes (`Deps::take_probe`, AB-03) and one reserved failure of the account's
-//! lock (the lock sign-in uses for this address, so an address the owner used keeps a lock of
-//! its own). A right code gives both back; a wrong one leaves them spent, so of any number of
-//! racing wrong codes at most the threshold are checked (MF-03).
+//! second-factor lock (MF-06: one per account, apart from the password's). A right code gives both back; a wrong one leaves them spent, so of any
+//! number of racing wrong codes at most the threshold are checked (MF-03).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,18 +13,20 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::hex;
-use crate::domain::UserRecord;
+use crate::domain::{Lockout, UserRecord};
 use crate::error::ApiError;
 use crate::handlers::Deps;
-use crate::handlers::sign_in::guard::{Guard, lock_for};
+use crate::handlers::sign_in::guard::Guard;
 use crate::http::{self, Response};
-use crate::store::{Limits, Mfa, MfaChallenge, SecondFactor};
+use crate::store::{Limits, LockTarget, Mfa, MfaChallenge, SecondFactor, keys};
 use crate::totp;
 
 /// How long a sign-in waits for its second step.
 pub(crate) const CHALLENGE_SECS: u64 = 300;
 /// Codes one challenge may try.
 pub(crate) const CHALLENGE_TRIES: u32 = 5;
+/// How long an account's count of wrong second-factor codes is kept after its last change.
+const SECOND_FACTOR_LOCK_SECS: u64 = 86_400;
 /// The longest code read (a recovery code with separators is 14 characters).
 const MAX_CODE_CHARS: usize = 32;
 
@@ -107,15 +108,25 @@ pub(crate) fn unopenable(user: &UserRecord) -> ApiError {
 }
 
 /// Counts a code for `user` from `source_ip` before it is checked (the sign-in guard, with a
-/// unit of the client's wrong-code budget): 429 when that budget is spent or the account (for
-/// this address) is locked.
+/// unit of the client's wrong-code budget): 429 when that budget is spent or the account's
+/// second step is locked. Wrong codes count in a lock of their own (MF-06), one per account
+/// whatever the client: a password reset, which clears the password's failures (and trusts the
+/// resetting address), leaves them, so the mailbox alone buys no more guesses at the code.
 pub(crate) async fn count_code<S: Limits>(
     deps: &Deps<S>,
     user: &UserRecord,
     source_ip: &str,
 ) -> Result<Guard, ApiError> {
     let probe = deps.take_probe("wrong-code", source_ip).await?;
-    let (lock, seen, trust_key) = lock_for(deps, user, &deps.key_part(source_ip)).await?;
+    let trust_key = keys::trusted_client(user.id, &deps.key_part(source_ip));
+    let key = keys::second_factor_lock(user.id);
+    let read = std::slice::from_ref(&key);
+    let (_, counters) = deps.store.find_user_id_with_counters(None, read).await?;
+    let seen = counters.first().map(Lockout::from).unwrap_or_default();
+    let lock = LockTarget::Counter {
+        key,
+        expires_at: deps.now() + SECOND_FACTOR_LOCK_SECS,
+    };
     Guard::reserve(deps, lock, seen, Some(probe), Some(trust_key))
         .await?
         .map_err(|locked| {

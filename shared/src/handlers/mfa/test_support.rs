@@ -15,7 +15,7 @@ pub(crate) use crate::http::Response;
 pub(crate) use crate::store::{Codes, Users};
 pub(crate) use crate::testing::{
     ManualClock, MemoryStore, PASSWORD, alice, assert_placeholder_token_refused, authed, body_json,
-    deps, event, from_ip, post, retry_after, token_claims, user_id,
+    deps, event, from_ip, post, retry_after, token_claims, user_id, verify_address,
 };
 pub(crate) use crate::totp;
 
@@ -87,6 +87,7 @@ pub(crate) async fn wrong_code(deps: &TestDeps, tokens: &Value) -> String {
 /// Alice with TOTP enabled: her token response and her recovery codes.
 pub(crate) async fn alice_with_totp(deps: &TestDeps) -> (Value, Vec<String>) {
     let tokens = alice(deps).await;
+    verify_address(deps, &tokens).await;
     let password = json!({"current_password": PASSWORD});
     let (status, body) = setup(deps, &tokens, &password).await;
     assert_eq!(status, 200, "{body}");

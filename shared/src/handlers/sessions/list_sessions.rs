@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
-use crate::handlers::{Caller, Deps, Reply, authenticate};
+use crate::handlers::{Caller, Deps, Reply, authenticate_live};
 use crate::http::{self};
 use crate::store::{SessionRecord, Sessions, Users};
 
@@ -33,7 +33,7 @@ struct SessionList<'a> {
 }
 
 async fn list_sessions<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+    let caller = authenticate_live(deps, req).await?;
     let sessions = live_sessions(deps, &caller).await?;
     let body = SessionList {
         sessions: sessions

@@ -12,7 +12,7 @@ use lambda_http::http::StatusCode;
 use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::handlers::{
-    Deps, PresentedRefreshToken, Reply, authenticate, client_ip, presented_refresh_token,
+    Deps, PresentedRefreshToken, Reply, authenticate_live, client_ip, presented_refresh_token,
     problem_clearing_cookies,
 };
 use crate::http::{self, Fields, RequestBody, TokenDelivery};
@@ -137,7 +137,7 @@ async fn live_session<S: Sessions + Users>(
     presented: Option<&PresentedRefreshToken>,
 ) -> Result<LiveSession, ApiError> {
     let Some(presented) = presented else {
-        let caller = authenticate(deps, req).await?;
+        let caller = authenticate_live(deps, req).await?;
         return Ok(LiveSession {
             user_id: caller.user.id,
             version: caller.user.token_version,
@@ -153,7 +153,7 @@ async fn live_session<S: Sessions + Users>(
         deps.store.is_live(&claims.jti, &claims.sid),
         deps.store.get_user(user_id),
     )?;
-    let current = user.is_some_and(|user| claims.ver >= user.token_version);
+    let current = user.is_some_and(|user| claims.ver == user.token_version);
     if !live || !current {
         tracing::warn!(event = "logout_refused", user_id = %user_id, sid = %claims.sid, source_ip = %client_ip(req));
         return Err(ApiError::InvalidToken);

@@ -8,7 +8,7 @@ use lambda_http::{Request, RequestExt};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::handlers::{Deps, Reply, authenticate, authenticated_delivery, client_ip};
+use crate::handlers::{Deps, Reply, authenticate_live, authenticated_delivery, client_ip};
 use crate::http::{self, TokenDelivery};
 use crate::store::{Sessions, Users};
 
@@ -17,7 +17,7 @@ endpoint!(revoke_session, [DELETE], Users + Sessions);
 const PATH_PREFIX: &str = "/auth/sessions/";
 
 async fn revoke_session<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
-    let caller = authenticate(deps, req).await?;
+    let caller = authenticate_live(deps, req).await?;
     let sid = session_id(req).ok_or(ApiError::NotFound)?;
     let now = deps.now();
     let session = deps

@@ -8,7 +8,7 @@ use crate::handlers::sign_in::guard::Guard;
 use crate::handlers::{Deps, SignIn};
 use crate::http::{self, ACCESS_COOKIE, TokenDelivery};
 use crate::jwt::{Claims, TokenUse};
-use crate::store::{Limits, LockTarget, Users, keys};
+use crate::store::{Limits, LockTarget, Sessions, Users, keys};
 use crate::throttle;
 
 /// The user behind a request's access token (bearer header first, then the access cookie).
@@ -18,6 +18,13 @@ pub(crate) async fn authenticate<S: Users>(
     deps: &Deps<S>,
     req: &Request,
 ) -> Result<Caller, ApiError> {
+    let claims = access_claims(deps, req)?;
+    let user = token_user(deps, &claims).await?;
+    Ok(Caller::of(user, claims))
+}
+
+/// The claims of the request's verified access token.
+fn access_claims<S>(deps: &Deps<S>, req: &Request) -> Result<Claims, ApiError> {
     let token = match http::bearer_token(req) {
         Some(token) => token,
         None => {
@@ -26,28 +33,40 @@ pub(crate) async fn authenticate<S: Users>(
             token
         }
     };
-    let claims = deps
-        .tokens
+    (deps.tokens)
         .verify(token, TokenUse::Access, deps.now())
-        .map_err(|_| ApiError::InvalidToken)?;
-    let user = token_user(deps, &claims).await?;
-    Ok(Caller {
-        user,
-        sign_in: SignIn::of(&claims),
-        sid: claims.sid,
-    })
+        .map_err(|_| ApiError::InvalidToken)
 }
 
-/// The user a verified token names, if it still exists and the token is not older than the
-/// user's last revocation point (JWT-09).
+/// The user a verified token names, if it still exists and the token carries the user's
+/// current revocation point (JWT-09): an older one is revoked, and a newer one was never issued
+/// (only a forged token could carry it).
 pub(crate) async fn token_user<S: Users>(
     deps: &Deps<S>,
     claims: &Claims,
 ) -> Result<UserRecord, ApiError> {
     let id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;
     let user = deps.store.get_user(id).await?;
-    user.filter(|user| claims.ver >= user.token_version)
+    user.filter(|user| claims.ver == user.token_version)
         .ok_or(ApiError::InvalidToken)
+}
+
+/// [`authenticate`], for the endpoints that manage sessions or security settings: the token's
+/// session must not have been ended (SS-02). An access token outlives a revocation by up to
+/// its lifetime; here it stops at once: one strongly consistent read of the session's
+/// revocation, made beside the user's.
+pub(crate) async fn authenticate_live<S: Users + Sessions>(
+    deps: &Deps<S>,
+    req: &Request,
+) -> Result<Caller, ApiError> {
+    let claims = access_claims(deps, req)?;
+    let revoked = async { Ok(deps.store.is_revoked(&claims.sid).await?) };
+    let (user, revoked) = tokio::try_join!(token_user(deps, &claims), revoked)?;
+    if revoked {
+        tracing::warn!(event = "ended_session_refused", user_id = %user.id, sid = %claims.sid);
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(Caller::of(user, claims))
 }
 
 /// A request's user, and the session its access token belongs to.
@@ -56,6 +75,16 @@ pub(crate) struct Caller {
     pub sid: String,
     /// How the session signed in: a session it replaces keeps it.
     pub sign_in: SignIn,
+}
+
+impl Caller {
+    fn of(user: UserRecord, claims: Claims) -> Self {
+        Self {
+            user,
+            sign_in: SignIn::of(&claims),
+            sid: claims.sid,
+        }
+    }
 }
 
 /// How to deliver tokens to an authenticated request: as cookies when it authenticated with

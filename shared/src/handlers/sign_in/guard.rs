@@ -16,12 +16,14 @@
 //! | right ([`Guard::passed`]) | cleared, with the account's | cleared | trusted | given back |
 //!
 //! Re-authentication answers to a lock of its own session, has no budget and trusts no client:
-//! a right password clears that session's lock only.
+//! a right password clears that session's lock only. The second step answers to the account's
+//! second-factor lock (MF-06, kept apart from the password's): a right code clears it, and, as
+//! the end of a sign-in, the account's password failures too.
 
 use crate::domain::{Lockout, UserRecord};
 use crate::error::ApiError;
 use crate::handlers::Deps;
-use crate::store::{Attempt, Limits, LockTarget, StoreError, keys};
+use crate::store::{Attempt, Limits, LockTarget, StoreError};
 use crate::throttle::{self, Quota};
 
 /// One reserved check.
@@ -118,16 +120,24 @@ impl Guard {
         user: &UserRecord,
     ) -> Result<(), StoreError> {
         let account = LockTarget::User(user.id);
-        let clear = async {
-            let own_lock = !matches!(self.target, LockTarget::User(_) | LockTarget::Trusted(_));
-            if own_lock {
-                deps.store.clear_attempts(&self.target).await
-            } else if self.target == account || user.lockout.failures > 0 {
-                deps.store.clear_attempts(&account).await
-            } else {
-                Ok(())
+        let own_lock = matches!(self.target, LockTarget::Counter { .. });
+        // A sign-in's success (it trusts its client: a password, or a second step) forgets the
+        // account's password failures; re-authentication's clears its own lock only.
+        let signs_in = self.trust_key.is_some();
+        let clear_own = async {
+            match own_lock {
+                true => deps.store.clear_attempts(&self.target).await,
+                false => Ok(()),
             }
         };
+        let clear_account = async {
+            let failures = self.target == account || user.lockout.failures > 0;
+            match (!own_lock || signs_in) && failures {
+                true => deps.store.clear_attempts(&account).await,
+                false => Ok(()),
+            }
+        };
+        let clear = async { tokio::try_join!(clear_own, clear_account).map(|_| ()) };
         let trust = async {
             match &self.trust_key {
                 Some(key) => {
@@ -147,37 +157,38 @@ impl Guard {
     }
 }
 
-/// The lock a check for `user` from the client `client` (its key part) answers to: the
-/// client's own, when the owner has used it (no one else's failures keep the owner out), else
-/// the account's. Returns the target, its state as read, and the client's trust key.
-pub(crate) async fn lock_for<S: Limits>(
-    deps: &Deps<S>,
-    user: &UserRecord,
-    client: &str,
-) -> Result<(LockTarget, Lockout, String), StoreError> {
-    let trust_key = keys::trusted_client(user.id, client);
-    let (_, trust) = deps
-        .store
-        .find_user_id_with_counters(None, std::slice::from_ref(&trust_key))
-        .await?;
-    Ok(match trust.first() {
-        Some(trust) => (
-            LockTarget::Trusted(trust_key.clone()),
-            Lockout::from(trust),
-            trust_key,
-        ),
-        None => (LockTarget::User(user.id), user.lockout, trust_key),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::UserId;
+    use crate::store::keys;
     use crate::store::{Counter, Users};
     use crate::testing::{MemoryStore, alice, deps, user_id};
 
     type TestDeps = Deps<MemoryStore>;
+
+    /// The lock a check for `user` from the client `client` (its key part) answers to: the
+    /// client's own, when the owner has used it (no one else's failures keep the owner out), else
+    /// the account's. Returns the target, its state as read, and the client's trust key.
+    async fn lock_for<S: Limits>(
+        deps: &Deps<S>,
+        user: &UserRecord,
+        client: &str,
+    ) -> Result<(LockTarget, Lockout, String), StoreError> {
+        let trust_key = keys::trusted_client(user.id, client);
+        let (_, trust) = deps
+            .store
+            .find_user_id_with_counters(None, std::slice::from_ref(&trust_key))
+            .await?;
+        Ok(match trust.first() {
+            Some(trust) => (
+                LockTarget::Trusted(trust_key.clone()),
+                Lockout::from(trust),
+                trust_key,
+            ),
+            None => (LockTarget::User(user.id), user.lockout, trust_key),
+        })
+    }
 
     async fn user(deps: &TestDeps, id: UserId) -> UserRecord {
         deps.store

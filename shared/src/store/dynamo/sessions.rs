@@ -136,6 +136,11 @@ impl Sessions for DynamoStore {
             .is_some())
     }
 
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        let revocation = self.get_in(&self.tokens_table, keys::session(sid)).await?;
+        Ok(revocation.is_some())
+    }
+
     async fn is_live(&self, jti: &str, sid: &str) -> Result<bool, StoreError> {
         let (spent, revoked) = tokio::try_join!(
             self.get_in(&self.tokens_table, keys::spent_token(jti)),
