@@ -100,7 +100,7 @@ def main():
     memory = {f["Metadata"]["BuildProperties"]["Binary"]: f["Properties"].get("MemorySize", globals_["MemorySize"])
               for f in functions.values()}
     for name in ("me", "refresh", "logout", "forgot-password", "verify-email", "resend-verification",
-                 "list-sessions", "revoke-session", "mfa-totp-confirm", "mfa-verify"):
+                 "list-sessions", "revoke-session", "mfa-totp-confirm", "mfa-verify", "mfa-totp-undo"):
         check(f"{name} (no password hashing) fits the smallest Lambda", memory[name] == 128, memory[name])
     for name in ("register", "login", "change-password", "reset-password", "delete-me",
                  "mfa-totp-setup", "mfa-totp-disable"):
@@ -165,6 +165,7 @@ def main():
         "mfa-verify": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem", "DeleteItem"},
                        "Sessions": {"PutItem"}},
         "mfa-totp-disable": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"BatchGetItem", "UpdateItem"}},
+        "mfa-totp-undo": {"Users": {"GetItem", "UpdateItem"}, "Tokens": {"UpdateItem"}},
     }
     for function in functions.values():
         binary = function["Metadata"]["BuildProperties"]["Binary"]
@@ -187,7 +188,8 @@ def main():
     for route in ("POST /auth/login", "POST /auth/register", "POST /auth/password/reset",
                   "POST /auth/password/forgot", "POST /auth/password/change",
                   "POST /auth/email/verify", "POST /auth/email/verify/resend", "POST /auth/mfa/verify",
-                  "POST /auth/mfa/totp/setup", "POST /auth/mfa/totp/confirm", "DELETE /auth/mfa/totp"):
+                  "POST /auth/mfa/totp/setup", "POST /auth/mfa/totp/confirm", "DELETE /auth/mfa/totp",
+                  "POST /auth/mfa/totp/undo"):
         settings = api.get("RouteSettings", {}).get(route, {})
         check(f"{route} has a throttle of its own", route in template_routes_keys(template_routes)
               and 0 < settings.get("ThrottlingRateLimit", 0) < default["ThrottlingRateLimit"]

@@ -839,6 +839,41 @@ def totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code(st
     assert again.status == 200 and again.json["secret"] != app.totp.secret, again.raw
 
 
+def the_mailbox_undoes_a_second_factor_it_did_not_add(stack):
+    # Issue 27 item 1, MF-07: someone who knew the password turned TOTP on with an
+    # authenticator of their own. Before, the owner's reset through the mailbox still met
+    # mfa_required and only an operator could help. Now the "on" notice carries a code that
+    # turns it off and ends every session.
+    api = stack.api
+    endpoint = stack.endpoint
+    username, email, _, app, _ = totp_user(stack)
+    token = second_step_asked(api, username)
+    intruder = verify_mfa(api, token, app.code())
+    assert intruder.status == 200, intruder.raw
+    notices = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Two-step sign-in is on"]
+    assert len(notices) == 1, notices
+    undo_code = notices[0]["body"].split("<strong>")[1][:8]
+    assert re.fullmatch(r"\d{8}", undo_code), undo_code
+    # One answer for a wrong code; the right one turns TOTP off and ends every session, once.
+    wrong = "00000000" if undo_code != "00000000" else "11111111"
+    assert_problem(api.call("POST", "/auth/mfa/totp/undo", {"email": email, "code": wrong}), 400, "invalid_code")
+    undone = api.call("POST", "/auth/mfa/totp/undo", {"email": email, "code": undo_code})
+    assert undone.status == 204, undone.raw
+    assert_problem(api.call("POST", "/auth/mfa/totp/undo", {"email": email, "code": undo_code}), 400, "invalid_code")
+    assert api.call("POST", "/auth/refresh", {"refresh_token": intruder.json["refresh_token"]}).status == 401
+    assert api.call("GET", "/auth/me", headers=bearer(intruder.json)).status == 401
+    # The owner resets the password through the mailbox, and the password alone signs in.
+    assert api.call("POST", "/auth/password/forgot", {"email": email}).status == 202
+    mails = [m for m in mails_to(endpoint, email, at_least=4) if m["subject"] == "Your password reset code"]
+    reset_code = mails[-1]["body"].split("<strong>")[1][:8]
+    new_password = "mine again, all of it"
+    reset = api.call("POST", "/auth/password/reset", {"email": email, "code": reset_code, "new_password": new_password})
+    assert reset.status == 204, reset.raw
+    signed_in = api.call("POST", "/auth/login", {"identifier": username, "password": new_password})
+    assert signed_in.status == 200 and "access_token" in signed_in.json, signed_in.raw
+    assert signed_in.json["user"]["mfa_enabled"] is False, signed_in.json
+
+
 def the_smoke_test_passes_against_the_local_stack(stack):
     api = stack.api
     endpoint = stack.endpoint
@@ -930,6 +965,7 @@ CHECKS = (
     verifications_racing_with_one_code_admit_exactly_one,
     an_mfa_token_dies_after_five_tries_and_wrong_codes_lock_the_second_step,
     totp_survives_a_password_reset_and_turns_off_with_the_password_and_a_code,
+    the_mailbox_undoes_a_second_factor_it_did_not_add,
     the_smoke_test_passes_against_the_local_stack,
     cargo_lambda_invoke_works_with_every_sample_event,
     schemathesis_finds_no_server_error_and_no_contract_breach,

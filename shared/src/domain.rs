@@ -249,6 +249,9 @@ pub struct TotpState {
     pub last_step: Option<u64>,
     /// The hashes of the recovery codes not yet spent.
     pub recovery_codes: Vec<String>,
+    /// The code the notice that turned it on mailed to the account's address: whoever has it
+    /// turns TOTP off (MF-07). Only while enabled.
+    pub undo: Option<StoredCode>,
 }
 
 impl fmt::Debug for TotpState {

@@ -130,6 +130,7 @@ pub const FUNCTIONS: &[(&str, Start)] = {
         ("mfa-totp-confirm", endpoint(Verify, true, true)),
         ("mfa-verify", endpoint(Sign, false, true)),
         ("mfa-totp-disable", endpoint(Verify, true, true)),
+        ("mfa-totp-undo", endpoint(None, true, false)),
         ("discovery", Start::WellKnown),
         ("jwks", Start::WellKnown),
         ("rotate-keys", Start::KeyRotation),

@@ -104,29 +104,29 @@ impl Mail {
         }
     }
 
-    /// The notice that two-step sign-in was turned on or off.
-    pub fn two_step_changed(to: &str, enabled: bool) -> Self {
-        let (subject, line) = if enabled {
-            (
-                "Two-step sign-in is on",
-                "Two-step sign-in was just turned on for your account: signing in now also asks for a code from your authenticator app (or one of your recovery codes).",
-            )
-        } else {
-            (
-                "Two-step sign-in is off",
-                "Two-step sign-in was just turned off for your account: signing in now asks for the password only.",
-            )
-        };
-        // Whoever turned it on knew the password; a reset keeps TOTP, so an owner who did not
-        // turn it on needs the operator too.
-        let help = if enabled {
-            "If this was not you, someone knows your password: reset it now, and ask the service's operator to turn two-step sign-in off for you."
-        } else {
-            "If this was not you, reset your password now and review your account."
-        };
+    /// The notice that two-step sign-in was turned on, with the code that turns it off again
+    /// from the mailbox (MF-07): whoever turned it on knew the password, and the mailbox must
+    /// always be a way back in.
+    pub fn two_step_on(to: &str, undo_code: &str, days: u64) -> Self {
+        let line = "Two-step sign-in was just turned on for your account: signing in now also asks for a code from your authenticator app (or one of your recovery codes).";
+        let help = format!(
+            "If this was not you, someone knows your password. Turn two-step sign-in off and end every session with this code (it works once, for {days} days), then reset your password:"
+        );
         Self {
             to: to.to_owned(),
-            subject: subject.into(),
+            subject: "Two-step sign-in is on".into(),
+            text: format!("{line}\n\n{help}\n\n{undo_code}\n"),
+            html: format!("<p>{line}</p><p>{help}</p><p><strong>{undo_code}</strong></p>"),
+        }
+    }
+
+    /// The notice that two-step sign-in was turned off.
+    pub fn two_step_off(to: &str) -> Self {
+        let line = "Two-step sign-in was just turned off for your account: signing in now asks for the password only.";
+        let help = "If this was not you, reset your password now and review your account.";
+        Self {
+            to: to.to_owned(),
+            subject: "Two-step sign-in is off".into(),
             text: format!("{line}\n\n{help}\n"),
             html: format!("<p>{line}</p><p>{help}</p>"),
         }

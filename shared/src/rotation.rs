@@ -146,13 +146,17 @@ pub async fn rotate<V: SecretVersions, P: Published>(
                 return Ok(());
             }
             let current = versions.value(id, CURRENT, None).await?;
-            // No keys yet (a new secret, or its generated placeholder): the first ones.
-            let document = match current.as_deref().map(KeyDocument::parse) {
-                Some(Ok(current)) => current
+            let document = match current.as_deref() {
+                // A key document (a JSON object), rotated. A damaged one fails the step: new
+                // keys in its place would drop the ones every verifier trusts (issue 27).
+                Some(value) if value.trim_start().starts_with('{') => KeyDocument::parse(value)
+                    .map_err(|err| RotationError::Invalid(err.to_string()))?
                     .rotated(&settings.issuer, now, settings.rules)
                     .map_err(|err| RotationError::Invalid(err.to_string()))?
                     .map_err(|refused| RotationError::Refused(refused.to_string()))?,
-                None | Some(Err(_)) => KeyDocument::genesis(&settings.issuer, now)
+                // No keys yet (a new, empty secret, or a placeholder that is no key
+                // document): the first ones.
+                _ => KeyDocument::genesis(&settings.issuer, now)
                     .map_err(|err| RotationError::Invalid(err.to_string()))?,
             };
             versions
@@ -515,6 +519,30 @@ mod tests {
                 second.next.kid.clone()
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_key_document_fails_the_rotation_instead_of_replacing_the_keys() {
+        let (secret, store) = first_keys(0).await;
+        let kids_before = kids(&store).await;
+        let current = secret.current().expect("current");
+        let damaged = current[..current.len() / 2].to_owned();
+        for (_, stages, value) in secret.versions.lock().expect("lock").iter_mut() {
+            if stages.iter().any(|s| s == CURRENT) {
+                *value = damaged.clone();
+            }
+        }
+        let refused = secret.rotate(&store, &settings(), "v2", 100_000).await;
+        assert!(
+            matches!(refused, Err(RotationError::Invalid(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            secret.current().as_deref(),
+            Some(damaged.as_str()),
+            "left as it was"
+        );
+        assert_eq!(kids(&store).await, kids_before, "the published keys too");
     }
 
     #[tokio::test]

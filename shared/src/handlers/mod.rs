@@ -48,7 +48,7 @@ pub use account::{change_password, delete_me, me, register, update_me};
 pub use codes::{forgot_password, resend_verification, reset_password, verify_email};
 pub use deps::Deps;
 pub use keys::well_known;
-pub use mfa::{mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_verify};
+pub use mfa::{mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_totp_undo, mfa_verify};
 use sessions::tokens::{
     PresentedRefreshToken, SignIn, begin_session, check_cookie_mode_origin,
     presented_refresh_token, problem_clearing_cookies, session_tokens, token_response, user_agent,

@@ -439,14 +439,25 @@ pub trait Mfa: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Enables the pending secret `sealed_secret` at accepted step `step`, with the recovery
-    /// codes' hashes. `Conflict` when that secret is no longer the pending one, or TOTP is
-    /// enabled.
+    /// codes' hashes and the mailed code that undoes it. `Conflict` when that secret is no
+    /// longer the pending one, or TOTP is enabled.
     fn enable_totp(
         &self,
         user_id: UserId,
         sealed_secret: &str,
         step: u64,
         recovery_codes: &[String],
+        undo: &StoredCode,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the user's TOTP through the mailbox (MF-07), if `undo_hash` is still its undo
+    /// code, and raises its revocation point (every session ends), in one write. `Conflict`
+    /// otherwise (spent, or TOTP off or turned on anew).
+    fn undo_totp(
+        &self,
+        user_id: UserId,
+        undo_hash: &str,
+        updated_at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Removes the user's TOTP, spending `factor` in the same write. `Conflict` when the factor

@@ -482,6 +482,7 @@ impl Mfa for MemoryStore {
             enabled: false,
             last_step: None,
             recovery_codes: Vec::new(),
+            undo: None,
         });
         Ok(())
     }
@@ -492,6 +493,7 @@ impl Mfa for MemoryStore {
         sealed_secret: &str,
         step: u64,
         recovery_codes: &[String],
+        undo: &StoredCode,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let totp = inner
@@ -503,6 +505,28 @@ impl Mfa for MemoryStore {
         totp.enabled = true;
         totp.last_step = Some(step);
         totp.recovery_codes = recovery_codes.to_vec();
+        totp.undo = Some(undo.clone());
+        Ok(())
+    }
+
+    async fn undo_totp(
+        &self,
+        user_id: UserId,
+        undo_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.user(user_id)?;
+        let undoes = (user.totp.as_ref())
+            .filter(|totp| totp.enabled)
+            .and_then(|totp| totp.undo.as_ref())
+            .is_some_and(|undo| undo.hash == undo_hash);
+        if !undoes {
+            return Err(StoreError::Conflict);
+        }
+        user.totp = None;
+        user.token_version += 1;
+        user.updated_at = updated_at;
         Ok(())
     }
 

@@ -187,6 +187,11 @@ pub fn verification_code(to: &str) -> Option<String> {
     code_in_newest(to, VERIFICATION_SUBJECT)
 }
 
+/// The code that turns TOTP off, in the newest "two-step sign-in is on" notice to `to`.
+pub fn undo_code(to: &str) -> Option<String> {
+    code_in_newest(to, "Two-step sign-in is on")
+}
+
 fn code_in_newest(to: &str, subject: &str) -> Option<String> {
     let mails = all_mails_to(to);
     let (_, body) = mails.iter().rev().find(|(s, _)| s == subject)?;

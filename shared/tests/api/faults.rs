@@ -13,8 +13,8 @@ use lambda_http::Request;
 use serde_json::{Value, json};
 use shared::handlers::{
     Deps, change_password, delete_me, forgot_password, list_sessions, login, logout, me,
-    mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_verify, refresh, register,
-    resend_verification, reset_password, revoke_session, update_me, verify_email,
+    mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_totp_undo, mfa_verify, refresh,
+    register, resend_verification, reset_password, revoke_session, update_me, verify_email,
 };
 use shared::http::Response;
 use shared::store::DynamoStore;
@@ -47,6 +47,8 @@ enum Endpoint {
     TotpConfirm,
     MfaVerify,
     TotpDisable,
+    /// Turning TOTP off from the mailbox, with the code its notice mailed.
+    TotpUndo,
 }
 
 /// One request ready to send (again), and what it may touch.
@@ -65,7 +67,7 @@ struct Scope {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 21] = [
+    const ALL: [Endpoint; 22] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -87,6 +89,7 @@ impl Endpoint {
         Endpoint::TotpConfirm,
         Endpoint::MfaVerify,
         Endpoint::TotpDisable,
+        Endpoint::TotpUndo,
     ];
 
     fn success(self) -> u16 {
@@ -109,7 +112,8 @@ impl Endpoint {
             | Self::RevokeSession
             | Self::DeleteMe
             | Self::Reset
-            | Self::TotpDisable => 204,
+            | Self::TotpDisable
+            | Self::TotpUndo => 204,
             Self::Forgot | Self::ResendVerification => 202,
         }
     }
@@ -160,7 +164,7 @@ impl Endpoint {
                     < 3
             }
             // The probe budget's unit given back, after everything is written.
-            Self::TotpConfirm | Self::UpdateMe => {
+            Self::TotpConfirm | Self::UpdateMe | Self::TotpUndo => {
                 calls[index + 1..].iter().all(|c| c == "SendEmail")
             }
             Self::VerifyEmail => index + 1 == calls.len(),
@@ -189,6 +193,7 @@ impl Endpoint {
             Self::TotpConfirm => mfa_totp_confirm::handle(deps, req).await,
             Self::MfaVerify => mfa_verify::handle(deps, req).await,
             Self::TotpDisable => mfa_totp_disable::handle(deps, req).await,
+            Self::TotpUndo => mfa_totp_undo::handle(deps, req).await,
         };
         response.expect("infallible")
     }
@@ -210,7 +215,7 @@ impl Endpoint {
         }
         let two_step = matches!(
             self,
-            Self::LoginFirstStep | Self::MfaVerify | Self::TotpDisable
+            Self::LoginFirstStep | Self::MfaVerify | Self::TotpDisable | Self::TotpUndo
         );
         let (name, tokens, recovery) = if two_step {
             let (name, tokens, _, recovery) = crate::mfa::user_with_totp(deps).await;
@@ -349,6 +354,10 @@ impl Endpoint {
             Self::TotpDisable => {
                 let body = json!({"current_password": PASSWORD, "code": recovery[0]});
                 authed("DELETE", "/auth/mfa/totp", Some(body))
+            }
+            Self::TotpUndo => {
+                let code = undo_code(&email).expect("the notice mailed an undo code");
+                plain("/auth/mfa/totp/undo", json!({"email": email, "code": code}))
             }
         };
         Prepared { request, scope }
@@ -588,6 +597,7 @@ fault_matrix! {
     totp_confirm_under_faults => Endpoint::TotpConfirm,
     mfa_verify_under_faults => Endpoint::MfaVerify,
     totp_disable_under_faults => Endpoint::TotpDisable,
+    totp_undo_under_faults => Endpoint::TotpUndo,
 }
 
 #[tokio::test]
@@ -755,6 +765,9 @@ async fn every_table_write_is_a_single_call_or_a_transaction() {
             // Re-authentication (reserved, cleared), the code's counts, the removal that
             // spends it, then `code_accepted`'s bookkeeping.
             Endpoint::TotpDisable => 8,
+            // The wrong-code budget, the code's tries (per client and in all, one transaction),
+            // the removal that spends it and ends every session, the budget's unit given back.
+            Endpoint::TotpUndo => 4,
             // Re-authentication (reserved, cleared), a unit of the probe budget (a 409 would
             // tell a taken name or address), the mail quotas of the new address's code, the
             // email change's request (a transaction: the user's pending address and code, and

@@ -8,7 +8,7 @@ use crate::common::*;
 use serde_json::{Value, json};
 use shared::domain::UserId;
 use shared::handlers::{
-    Deps, login, mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_verify,
+    Deps, login, mfa_totp_confirm, mfa_totp_disable, mfa_totp_setup, mfa_totp_undo, mfa_verify,
 };
 use shared::store::{DynamoStore, Users};
 use shared::testing::{authed, body_json, post};
@@ -254,4 +254,30 @@ async fn racing_disables_with_one_code_one_wins_and_totp_is_gone() {
     let response = login::handle(&deps, post("/auth/login", &body)).await;
     let body = body_json(&response.expect("infallible"));
     assert!(body["access_token"].is_string(), "the password alone again");
+}
+
+#[tokio::test]
+async fn racing_undos_with_one_code_one_wins() {
+    // MF-07: the mailed code that turns TOTP off is spent by one conditional write.
+    let (deps, _) = counted_deps_with(mail_config(&[]), None).await;
+    let (name, tokens, _, _) = user_with_totp(&deps).await;
+    let email = format!("{name}@example.com");
+    let code = undo_code(&email).expect("the notice mailed an undo code");
+    let statuses = at_once((0..4).map(|_| {
+        let (deps, email, code) = (Arc::clone(&deps), email.clone(), code.clone());
+        async move {
+            let body = json!({"email": email, "code": code});
+            let response = mfa_totp_undo::handle(&deps, post("/auth/mfa/totp/undo", &body)).await;
+            response.expect("infallible").status().as_u16()
+        }
+    }))
+    .await;
+    assert_eq!(statuses, [204, 400, 400, 400]);
+    let item = user_item(user_of(&tokens)).await;
+    assert!(!item.contains_key("totp_enabled") && !item.contains_key("totp_undo_hash"));
+    assert_eq!(
+        number(&item, "token_version"),
+        1,
+        "raised once: every session ended"
+    );
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::domain::{Email, Identifier, StoredCode, UserId, UserRecord};
 use crate::error::ApiError;
 use crate::handlers::{Deps, client_ip};
-use crate::http::{self, Response};
+use crate::http::{self, Fields, RequestBody, Response};
 use crate::mail::Mail;
 use crate::mailed_codes::{self, MailedCodes};
 use crate::store::{Codes, Limits, StoreError, Users, keys};
@@ -37,7 +37,13 @@ pub mod verify_email;
 pub(crate) enum CodeKind {
     Reset,
     EmailVerification,
+    /// The code the notice that two-step sign-in was turned on mails to the account's address:
+    /// it turns TOTP off again (MF-07). Never asked for; issued only with that notice.
+    TwoStepUndo,
 }
+
+/// How long the code that undoes two-step sign-in works, in days.
+pub(crate) const TWO_STEP_UNDO_DAYS: u64 = 7;
 
 impl CodeKind {
     /// The one answer to a request for a code, whatever happened.
@@ -46,7 +52,7 @@ impl CodeKind {
             Self::Reset => {
                 "If an account exists for this address, a reset code has been sent to it."
             }
-            Self::EmailVerification => {
+            Self::EmailVerification | Self::TwoStepUndo => {
                 "If this address awaits verification, a code has been sent to it."
             }
         }
@@ -57,6 +63,7 @@ impl CodeKind {
         match self {
             Self::Reset => ["forgot-client", "forgot-address", "forgot"],
             Self::EmailVerification => ["verify-client", "verify-address", "verify"],
+            Self::TwoStepUndo => ["undo-client", "undo-address", "undo"],
         }
     }
 
@@ -65,6 +72,7 @@ impl CodeKind {
         match self {
             Self::Reset => "reset_requested",
             Self::EmailVerification => "verification_requested",
+            Self::TwoStepUndo => "two_step_undo_issued",
         }
     }
 
@@ -72,6 +80,9 @@ impl CodeKind {
         match self {
             Self::Reset => user.reset_code.as_ref(),
             Self::EmailVerification => user.verify_code.as_ref(),
+            Self::TwoStepUndo => (user.totp.as_ref())
+                .filter(|totp| totp.enabled)
+                .and_then(|totp| totp.undo.as_ref()),
         }
     }
 
@@ -87,6 +98,7 @@ impl CodeKind {
         let ttl = match self {
             Self::Reset => deps.config.codes.reset_ttl,
             Self::EmailVerification => deps.config.codes.email_ttl,
+            Self::TwoStepUndo => std::time::Duration::from_secs(TWO_STEP_UNDO_DAYS * 86_400),
         };
         let stored = StoredCode {
             hash: self.hash(deps, user, email, mailed_codes::expose(&code)),
@@ -98,7 +110,7 @@ impl CodeKind {
     fn codes<S>(self, deps: &Deps<S>) -> &MailedCodes {
         match self {
             Self::Reset => &deps.reset_codes,
-            Self::EmailVerification => &deps.email_codes,
+            Self::EmailVerification | Self::TwoStepUndo => &deps.email_codes,
         }
     }
 
@@ -109,6 +121,7 @@ impl CodeKind {
         match self {
             Self::Reset => deps.reset_codes.hash(user, code),
             Self::EmailVerification => deps.email_codes.hash_for(user, email.as_str(), code),
+            Self::TwoStepUndo => deps.email_codes.hash_for(user, &undo_context(email), code),
         }
     }
 
@@ -126,6 +139,9 @@ impl CodeKind {
                 deps.email_codes
                     .matches_for(user, email.as_str(), code, stored)
             }
+            Self::TwoStepUndo => {
+                (deps.email_codes).matches_for(user, &undo_context(email), code, stored)
+            }
         }
     }
 
@@ -134,6 +150,7 @@ impl CodeKind {
         match self {
             Self::Reset => "reset_code_rejected",
             Self::EmailVerification => "email_code_rejected",
+            Self::TwoStepUndo => "two_step_undo_rejected",
         }
     }
 
@@ -142,7 +159,31 @@ impl CodeKind {
         match self {
             Self::Reset => email.as_str().to_owned(),
             Self::EmailVerification => format!("verify:{}", email.as_str()),
+            Self::TwoStepUndo => format!("undo:{}", email.as_str()),
         }
+    }
+}
+
+/// What an undo code is bound to besides the user: its purpose and the address it was mailed
+/// to, so that no verification code undoes two-step sign-in, nor the reverse.
+fn undo_context(email: &Email) -> String {
+    format!("two-step-undo:{}", email.as_str())
+}
+
+/// What a body that presents a mailed code takes: the address it went to, and the code.
+pub(crate) struct MailedCode {
+    pub email: Email,
+    pub code: String,
+}
+
+impl RequestBody for MailedCode {
+    fn read(body: &mut Fields) -> Option<Self> {
+        let email = body.required("email", Email::parse);
+        let code = body.required_text("code");
+        Some(Self {
+            email: email?,
+            code: code?,
+        })
     }
 }
 
@@ -178,7 +219,7 @@ pub(crate) async fn check_code<S: Users + Codes + Limits>(
         user.map(|user| user.filter(|_| owner.is_some()))
     };
     let candidates: Vec<(UserRecord, StoredCode)> = match kind {
-        CodeKind::Reset => vec![read(registered).await?],
+        CodeKind::Reset | CodeKind::TwoStepUndo => vec![read(registered).await?],
         CodeKind::EmailVerification => {
             let (own, changing) = tokio::try_join!(read(registered), read(pending))?;
             let changing = changing.filter(|u| u.pending_email.as_ref() == Some(email));
@@ -308,6 +349,8 @@ async fn request_code<S: Users + Codes + Limits>(
             deps.store.store_verify_code(user_id, &stored).await,
             verification_mail(deps, email, &code),
         ),
+        // Never asked for: it comes only with the notice that turned two-step sign-in on.
+        CodeKind::TwoStepUndo => return Ok(()),
     };
     match written {
         Ok(()) => {}
@@ -350,7 +393,7 @@ async fn owners<S: Users + Codes>(
 ) -> Result<(Option<UserId>, Option<UserId>), ApiError> {
     let identifier = Identifier::Email(email.clone());
     let registered = deps.store.find_user_id(&identifier);
-    if kind == CodeKind::Reset {
+    if kind != CodeKind::EmailVerification {
         return Ok((registered.await?, None));
     }
     let key = pending_key(deps, email);

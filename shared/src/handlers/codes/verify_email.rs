@@ -7,9 +7,9 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use crate::domain::{Email, User};
+use crate::domain::User;
 use crate::error::ApiError;
-use crate::handlers::codes::{CodeKind, check_code, pending_key};
+use crate::handlers::codes::{CodeKind, MailedCode, check_code, pending_key};
 use crate::handlers::{Deps, Reply, client_ip};
 use crate::http::{self};
 use crate::store::{Codes, Limits, StoreError, Users};
@@ -17,11 +17,7 @@ use crate::store::{Codes, Limits, StoreError, Users};
 endpoint!(verify_email, [POST], Users + Codes + Limits);
 
 async fn verify_email<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
-    let (email, code) = http::read_with(req, |body| {
-        let email = body.required("email", Email::parse);
-        let code = body.required_text("code");
-        Some((email?, code?))
-    })?;
+    let MailedCode { email, code } = http::read(req)?;
     let source_ip = client_ip(req);
     let matched = check_code(deps, CodeKind::EmailVerification, &email, &code, &source_ip).await?;
     let now = deps.now_datetime()?;
@@ -119,7 +115,8 @@ mod tests {
         }
 
         async fn alice(&self) -> UserRecord {
-            let email = Identifier::Email(Email::parse("alice@example.com").expect("valid"));
+            let email =
+                Identifier::Email(crate::domain::Email::parse("alice@example.com").expect("valid"));
             let id = self.deps.store.find_user_id(&email).await.expect("ok");
             let id = id.expect("alice exists");
             let user = self.deps.store.get_user(id).await.expect("ok");

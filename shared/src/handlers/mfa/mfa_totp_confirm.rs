@@ -11,11 +11,13 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::handlers::codes::{CodeKind, TWO_STEP_UNDO_DAYS};
 use crate::handlers::mfa::TwoStepStore;
 use crate::handlers::mfa::second_factor::{parse_code, unopenable};
 use crate::handlers::{Deps, Reply, authenticate_live, client_ip};
 use crate::http;
 use crate::mail::Mail;
+use crate::mailed_codes;
 use crate::store::StoreError;
 use crate::totp;
 
@@ -57,9 +59,11 @@ async fn mfa_totp_confirm<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Rep
             keys.recovery_hash(user.id, &canonical)
         })
         .collect();
+    // The mailbox's way back (MF-07): a code that turns TOTP off again, mailed with the notice.
+    let (undo, undo_stored) = CodeKind::TwoStepUndo.issue(deps, user.id, &user.email);
     match deps
         .store
-        .enable_totp(user.id, &pending.sealed_secret, step, &hashes)
+        .enable_totp(user.id, &pending.sealed_secret, step, &hashes, &undo_stored)
         .await
     {
         // Another setup replaced the secret, or another confirmation won.
@@ -68,7 +72,11 @@ async fn mfa_totp_confirm<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Rep
     }
     deps.refund_probe(&probe).await;
     deps.send_quietly(
-        &Mail::two_step_changed(user.email.as_str(), true),
+        &Mail::two_step_on(
+            user.email.as_str(),
+            mailed_codes::expose(&undo),
+            TWO_STEP_UNDO_DAYS,
+        ),
         "two_step_changed",
     )
     .await;

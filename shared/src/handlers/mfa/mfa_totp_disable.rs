@@ -43,11 +43,8 @@ async fn mfa_totp_disable<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Rep
         other => other?,
     }
     code_accepted(deps, user, counted).await;
-    deps.send_quietly(
-        &Mail::two_step_changed(user.email.as_str(), false),
-        "two_step_changed",
-    )
-    .await;
+    deps.send_quietly(&Mail::two_step_off(user.email.as_str()), "two_step_changed")
+        .await;
     tracing::info!(event = "totp_disabled", user_id = %user.id, source_ip = %source_ip);
     Ok(http::no_content())
 }

@@ -4,6 +4,7 @@
 pub mod mfa_totp_confirm;
 pub mod mfa_totp_disable;
 pub mod mfa_totp_setup;
+pub mod mfa_totp_undo;
 pub mod mfa_verify;
 pub(crate) mod second_factor;
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub(super) mod attr {
     pub const TOTP_ENABLED: &str = "totp_enabled";
     pub const TOTP_LAST_STEP: &str = "totp_last_step";
     pub const RECOVERY_CODES: &str = "recovery_codes";
+    pub const TOTP_UNDO_HASH: &str = "totp_undo_hash";
+    pub const TOTP_UNDO_EXPIRES_AT: &str = "totp_undo_expires_at";
     pub const TRIES: &str = "tries";
 }
 
@@ -162,6 +164,10 @@ impl From<&UserRecord> for Item {
                 let codes = AttributeValue::Ss(totp.recovery_codes.clone());
                 item.insert(attr::RECOVERY_CODES.into(), codes);
             }
+            if let Some(undo) = &totp.undo {
+                item.insert(attr::TOTP_UNDO_HASH.into(), s(&undo.hash));
+                item.insert(attr::TOTP_UNDO_EXPIRES_AT.into(), n(undo.expires_at));
+            }
         }
         item
     }
@@ -181,6 +187,12 @@ fn totp_attrs(item: &Item) -> Option<TotpState> {
             .and_then(|v| v.as_ss().ok())
             .cloned()
             .unwrap_or_default(),
+        undo: str_attr(item, attr::TOTP_UNDO_HASH)
+            .zip(num_attr(item, attr::TOTP_UNDO_EXPIRES_AT))
+            .map(|(hash, expires_at)| StoredCode {
+                hash: hash.to_owned(),
+                expires_at,
+            }),
     })
 }
 
@@ -336,6 +348,7 @@ mod tests {
             enabled: false,
             last_step: None,
             recovery_codes: Vec::new(),
+            undo: None,
         });
         assert_eq!(
             UserRecord::try_from(&Item::from(&user)).expect("pending"),
@@ -346,6 +359,10 @@ mod tests {
             enabled: true,
             last_step: Some(56_789_012),
             recovery_codes: vec!["aa".into(), "bb".into()],
+            undo: Some(StoredCode {
+                hash: "cc".into(),
+                expires_at: 1_800_000_000,
+            }),
         });
         let item = Item::from(&user);
         assert!(matches!(

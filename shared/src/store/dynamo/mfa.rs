@@ -5,14 +5,16 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem, Update};
 
-use super::item::{Item, attr, n, num_attr, s, str_attr};
+use time::OffsetDateTime;
+
+use super::item::{Item, attr, n, num_attr, rfc3339, s, str_attr};
 use super::{DynamoStore, unavailable, update_outcome};
 use crate::crypto::saturating_u32;
-use crate::domain::UserId;
+use crate::domain::{StoredCode, UserId};
 use crate::store::{Mfa, MfaChallenge, SecondFactor, SessionRecord, StoreError, keys};
 
 /// Every TOTP attribute of a user's item.
-const TOTP_ATTRIBUTES: &str = "totp_secret, totp_enabled, totp_last_step, recovery_codes";
+const TOTP_ATTRIBUTES: &str = "totp_secret, totp_enabled, totp_last_step, recovery_codes, totp_undo_hash, totp_undo_expires_at";
 
 /// The update and condition that spend `factor`, on an enabled TOTP, with their values.
 fn spend(
@@ -67,16 +69,43 @@ impl Mfa for DynamoStore {
         sealed_secret: &str,
         step: u64,
         recovery_codes: &[String],
+        undo: &StoredCode,
     ) -> Result<(), StoreError> {
         self.update_user(
             user_id,
-            "SET totp_enabled = :on, totp_last_step = :step, recovery_codes = :codes",
+            "SET totp_enabled = :on, totp_last_step = :step, recovery_codes = :codes, \
+             totp_undo_hash = :undo, totp_undo_expires_at = :undo_until",
             "totp_secret = :secret AND attribute_not_exists(totp_enabled)",
             &[
                 (":on", AttributeValue::Bool(true)),
                 (":step", n(step)),
                 (":codes", AttributeValue::Ss(recovery_codes.to_vec())),
+                (":undo", s(&undo.hash)),
+                (":undo_until", n(undo.expires_at)),
                 (":secret", s(sealed_secret)),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn undo_totp(
+        &self,
+        user_id: UserId,
+        undo_hash: &str,
+        updated_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.update_user(
+            user_id,
+            &format!(
+                "REMOVE {TOTP_ATTRIBUTES} SET token_version = token_version + :one, updated_at = :t"
+            ),
+            "totp_enabled = :on AND totp_undo_hash = :undo",
+            &[
+                (":on", AttributeValue::Bool(true)),
+                (":undo", s(undo_hash)),
+                (":one", n(1)),
+                (":t", rfc3339(updated_at)),
             ],
         )
         .await
