@@ -907,6 +907,11 @@ def schemathesis_finds_no_server_error_and_no_contract_breach(stack):
     # not describe (status, body schema, content type, headers). A second run follows the
     # document's links with real responses: register -> login -> me / refresh -> logout.
     # .ci/schemathesis_hooks.py keeps non-UTF-8 bodies from stopping at the dev server.
+    # Two of schemathesis's checks are left out, on purpose: `unsupported_method` expects 405
+    # for a method a path does not declare, where API Gateway answers 404 before any function
+    # runs (openapi.yaml says so; a function invoked directly answers 405); and
+    # `positive_data_acceptance` expects 2xx for any schema-valid body, where a well-formed but
+    # wrong code or token is 400/401 by design.
     api = stack.api
     _, _, created = register(api)
     token = created.json["access_token"]

@@ -94,42 +94,46 @@ impl Mail {
 
     /// The notice that a password was changed or reset (PC-02, FP-07). It holds no secret.
     pub fn password_changed(to: &str) -> Self {
-        let line = "The password of your account was just changed, and every other session was signed out.";
-        let help = "If this was not you, reset your password now and review your account.";
-        Self {
-            to: to.to_owned(),
-            subject: "Your password was changed".into(),
-            text: format!("{line}\n\n{help}\n"),
-            html: format!("<p>{line}</p><p>{help}</p>"),
-        }
+        Self::notice(
+            to,
+            "Your password was changed",
+            &[
+                "The password of your account was just changed, and every other session was signed out.",
+                "If this was not you, reset your password now and review your account.",
+            ],
+            None,
+        )
     }
 
     /// The notice that two-step sign-in was turned on, with the code that turns it off again
     /// from the mailbox (MF-07): whoever turned it on knew the password, and the mailbox must
     /// always be a way back in.
     pub fn two_step_on(to: &str, undo_code: &str, days: u64) -> Self {
-        let line = "Two-step sign-in was just turned on for your account: signing in now also asks for a code from your authenticator app (or one of your recovery codes).";
         let help = format!(
             "If this was not you, someone knows your password. Turn two-step sign-in off and end every session with this code (it works once, for {days} days), then reset your password:"
         );
-        Self {
-            to: to.to_owned(),
-            subject: "Two-step sign-in is on".into(),
-            text: format!("{line}\n\n{help}\n\n{undo_code}\n"),
-            html: format!("<p>{line}</p><p>{help}</p><p><strong>{undo_code}</strong></p>"),
-        }
+        Self::notice(
+            to,
+            "Two-step sign-in is on",
+            &[
+                "Two-step sign-in was just turned on for your account: signing in now also asks for a code from your authenticator app (or one of your recovery codes).",
+                &help,
+            ],
+            Some(undo_code),
+        )
     }
 
     /// The notice that two-step sign-in was turned off.
     pub fn two_step_off(to: &str) -> Self {
-        let line = "Two-step sign-in was just turned off for your account: signing in now asks for the password only.";
-        let help = "If this was not you, reset your password now and review your account.";
-        Self {
-            to: to.to_owned(),
-            subject: "Two-step sign-in is off".into(),
-            text: format!("{line}\n\n{help}\n"),
-            html: format!("<p>{line}</p><p>{help}</p>"),
-        }
+        Self::notice(
+            to,
+            "Two-step sign-in is off",
+            &[
+                "Two-step sign-in was just turned off for your account: signing in now asks for the password only.",
+                "If this was not you, reset your password now and review your account.",
+            ],
+            None,
+        )
     }
 
     /// The notice to the old address that the account's email was changed (RG-04). It shows the
@@ -140,12 +144,34 @@ impl Mail {
             "Someone signed in to your account asked to change its email address to {masked}. \
              It changes once the code mailed there is entered; until then this address stays."
         );
-        let help = "If this was not you, sign in with your password now and change your password.";
+        Self::notice(
+            to,
+            "Your email address is about to change",
+            &[
+                &line,
+                "If this was not you, sign in with your password now and change your password.",
+            ],
+            None,
+        )
+    }
+
+    /// A notice: its paragraphs, and a code last (in bold in the HTML part).
+    fn notice(to: &str, subject: &str, paragraphs: &[&str], code: Option<&str>) -> Self {
+        let mut text = paragraphs.join("\n\n");
+        let mut html: String = paragraphs
+            .iter()
+            .map(|paragraph| format!("<p>{}</p>", escape(paragraph)))
+            .collect();
+        if let Some(code) = code {
+            text.push_str(&format!("\n\n{code}"));
+            html.push_str(&format!("<p><strong>{}</strong></p>", escape(code)));
+        }
+        text.push('\n');
         Self {
             to: to.to_owned(),
-            subject: "Your email address is about to change".into(),
-            text: format!("{line}\n\n{help}\n"),
-            html: format!("<p>{}</p><p>{help}</p>", escape(&line)),
+            subject: subject.to_owned(),
+            text,
+            html,
         }
     }
 }

@@ -138,6 +138,15 @@ pub async fn alice<S: Store>(deps: &Deps<S>) -> Value {
 }
 
 /// Signs in through the handler and returns the token response.
+/// Fresh in-memory deps on a clock the test moves, and the clock.
+pub fn clocked() -> (
+    std::sync::Arc<crate::testing::ManualClock>,
+    Deps<MemoryStore>,
+) {
+    let clock = std::sync::Arc::new(crate::testing::ManualClock::new());
+    (clock.clone(), deps().with_clock(clock))
+}
+
 /// Fresh in-memory deps with Alice registered: the deps and her token response.
 pub async fn with_alice() -> (Deps<MemoryStore>, Value) {
     let deps = deps();

@@ -93,6 +93,7 @@ async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Response;
     use crate::testing::{body_json, deps, event, from_ip, post};
     use serde_json::json;
 
@@ -202,17 +203,25 @@ mod tests {
         assert_eq!(body_json(&missing)["errors"]["password"], "is required");
     }
 
+    /// A registration of `name` that asks for its tokens as cookies, from `origin` if given.
+    async fn cookie_mode_registration(
+        deps: &Deps<impl crate::store::Store>,
+        name: &str,
+        origin: Option<&str>,
+    ) -> Response {
+        let email = format!("{name}@example.com");
+        let body = json!({"username": name, "email": email, "password": "a long passphrase"});
+        let mut headers = vec![("x-token-delivery", "cookie")];
+        headers.extend(origin.map(|origin| ("origin", origin)));
+        let req = crate::testing::request("POST", "/auth/register", &headers, Some(&body));
+        handle(deps, req).await.expect("ok")
+    }
+
     #[tokio::test]
     async fn cookie_mode_sets_cookies_and_keeps_tokens_out_of_the_body() {
         // CK-01, CK-04, CK-05
         let deps = deps();
-        let mut req = post(
-            "/auth/register",
-            &json!({"username": "carol", "email": "carol@example.com", "password": "a long passphrase"}),
-        );
-        req.headers_mut()
-            .insert("x-token-delivery", "cookie".parse().expect("header"));
-        let response = handle(&deps, req).await.expect("ok");
+        let response = cookie_mode_registration(&deps, "carol", None).await;
         assert_eq!(response.status(), 201);
         let body = body_json(&response);
         assert!(body.get("access_token").is_none() && body.get("refresh_token").is_none());
@@ -239,15 +248,7 @@ mod tests {
     #[tokio::test]
     async fn cookie_mode_from_a_foreign_origin_is_refused() {
         let deps = deps();
-        let mut req = post(
-            "/auth/register",
-            &json!({"username": "dave", "email": "dave@example.com", "password": "a long passphrase"}),
-        );
-        req.headers_mut()
-            .insert("x-token-delivery", "cookie".parse().expect("header"));
-        req.headers_mut()
-            .insert("origin", "https://evil.example".parse().expect("header"));
-        let response = handle(&deps, req).await.expect("ok");
+        let response = cookie_mode_registration(&deps, "dave", Some("https://evil.example")).await;
         assert_eq!(response.status(), 403);
         assert_eq!(body_json(&response)["code"], "csrf_rejected");
         assert_eq!(deps.store.user_count(), 0);

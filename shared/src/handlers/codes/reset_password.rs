@@ -156,6 +156,14 @@ mod tests {
                 .collect()
         }
 
+        /// A reset to `NEW_PASSWORD` with `code`, from the client address `ip`.
+        async fn reset_from(&self, ip: &str, code: &str) -> Response {
+            let body =
+                json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
+            let req = from_ip(post("/auth/password/reset", &body), ip);
+            handle(&self.deps, req).await.expect("infallible")
+        }
+
         async fn reset(&self, code: &str, password: &str) -> Response {
             let body =
                 json!({"email": "alice@example.com", "code": code, "new_password": password});
@@ -297,22 +305,17 @@ mod tests {
         // code for that address only, and the owner's right code still works.
         let f = fixture().await;
         let code = f.code().await;
-        let reset_from = |ip: &'static str, code: String| {
-            let body =
-                json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
-            handle(&f.deps, from_ip(post("/auth/password/reset", &body), ip))
-        };
         for _ in 0..5 {
-            let wrong = reset_from("198.51.100.7", wrong(&code)).await.expect("ok");
+            let wrong = f.reset_from("198.51.100.7", &wrong(&code)).await;
             assert_eq!(body_json(&wrong)["code"], "invalid_code");
         }
-        let burned = reset_from("198.51.100.7", code.clone()).await.expect("ok");
+        let burned = f.reset_from("198.51.100.7", &code).await;
         assert_eq!(
             body_json(&burned)["code"],
             "invalid_code",
             "for that address"
         );
-        let owner = reset_from("203.0.113.9", code).await.expect("ok");
+        let owner = f.reset_from("203.0.113.9", &code).await;
         assert_eq!(owner.status(), 204);
         assert_eq!(f.login_status(NEW_PASSWORD).await, 200);
     }
@@ -323,18 +326,14 @@ mod tests {
         // owner's right code fails.
         let f = fixture().await;
         let code = f.code().await;
-        let reset_from = |ip: String, code: String| {
-            let body =
-                json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
-            handle(&f.deps, from_ip(post("/auth/password/reset", &body), &ip))
-        };
         for client in 0..4 {
             for _ in 0..5 {
-                let wrong = reset_from(format!("198.51.100.{client}"), wrong(&code)).await;
-                assert_eq!(body_json(&wrong.expect("ok"))["code"], "invalid_code");
+                let ip = format!("198.51.100.{client}");
+                let wrong = f.reset_from(&ip, &wrong(&code)).await;
+                assert_eq!(body_json(&wrong)["code"], "invalid_code");
             }
         }
-        let owner = reset_from("203.0.113.9".into(), code).await.expect("ok");
+        let owner = f.reset_from("203.0.113.9", &code).await;
         assert_eq!(
             body_json(&owner)["code"],
             "invalid_code",

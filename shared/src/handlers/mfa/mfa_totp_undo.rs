@@ -44,9 +44,12 @@ mod tests {
     use crate::handlers::mfa::test_support::*;
     use crate::testing::MemoryMailer;
 
-    /// Alice with TOTP on, her tokens and the code the notice mailed her.
-    async fn turned_on(deps: &TestDeps, mailer: &MemoryMailer) -> (Value, String) {
-        let (tokens, _) = alice_with_totp(deps).await;
+    /// Alice with TOTP on: the clock, the deps, her tokens and the code the notice mailed her.
+    async fn turned_on() -> (Arc<ManualClock>, TestDeps, Value, String) {
+        let mailer = Arc::new(MemoryMailer::default());
+        let (clock, deps) = clocked();
+        let deps = deps.with_mailer(mailer.clone());
+        let (tokens, _) = alice_with_totp(&deps).await;
         let notice = (mailer.sent().into_iter())
             .find(|mail| mail.to == "alice@example.com" && mail.subject == "Two-step sign-in is on")
             .expect("the notice");
@@ -57,7 +60,7 @@ mod tests {
             .rsplit('\n')
             .next()
             .unwrap_or_default();
-        (tokens, code.to_owned())
+        (clock, deps, tokens, code.to_owned())
     }
 
     async fn undo(deps: &TestDeps, email: &str, code: &str) -> (u16, Value) {
@@ -68,10 +71,7 @@ mod tests {
     #[tokio::test]
     async fn the_mailbox_turns_two_step_sign_in_off_and_ends_every_session() {
         // MF-07: someone who knew the password turned TOTP on; the mailbox gets back in.
-        let mailer = Arc::new(MemoryMailer::default());
-        let (_, deps) = clocked();
-        let deps = deps.with_mailer(mailer.clone());
-        let (tokens, code) = turned_on(&deps, &mailer).await;
+        let (_, deps, tokens, code) = turned_on().await;
         assert_eq!(code.len(), 8, "{code}");
         let wrong = if code == "00000000" {
             "11111111"
@@ -108,10 +108,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_code_lasts_seven_days() {
-        let mailer = Arc::new(MemoryMailer::default());
-        let (clock, deps) = clocked();
-        let deps = deps.with_mailer(mailer.clone());
-        let (_, code) = turned_on(&deps, &mailer).await;
+        let (clock, deps, _, code) = turned_on().await;
         clock.advance(Duration::days(7) + Duration::seconds(1));
         assert_eq!(undo(&deps, "alice@example.com", &code).await.0, 400);
     }

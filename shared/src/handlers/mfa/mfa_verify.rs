@@ -235,16 +235,23 @@ mod tests {
         assert_eq!(verify(&deps, "not-a-token", "123456").await.0, 401);
     }
 
+    /// Alice with TOTP on and `failures` wrong codes sent, each with a sign-in of its own: the
+    /// deps, her tokens and the wrong code.
+    async fn after_wrong_codes(failures: usize) -> (TestDeps, Value, String) {
+        let (_, deps) = clocked();
+        let (tokens, _) = alice_with_totp(&deps).await;
+        let wrong = wrong_code(&deps, &tokens).await;
+        for _ in 0..failures {
+            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
+        }
+        (deps, tokens, wrong)
+    }
+
     #[tokio::test]
     async fn a_password_alone_neither_unlocks_nor_counts() {
         // Someone with the password but not the phone cannot reset the count between rounds
         // of guesses; the owner's own right password costs nothing.
-        let (_, deps) = clocked();
-        let (tokens, _) = alice_with_totp(&deps).await;
-        let wrong = wrong_code(&deps, &tokens).await;
-        for _ in 0..3 {
-            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
-        }
+        let (deps, tokens, wrong) = after_wrong_codes(3).await;
         assert_eq!(
             code_failures(&deps, &tokens).await,
             3,
@@ -270,12 +277,7 @@ mod tests {
     async fn a_reset_through_the_mailbox_keeps_the_count_of_wrong_codes() {
         // MF-06 (issue 27): with the mailbox but not the authenticator, each reset used to
         // give a fresh count; the codes' failures now outlive it.
-        let (_, deps) = clocked();
-        let (tokens, _) = alice_with_totp(&deps).await;
-        let wrong = wrong_code(&deps, &tokens).await;
-        for _ in 0..4 {
-            assert_eq!(verify(&deps, &first_step(&deps).await, &wrong).await.0, 400);
-        }
+        let (deps, tokens, _) = after_wrong_codes(4).await;
         let id = user_id(&tokens);
         let reset = crate::domain::StoredCode {
             hash: "reset".into(),

@@ -15,7 +15,7 @@ pub(crate) use crate::http::Response;
 pub(crate) use crate::store::{Codes, Users};
 pub(crate) use crate::testing::{
     ManualClock, MemoryStore, PASSWORD, alice, assert_placeholder_token_refused, authed, body_json,
-    deps, event, from_ip, post, retry_after, token_claims, user_id, verify_address,
+    clocked, deps, event, from_ip, post, retry_after, token_claims, user_id, verify_address,
 };
 pub(crate) use crate::totp;
 
@@ -118,9 +118,4 @@ pub(crate) async fn first_step(deps: &TestDeps) -> String {
 pub(crate) async fn verify(deps: &TestDeps, mfa_token: &str, code: &str) -> (u16, Value) {
     let body = json!({"mfa_token": mfa_token, "code": code});
     call(mfa_verify::handle, deps, post("/auth/mfa/verify", &body)).await
-}
-
-pub(crate) fn clocked() -> (Arc<ManualClock>, TestDeps) {
-    let clock = Arc::new(ManualClock::new());
-    (clock.clone(), deps().with_clock(clock))
 }

@@ -79,11 +79,10 @@ mod tests {
     use crate::http::Response;
     use crate::store::Store;
     use crate::testing::{
-        ManualClock, PASSWORD, alice, authed, body_json, deps, get, post, register, sid, sign_in,
-        user_id, with_alice,
+        PASSWORD, alice, authed, body_json, get, post, register, sid, sign_in, user_id, with_alice,
     };
     use serde_json::{Value, json};
-    use std::sync::Arc;
+
     use time::Duration;
 
     fn secs(n: u64) -> Duration {
@@ -109,8 +108,7 @@ mod tests {
 
     #[tokio::test]
     async fn lists_each_sign_in_newest_first_and_marks_the_current_one() {
-        let clock = Arc::new(ManualClock::default());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         let first = alice(&deps).await;
         clock.advance(Duration::seconds(60));
         let second = sign_in(&deps, "alice").await;
@@ -156,8 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_moves_last_used_at() {
-        let clock = Arc::new(ManualClock::default());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         let tokens = alice(&deps).await;
         clock.advance(Duration::seconds(90));
         let body = json!({"refresh_token": tokens["refresh_token"]});
@@ -178,8 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn ended_sessions_are_left_out() {
-        let clock = Arc::new(ManualClock::default());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         let first = alice(&deps).await;
         let logged_out = sign_in(&deps, "alice").await;
         let idle = sign_in(&deps, "alice").await;
@@ -226,8 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_past_their_absolute_expiry_are_left_out() {
-        let clock = Arc::new(ManualClock::default());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         let old = alice(&deps).await;
         let refresh_ttl = deps.config.tokens.refresh_ttl.as_secs();
         clock.advance(secs(refresh_ttl - 60));

@@ -197,8 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn spend_grace_and_reuse_detection() {
-        let clock = Arc::new(ManualClock::new());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         let first = alice(&deps).await;
         let r1 = &first["refresh_token"];
 
@@ -290,8 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_and_absolute_expiry() {
-        let clock = Arc::new(ManualClock::new());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         let first = alice(&deps).await;
         // Idle: a day without use by default.
         clock.advance(Duration::seconds(86_400 + 1));

@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use crate::http::Response;
     use crate::store::Store;
-    use crate::testing::ManualClock;
+
     use crate::testing::MemoryStore;
     use crate::testing::access_keys;
     use crate::testing::{
@@ -221,7 +221,7 @@ mod tests {
         sign_in, weak_hash, with_alice,
     };
     use serde_json::json;
-    use std::sync::Arc;
+
     use time::Duration;
 
     #[tokio::test]
@@ -264,8 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn signs_in_with_the_sample_event() {
-        let deps = deps();
-        alice(&deps).await;
+        let (deps, _) = with_alice().await;
         let response = handle(&deps, event("login")).await.expect("ok");
         assert_eq!(response.status(), 200);
         let body = body_json(&response);
@@ -304,8 +303,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_user_and_wrong_password_look_the_same() {
         // LG-01: same status, body and headers; LG-02: one verification each.
-        let deps = deps();
-        alice(&deps).await;
+        let (deps, _) = with_alice().await;
         let before = deps.passwords.verification_count();
         let wrong = attempt(&deps, "alice", "wrong password").await;
         let unknown = attempt(&deps, "nobody", "wrong password").await;
@@ -355,8 +353,7 @@ mod tests {
     #[tokio::test]
     async fn the_account_locks_after_the_threshold_and_the_lock_doubles() {
         // LG-04: 5 failures, then 1 s, doubling, capped at 900 s.
-        let clock = Arc::new(ManualClock::new());
-        let deps = deps().with_clock(clock.clone());
+        let (clock, deps) = crate::testing::clocked();
         alice(&deps).await;
         for _ in 0..5 {
             assert_eq!(
@@ -405,8 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_the_owner_signed_in_from_has_a_lock_of_its_own() {
-        let deps = deps();
-        alice(&deps).await;
+        let (deps, _) = with_alice().await;
         let (owner, attacker) = ("203.0.113.9", "198.51.100.7");
         let from = |ip: &'static str, password: &'static str| {
             let body = json!({"identifier": "alice", "password": password});
