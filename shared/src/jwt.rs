@@ -445,6 +445,16 @@ mod tests {
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";
 
+    /// An access token of `user()` for session `s1`, signed now.
+    fn signed_access(keys: &TokenKeys) -> Signed {
+        let claims = keys.access_claims(&user(), "s1", now());
+        keys.sign(claims).expect("signed")
+    }
+
+    fn access_token(keys: &TokenKeys) -> String {
+        signed_access(keys).token
+    }
+
     #[track_caller]
     fn assert_invalid(keys: &TokenKeys, token: &str, token_use: TokenUse) {
         assert_eq!(
@@ -529,9 +539,7 @@ mod tests {
     #[test]
     fn round_trip_and_claims_allowlist() {
         let keys = keys();
-        let signed = keys
-            .sign(keys.access_claims(&user(), "s1", now()))
-            .expect("signed");
+        let signed = signed_access(&keys);
         let claims = keys
             .verify(&signed.token, TokenUse::Access, now())
             .expect("valid");
@@ -703,9 +711,7 @@ mod tests {
     fn access_and_refresh_tokens_are_not_interchangeable() {
         // JWT-08
         let keys = keys();
-        let access = keys
-            .sign(keys.access_claims(&user(), "s1", now()))
-            .expect("signed");
+        let access = signed_access(&keys);
         let refresh = keys
             .sign(keys.refresh_claims(&user(), "s1", now(), now()))
             .expect("signed");
@@ -736,10 +742,7 @@ mod tests {
     fn tampering_and_foreign_keys_are_refused() {
         // JWT-01, JWT-03
         let keys = keys();
-        let token = keys
-            .sign(keys.access_claims(&user(), "s1", now()))
-            .expect("signed")
-            .token;
+        let token = access_token(&keys);
         let mut bytes = token.clone().into_bytes();
         let last = bytes.len() - 2;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
@@ -765,10 +768,7 @@ mod tests {
     #[test]
     fn an_added_scope_breaks_the_signature_and_a_forged_one_is_refused() {
         let keys = keys();
-        let token = keys
-            .sign(keys.access_claims(&user(), "s1", now()))
-            .expect("signed")
-            .token;
+        let token = access_token(&keys);
         // Rewrite the payload with one more scope, keeping the signature.
         let parts: Vec<&str> = token.split('.').collect();
         let mut claims: Value =
@@ -874,10 +874,7 @@ mod tests {
     #[test]
     fn injected_clock_expires_tokens() {
         let keys = keys();
-        let token = keys
-            .sign(keys.access_claims(&user(), "s1", now()))
-            .expect("signed")
-            .token;
+        let token = access_token(&keys);
         assert!(
             keys.verify(&token, TokenUse::Access, now() + 600).is_ok(),
             "within leeway"

@@ -1,14 +1,8 @@
 //! GET /.well-known/jwks.json: the public keys that verify access tokens.
 
-use lambda_http::{Error, run, service_fn};
-use shared::handlers::well_known::WellKnown;
+use shared::handlers::well_known::{Document, serve};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    shared::logging::init();
-    let well_known = WellKnown::from_env().await?;
-    run(service_fn(|req| async {
-        Ok::<_, Error>(well_known.jwks(req).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    serve(Document::Jwks).await
 }

@@ -171,6 +171,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sample_events_of_the_signed_in_endpoints_reach_their_handlers() {
+        // Each event carries a placeholder for the access token: its handler refuses it.
+        let deps = deps();
+        for name in [
+            "update-me",
+            "change-password",
+            "delete-me",
+            "list-sessions",
+            "revoke-session",
+            "mfa-totp-setup",
+            "mfa-totp-confirm",
+            "mfa-totp-disable",
+        ] {
+            let req = crate::testing::event(name);
+            let answer = match name {
+                "update-me" => update_me::handle(&deps, req).await,
+                "change-password" => change_password::handle(&deps, req).await,
+                "delete-me" => delete_me::handle(&deps, req).await,
+                "list-sessions" => list_sessions::handle(&deps, req).await,
+                "revoke-session" => revoke_session::handle(&deps, req).await,
+                "mfa-totp-setup" => mfa_totp_setup::handle(&deps, req).await,
+                "mfa-totp-confirm" => mfa_totp_confirm::handle(&deps, req).await,
+                _ => mfa_totp_disable::handle(&deps, req).await,
+            };
+            assert_eq!(outcome(answer), (401, json!("invalid_token")), "{name}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_ended_sessions_access_token_manages_nothing() {
         // SS-02: the owner ends a session; its access token, still within its lifetime, is
         // refused by every endpoint that manages sessions or security settings.

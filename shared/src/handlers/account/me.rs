@@ -39,27 +39,29 @@ mod tests {
         assert!(body.get("password_hash").is_none());
     }
 
+    /// One token of a token response.
+    fn token<'t>(tokens: &'t serde_json::Value, kind: &str) -> &'t str {
+        tokens[kind].as_str().unwrap_or_default()
+    }
+
+    /// The status of `GET /auth/me` with one header.
+    async fn status_with(deps: &Deps<impl crate::store::Store>, name: &str, value: &str) -> u16 {
+        let response = handle(deps, get("/auth/me", &[(name, value)])).await;
+        response.expect("infallible").status().as_u16()
+    }
+
     #[tokio::test]
     async fn accepts_the_access_cookie() {
         let (deps, tokens) = with_alice().await;
-        let cookie = format!(
-            "__Host-access_token={}",
-            tokens["access_token"].as_str().unwrap_or_default()
-        );
-        let response = handle(&deps, get("/auth/me", &[("cookie", &cookie)]))
-            .await
-            .expect("ok");
-        assert_eq!(response.status(), 200);
+        let cookie = format!("__Host-access_token={}", token(&tokens, "access_token"));
+        assert_eq!(status_with(&deps, "cookie", &cookie).await, 200);
     }
 
     #[tokio::test]
     async fn missing_forged_and_refresh_tokens_are_401_with_a_challenge() {
         // JWT-08: a refresh token is not an access token.
         let (deps, tokens) = with_alice().await;
-        let refresh = format!(
-            "Bearer {}",
-            tokens["refresh_token"].as_str().unwrap_or_default()
-        );
+        let refresh = format!("Bearer {}", token(&tokens, "refresh_token"));
         let access = tokens["access_token"].as_str().unwrap_or_default();
         let forged = format!("Bearer {}x", &access[..access.len() - 1]);
         for headers in [
@@ -85,11 +87,10 @@ mod tests {
             .revoke_all_sessions(id, 0)
             .await
             .expect("revoked");
-        let bearer = bearer(&tokens);
-        let response = handle(&deps, get("/auth/me", &[("authorization", &bearer)]))
-            .await
-            .expect("ok");
-        assert_eq!(response.status(), 401);
+        assert_eq!(
+            status_with(&deps, "authorization", &bearer(&tokens)).await,
+            401
+        );
     }
 
     #[tokio::test]
@@ -109,7 +110,6 @@ mod tests {
         claims.ver = record.token_version + 1;
         let ahead = deps.tokens.sign(claims).expect("signed").token;
         let bearer = format!("Bearer {ahead}");
-        let response = handle(&deps, get("/auth/me", &[("authorization", &bearer)]));
-        assert_eq!(response.await.expect("ok").status(), 401);
+        assert_eq!(status_with(&deps, "authorization", &bearer).await, 401);
     }
 }

@@ -244,19 +244,7 @@ pub(crate) async fn check_code<S: Users + Codes + Limits>(
     // a bounded number of tries whatever their origin. Both counted in one write.
     let resets_at = (candidates.iter().map(|(_, code)| code.expires_at).max())
         .map_or(now + 1, |at| at.max(now + 1));
-    let named = deps.key_part(&named);
-    let tries = [
-        Quota::Counter {
-            key: keys::code_tries(&named, &deps.key_part(source_ip)),
-            limit: deps.config.codes.reset_max_attempts,
-            resets_at,
-        },
-        Quota::Counter {
-            key: keys::code_tries(&named, "all"),
-            limit: deps.config.codes.max_attempts_total,
-            resets_at,
-        },
-    ];
+    let tries = code_tries(deps, &named, source_ip, resets_at);
     let out_of_tries = deps.store.consume(&tries, now).await?;
     let owner = registered.or(pending).map(|id| id.to_string());
     if candidates.is_empty() || out_of_tries.is_some() {
@@ -276,6 +264,24 @@ pub(crate) async fn check_code<S: Users + Codes + Limits>(
         stored,
         probe,
     })
+}
+
+/// The tries of the code(s) `named` names, from `source_ip` (FP-02) and from every client
+/// together (FP-09), until `resets_at`.
+fn code_tries<S>(deps: &Deps<S>, named: &str, source_ip: &str, resets_at: u64) -> [Quota; 2] {
+    let named = deps.key_part(named);
+    [
+        Quota::Counter {
+            key: keys::code_tries(&named, &deps.key_part(source_ip)),
+            limit: deps.config.codes.reset_max_attempts,
+            resets_at,
+        },
+        Quota::Counter {
+            key: keys::code_tries(&named, "all"),
+            limit: deps.config.codes.max_attempts_total,
+            resets_at,
+        },
+    ]
 }
 
 /// `POST` with `email`: throttles, then stores and mails a new code of `kind` if the address

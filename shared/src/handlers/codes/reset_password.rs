@@ -121,6 +121,13 @@ mod tests {
         tokens: Value,
     }
 
+    /// The fixture, and a reset code mailed to Alice.
+    async fn fixture_with_code() -> (Fixture, String) {
+        let f = fixture().await;
+        let code = f.code().await;
+        (f, code)
+    }
+
     async fn fixture() -> Fixture {
         let (deps, mailer, clock) = mail_deps(&[("FORGOT_ADDRESS_INTERVAL_SECONDS", "0")]);
         let tokens = alice(&deps).await;
@@ -162,6 +169,12 @@ mod tests {
                 json!({"email": "alice@example.com", "code": code, "new_password": NEW_PASSWORD});
             let req = from_ip(post("/auth/password/reset", &body), ip);
             handle(&self.deps, req).await.expect("infallible")
+        }
+
+        /// A reset from `ip` with `code` that must be refused with `invalid_code`.
+        async fn refused_from(&self, ip: &str, code: &str, why: &str) {
+            let response = self.reset_from(ip, code).await;
+            assert_eq!(body_json(&response)["code"], "invalid_code", "{why}");
         }
 
         async fn reset(&self, code: &str, password: &str) -> Response {
@@ -244,8 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_mailed_code_resets_the_password_and_ends_every_session() {
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         let response = f.reset(&code, NEW_PASSWORD).await;
         assert_eq!(response.status(), 204);
         assert!(
@@ -279,8 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn five_wrong_tries_burn_the_code() {
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         for _ in 0..5 {
             assert_eq!(
                 body_json(&f.reset(&wrong(&code), NEW_PASSWORD).await)["code"],
@@ -303,18 +314,13 @@ mod tests {
     async fn a_third_party_cannot_spend_the_owner_s_tries() {
         // A code's tries count per client address: five wrong codes from elsewhere end the
         // code for that address only, and the owner's right code still works.
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         for _ in 0..5 {
-            let wrong = f.reset_from("198.51.100.7", &wrong(&code)).await;
-            assert_eq!(body_json(&wrong)["code"], "invalid_code");
+            f.refused_from("198.51.100.7", &wrong(&code), "a wrong code")
+                .await;
         }
-        let burned = f.reset_from("198.51.100.7", &code).await;
-        assert_eq!(
-            body_json(&burned)["code"],
-            "invalid_code",
-            "for that address"
-        );
+        f.refused_from("198.51.100.7", &code, "for that address")
+            .await;
         let owner = f.reset_from("203.0.113.9", &code).await;
         assert_eq!(owner.status(), 204);
         assert_eq!(f.login_status(NEW_PASSWORD).await, 200);
@@ -324,28 +330,21 @@ mod tests {
     async fn a_code_dies_after_its_total_tries_whatever_the_clients() {
         // FP-09: tries from many addresses add up; past CODE_MAX_ATTEMPTS_TOTAL (20) even the
         // owner's right code fails.
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         for client in 0..4 {
             for _ in 0..5 {
                 let ip = format!("198.51.100.{client}");
-                let wrong = f.reset_from(&ip, &wrong(&code)).await;
-                assert_eq!(body_json(&wrong)["code"], "invalid_code");
+                f.refused_from(&ip, &wrong(&code), "a wrong code").await;
             }
         }
-        let owner = f.reset_from("203.0.113.9", &code).await;
-        assert_eq!(
-            body_json(&owner)["code"],
-            "invalid_code",
-            "the code is dead"
-        );
+        f.refused_from("203.0.113.9", &code, "the code is dead")
+            .await;
         assert_eq!(f.login_status(NEW_PASSWORD).await, 401);
     }
 
     #[tokio::test]
     async fn an_email_change_voids_the_code_sent_to_the_old_address() {
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         let change = json!({"email": "alice@example.net", "current_password": PASSWORD});
         let req = crate::testing::authed("PATCH", "/auth/me", &f.tokens, Some(&change));
         let changed = crate::handlers::update_me::handle(&f.deps, req).await;
@@ -371,8 +370,7 @@ mod tests {
     async fn wrong_codes_are_limited_per_client_address() {
         // AB-03: at most 20 wrong codes per client address per 5 minutes, then 429, whatever
         // the addresses tried.
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         for i in 0..20 {
             let body = json!({"email": format!("user{i}@example.com"), "code": "12345678", "new_password": NEW_PASSWORD});
             let response = handle(&f.deps, post("/auth/password/reset", &body)).await;
@@ -419,8 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_new_password_must_meet_the_policy() {
-        let f = fixture().await;
-        let code = f.code().await;
+        let (f, code) = fixture_with_code().await;
         assert_eq!(f.reset(&code, "password1").await.status(), 422);
         assert_eq!(
             f.reset(&code, NEW_PASSWORD).await.status(),

@@ -27,6 +27,28 @@ pub const REFRESH: Duration = crate::config::PUBLIC_KEYS_REFRESH;
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// What both endpoints need: the published keys (cached) and the configured issuer, if any.
+/// The document a function serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    Discovery,
+    Jwks,
+}
+
+/// The whole life of the function that serves `document`: logging, its settings (refusing to
+/// start without them), then every request.
+pub async fn serve(document: Document) -> Result<(), lambda_http::Error> {
+    crate::logging::init();
+    let well_known = WellKnown::from_env().await?;
+    let well_known = &well_known;
+    lambda_http::run(lambda_http::service_fn(move |req| async move {
+        Ok::<_, lambda_http::Error>(match document {
+            Document::Discovery => well_known.discovery(req).await,
+            Document::Jwks => well_known.jwks(req).await,
+        })
+    }))
+    .await
+}
+
 pub struct WellKnown<S> {
     store: S,
     /// `JWT_ISSUER` when set; else the issuer the published keys name.
@@ -171,12 +193,21 @@ mod tests {
         (wk, clock)
     }
 
-    #[tokio::test]
-    async fn discovery_names_the_issuer_and_the_jwks_beneath_it() {
+    /// `document` as a fresh function serves its sample event: 200, cacheable for 5 minutes.
+    async fn served(document: Document) -> Response {
         let (wk, _) = well_known(None).await;
-        let response = wk.discovery(event("discovery")).await;
+        let response = match document {
+            Document::Discovery => wk.discovery(event("discovery")).await,
+            Document::Jwks => wk.jwks(event("jwks")).await,
+        };
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+        response
+    }
+
+    #[tokio::test]
+    async fn discovery_names_the_issuer_and_the_jwks_beneath_it() {
+        let response = served(Document::Discovery).await;
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         let body = body_json(&response);
         assert_eq!(body["issuer"], "http://127.0.0.1:9000");
@@ -200,10 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_jwks_lists_public_rsa_keys_only() {
-        let (wk, _) = well_known(None).await;
-        let response = wk.jwks(event("jwks")).await;
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+        let response = served(Document::Jwks).await;
         let body = body_json(&response);
         let keys = body["keys"].as_array().expect("keys");
         assert_eq!(keys.len(), 2);

@@ -14,8 +14,8 @@ pub(crate) use crate::handlers::{
 pub(crate) use crate::http::Response;
 pub(crate) use crate::store::{Codes, Users};
 pub(crate) use crate::testing::{
-    ManualClock, MemoryStore, PASSWORD, alice, assert_placeholder_token_refused, authed, body_json,
-    clocked, deps, event, from_ip, post, retry_after, token_claims, user_id, verify_address,
+    ManualClock, MemoryStore, PASSWORD, alice, authed, body_json, clocked, deps, event, from_ip,
+    post, retry_after, token_claims, user_id, verify_address,
 };
 pub(crate) use crate::totp;
 
