@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks on template.yaml that the linters do not make: one name per function in four places
 (package, SAM Binary, local route, event file), the same routes in the template and the local
-router, least-privilege policies, and the table settings the design relies on."""
+gateway, least-privilege policies, and the table settings the design relies on."""
 
 import functools
 import json
@@ -16,6 +16,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import template_env  # noqa: E402
 results = {"passed": 0, "failed": 0}
+
+# The functions that run Argon2, each with a reserved concurrency.
+ARGON2_FUNCTIONS = {"register", "login", "update-me", "delete-me", "change-password", "reset-password",
+                    "mfa-totp-setup", "mfa-totp-disable"}
+# One Argon2id hash on a full vCPU (1769 MB), docs/performance.md.
+ARGON2_HASH_SECONDS = 0.020
+# A route's shared cap is at least this: a flood one client sends from one machine (tens of
+# requests a second) cannot reach it (docs/security.md, "Route throttles").
+MIN_SHARED_RATE = 200
+# API Gateway's default throttle for an account in a region, over all its APIs.
+ACCOUNT_RATE = 10_000
 
 
 def check(name, condition, detail=""):
@@ -82,17 +93,21 @@ def main():
     mailing = {name for name, needs in what_functions_read()["functions"].items() if "MAIL_FROM" in needs["variables"]}
     check("exactly the functions that mail may send mail", mailers == mailing, sorted(mailers ^ mailing))
     check("every function package is deployed", binaries == set(packages), (binaries, packages))
-    router = cargo["workspace"]["metadata"]["lambda"]["watch"]["router"]
-    local_routes = {(r["method"].upper(), path, r["function"]) for path, rs in router.items() for r in rs}
-    check("the local router serves exactly the template's routes", local_routes == template_routes,
+    # The local stack routes from the template itself (scripts/gateway.py); a router of
+    # `cargo lambda watch` of its own would be a second list to drift.
+    import gateway
+    local_routes = {(r.method, r.path, r.function) for r in gateway.routes(template)}
+    check("the local gateway serves exactly the template's routes", local_routes == template_routes,
           (sorted(local_routes ^ template_routes)))
+    check("no router of the functions' server besides the template's",
+          "router" not in cargo.get("workspace", {}).get("metadata", {}).get("lambda", {}).get("watch", {}))
 
     import yaml
     with open(os.path.join(ROOT, "openapi.yaml")) as f:
         openapi = yaml.safe_load(f)
     documented = {(method.upper(), path) for path, item in openapi["paths"].items()
                   for method in item if method in ("get", "put", "post", "patch", "delete")}
-    check("the OpenAPI document, the template and the local router have the same routes",
+    check("the OpenAPI document, the template and the local gateway have the same routes",
           documented == {r[:2] for r in template_routes} == {r[:2] for r in local_routes},
           sorted(documented ^ {r[:2] for r in template_routes}))
 
@@ -180,22 +195,27 @@ def main():
         for table, actions in needs.get(binary, {}).items():
             check(f"{binary} may do what its code does on the {table.lower()} table",
                   actions <= granted.get(table, set()), sorted(actions - granted.get(table, set())))
-    # Abuse resistance (AB-03 in docs/requirements.md): the guessing routes have tighter caps
-    # than the default, the Argon2 functions a reserved concurrency, and a browser app may read
+    # Route throttles (AB-05 in docs/requirements.md): API Gateway's cap is shared by every
+    # client, so it must be out of one client's reach and within what the function behind it can
+    # take. The Argon2 functions have a reserved concurrency, and a browser app may read
     # Retry-After.
     api = resources["HttpApi"]["Properties"]
     default = api["DefaultRouteSettings"]
-    for route in ("POST /auth/login", "POST /auth/register", "POST /auth/password/reset",
-                  "POST /auth/password/forgot", "POST /auth/password/change",
-                  "POST /auth/email/verify", "POST /auth/email/verify/resend", "POST /auth/mfa/verify",
-                  "POST /auth/mfa/totp/setup", "POST /auth/mfa/totp/confirm", "DELETE /auth/mfa/totp",
-                  "POST /auth/mfa/totp/undo"):
-        settings = api.get("RouteSettings", {}).get(route, {})
-        check(f"{route} has a throttle of its own", route in template_routes_keys(template_routes)
-              and 0 < settings.get("ThrottlingRateLimit", 0) < default["ThrottlingRateLimit"]
-              and 0 < settings.get("ThrottlingBurstLimit", 0) < default["ThrottlingBurstLimit"], settings)
-    for binary in ("register", "login", "update-me", "delete-me", "change-password", "reset-password",
-                   "mfa-totp-setup", "mfa-totp-disable"):
+    caps = {route: {**default, **api.get("RouteSettings", {}).get(route, {})}
+            for route in template_routes_keys(template_routes)}
+    argon2_routes = {f"{m} {p}" for m, p, b in template_routes if b in ARGON2_FUNCTIONS}
+    argon2_capacity = int(template["Parameters"]["Argon2Concurrency"]["Default"]) / ARGON2_HASH_SECONDS
+    for route, cap in sorted(caps.items()):
+        rate, burst = cap.get("ThrottlingRateLimit", 0), cap.get("ThrottlingBurstLimit", 0)
+        check(f"{route}: its shared cap is out of one client's reach ({rate}/s >= {MIN_SHARED_RATE}/s)",
+              rate >= MIN_SHARED_RATE and burst >= rate, cap)
+        if route in argon2_routes:
+            check(f"{route}: its cap is within what its reserved concurrency hashes ({argon2_capacity:.0f}/s)",
+                  rate <= argon2_capacity, cap)
+    total = sum(cap["ThrottlingRateLimit"] for cap in caps.values())
+    check(f"the routes' caps together ({total}/s) stay below the account's regional limit ({ACCOUNT_RATE}/s)",
+          total <= ACCOUNT_RATE)
+    for binary in sorted(ARGON2_FUNCTIONS):
         function = next(f for f in functions.values() if f["Metadata"]["BuildProperties"]["Binary"] == binary)
         reserved = function["Properties"].get("ReservedConcurrentExecutions")
         check(f"{binary} (Argon2) has a reserved concurrency", json.dumps(reserved) ==

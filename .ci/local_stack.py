@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Checks of how the local stacks give each function its environment: the template resolver
-(scripts/template_env.py), the function runner (scripts/function-runner), and the template check
+"""Checks of how the local stacks give each function its environment and its requests: the
+template resolver (scripts/template_env.py), the function runner (scripts/function-runner), the
+gateway's routes, throttles, events and answers (scripts/gateway.py), and the template check
 (.ci/check_template.py) against a template that forgets a variable, the bug class it exists for.
 Runs no function and no service."""
 
+import base64
 import contextlib
 import copy
 import io
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, ".ci"))
 import check_template  # noqa: E402
+import gateway  # noqa: E402
 import template_env  # noqa: E402
 from stack import Checks  # noqa: E402
 
@@ -130,6 +134,63 @@ def main():
     def the_runner_runs_the_built_bootstrap_when_told():
         result = run_runner(["X=1"], {"PATH": "/usr/bin:/bin"}, exec_lines=["/bin/sh", "-c", "echo bootstrap $X"])
         assert result.returncode == 0 and result.stdout.strip() == "bootstrap 1", (result.stdout, result.stderr)
+
+    def the_gateway_routes_the_template_and_refuses_the_rest():
+        api = gateway.Gateway(template, "127.0.0.1:1", "", throttled=False)
+        route, parameters = api.route("DELETE", "/auth/sessions/abc-1")
+        assert route.function == "revoke-session" and parameters == {"id": "abc-1"}, (route, parameters)
+        assert api.route("PATCH", "/auth/me")[0].function == "update-me"
+        for method, path in (("GET", "/auth/login"), ("POST", "/auth/sessions/a/b"), ("POST", "/nope"),
+                             ("HEAD", "/auth/me")):
+            assert api.route(method, path) == (None, None), (method, path)
+            # Refused before any function runs (nothing listens on the functions' address).
+            status, headers, body = api.serve(method, path, [], b"", "127.0.0.1")
+            assert (status, json.loads(body)) == (404, {"message": "Not Found"}), (method, path, status, body)
+
+    def throttles_are_the_templates_and_a_bucket_refills():
+        default = template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
+        buckets = gateway.throttles(template)
+        assert set(buckets) == {route.key for route in gateway.routes(template)}
+        login = buckets["POST /auth/login"]
+        assert (login.rate, login.burst) == (default["ThrottlingRateLimit"], default["ThrottlingBurstLimit"])
+        now = [0.0]
+        bucket = gateway.Bucket(rate=2, burst=3, clock=lambda: now[0])
+        assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+        now[0] = 0.5  # one token back at 2 a second
+        assert [bucket.take(), bucket.take()] == [True, False]
+        now[0] = 60.0  # never more than the burst
+        assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+    def the_event_is_api_gateways_payload_with_raw_bytes_in_base64():
+        route = gateway.Route("POST", "/auth/sessions/{id}", "revoke-session")
+        headers = [("Content-Type", "application/json"), ("Cookie", "a=1; b=2"), ("Cookie", "c=3"),
+                   ("X-Many", "1"), ("X-Many", "2")]
+        text = gateway.event(route, {"id": "s1"}, "POST", "/auth/sessions/s1?x=1&x=2&y=",
+                             headers, '{"é": 1}'.encode(), "127.0.0.7")
+        assert text["routeKey"] == "POST /auth/sessions/{id}" and text["pathParameters"] == {"id": "s1"}
+        assert text["rawPath"] == "/auth/sessions/s1" and text["rawQueryString"] == "x=1&x=2&y="
+        assert text["queryStringParameters"] == {"x": "1,2", "y": ""}
+        assert text["cookies"] == ["a=1", "b=2", "c=3"] and "cookie" not in text["headers"]
+        assert text["headers"]["x-many"] == "1,2"
+        assert text["requestContext"]["http"]["sourceIp"] == "127.0.0.7"
+        assert (text["body"], text["isBase64Encoded"]) == ('{"é": 1}', False)
+        # Declared JSON, not UTF-8: handed over as bytes, for the function to refuse (a 400).
+        raw = gateway.event(route, {}, "POST", "/x", headers[:1], b'{"a":"\xff\xfe"}', "127.0.0.1")
+        assert raw["isBase64Encoded"] and base64.b64decode(raw["body"]) == b'{"a":"\xff\xfe"}', raw
+        binary = gateway.event(route, {}, "POST", "/x", [("content-type", "application/octet-stream")], b"ab", "::1")
+        assert (binary["body"], binary["isBase64Encoded"]) == ("YWI=", True)
+
+    def the_functions_answer_becomes_http_and_a_failure_api_gateways_500():
+        response = {"statusCode": 201, "headers": {"content-type": "application/json", "x-one": "1"},
+                    "multiValueHeaders": {"x-one": ["1", "2"]}, "cookies": ["a=1; HttpOnly", "b=2"],
+                    "body": "eyJvayI6dHJ1ZX0=", "isBase64Encoded": True}
+        status, headers, body = gateway.answer(200, json.dumps(response).encode())
+        assert (status, body) == (201, b'{"ok":true}'), (status, body)
+        assert [v for n, v in headers if n == "set-cookie"] == ["a=1; HttpOnly", "b=2"], headers
+        assert [v for n, v in headers if n == "x-one"] == ["1", "2"], headers
+        for failed in ((500, b'{"errorType":"Panic"}'), (200, b"not json"), (200, b'{"body":"x"}'), (502, b"")):
+            status, _, body = gateway.answer(*failed)
+            assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"}), failed
 
     for name, fn in list(locals().items()):
         if callable(fn):
