@@ -41,6 +41,29 @@ def template_routes_keys(routes):
     return {f"{method} {path}" for method, path, _ in routes}
 
 
+def users_table_actions(function, effect):
+    """The DynamoDB actions `function`'s statements of `effect` name on the users table, with
+    their statements."""
+    for policy in function["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []):
+            if statement.get("Effect") == effect and "UsersTable" in json.dumps(statement["Resource"]):
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                yield statement, {a.removeprefix("dynamodb:") for a in actions}
+
+
+def check_published_keys_are_the_rotations(functions):
+    """The published keys (KEYS#public, in the users table) are written by the rotation alone:
+    every other role that may write the users table is denied that partition (JWT-17)."""
+    only_keys = {"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": ["KEYS#*"]}}
+    for function in functions.values():
+        binary = function["Metadata"]["BuildProperties"]["Binary"]
+        writes = set().union(*(a for _, a in users_table_actions(function, "Allow"))) & {"PutItem", "UpdateItem", "DeleteItem"}
+        if not writes or binary == "rotate-keys":
+            continue
+        denied = set().union(*(a for s, a in users_table_actions(function, "Deny") if s.get("Condition") == only_keys))
+        check(f"{binary} may not write the published keys", writes <= denied, sorted(writes - denied))
+
+
 def main():
     template, problems = decode(os.path.join(ROOT, "template.yaml"))
     if problems:
@@ -126,14 +149,25 @@ def main():
     check("logs are JSON", globals_["LoggingConfig"]["LogFormat"] == "JSON")
     check("CodeUri is the workspace root", globals_["CodeUri"] == ".")
     env = globals_["Environment"]["Variables"]
-    check("no secret value in any environment", "JWT_SECRET" not in env and "resolve:secretsmanager" not in json.dumps(template))
-    check("the functions read the JWT secret by its ARN", env.get("JWT_SECRET_ID") == {"Ref": "JwtSecret"})
+    check("no secret value in any environment", not {"JWT_SECRET", "HASH_KEY", "MFA_KEY"} & set(env)
+          and "resolve:secretsmanager" not in json.dumps(template))
+    check("every function reads the hash key by its ARN", env.get("HASH_KEY_SECRET_ID") == {"Ref": "HashKey"})
+    check("no function gets the refresh-token key from the globals", "JWT_SECRET_ID" not in env)
     readers = {f["Metadata"]["BuildProperties"]["Binary"]: {json.dumps(s["Resource"]) for p in f["Properties"].get("Policies", []) for s in p.get("Statement", []) if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])}
                for f in functions.values()}
     signers = {name for name, arns in readers.items() if '{"Ref": "SigningKeys"}' in arns}
     check("only the token issuers (and the rotation) read the signing keys", signers == {"register", "login", "refresh", "change-password", "mfa-verify", "rotate-keys"}, signers)
     for name in ("discovery", "jwks"):
         check(f"{name} reads no secret", not readers[name], readers[name])
+    # Issue and spend refresh tokens: nobody else holds the key that would mint one.
+    refresh_readers = {name for name, arns in readers.items() if '{"Ref": "JwtSecret"}' in arns}
+    check("only the functions that issue or spend refresh tokens read the refresh-token key", refresh_readers ==
+          {"register", "login", "refresh", "logout", "change-password", "mfa-verify"}, refresh_readers)
+    for function in functions.values():
+        name = function["Metadata"]["BuildProperties"]["Binary"]
+        own = (function["Properties"].get("Environment") or {}).get("Variables", {})
+        check(f"{name}: the refresh-token key's id exactly where its policy reads it",
+              ("JWT_SECRET_ID" in own) == (name in refresh_readers), sorted(own))
     mfa_readers = {name for name, arns in readers.items() if '{"Ref": "MfaKey"}' in arns}
     check("only the two-step functions read the MFA key", mfa_readers ==
           {"mfa-totp-setup", "mfa-totp-confirm", "mfa-verify", "mfa-totp-disable"}, mfa_readers)
@@ -187,6 +221,8 @@ def main():
         granted = {}
         for policy in function["Properties"].get("Policies", []):
             for statement in policy.get("Statement", []):
+                if statement.get("Effect") != "Allow":
+                    continue
                 table = json.dumps(statement["Resource"])
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 for name in ("Users", "Tokens", "Sessions"):
@@ -195,6 +231,8 @@ def main():
         for table, actions in needs.get(binary, {}).items():
             check(f"{binary} may do what its code does on the {table.lower()} table",
                   actions <= granted.get(table, set()), sorted(actions - granted.get(table, set())))
+
+    check_published_keys_are_the_rotations(functions)
     # Route throttles (AB-05 in docs/requirements.md): API Gateway's cap is shared by every
     # client, so it must be out of one client's reach and within what the function behind it can
     # take. The Argon2 functions have a reserved concurrency, and a browser app may read
@@ -222,7 +260,9 @@ def main():
               '{"Fn::If": ["HasArgon2Concurrency", {"Ref": "Argon2Concurrency"}, {"Ref": "AWS::NoValue"}]}', reserved)
     cors = api["CorsConfiguration"]["Fn::If"][1]
     check("CORS exposes Retry-After", [h.lower() for h in cors.get("ExposeHeaders", [])] == ["retry-after"])
-    check("the JWT secret is generated at deploy time", resources["JwtSecret"]["Properties"].get("GenerateSecretString", {}).get("PasswordLength", 0) >= 32)
+    for secret in ("JwtSecret", "HashKey"):
+        check(f"{secret} is generated at deploy time",
+              resources[secret]["Properties"].get("GenerateSecretString", {}).get("PasswordLength", 0) >= 32)
     check("token reuse raises an alarm", any(
         r["Type"] == "AWS::Logs::MetricFilter" and "token_reused" in r["Properties"]["FilterPattern"]
         for r in resources.values()))

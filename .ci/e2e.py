@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import uuid
 
 import boto3
 
@@ -1126,6 +1127,9 @@ def signing_keys_rotate_end_to_end():
         login = api.call("POST", "/auth/login", {"identifier": "rotating", "password": PASSWORD})
         assert login.status == 200, login.raw
         assert kid_of(login.json["access_token"]) == second
+        # So does a warm one, started before it, once its copy of the keys is a second old.
+        _, _, warm = register(api)
+        assert warm.status == 201 and kid_of(warm.json["access_token"]) == second, warm.raw[:200]
         # The old key's token still verifies, here and for an outside verifier.
         assert me(old_token) == 200
         outside = pyjwt.PyJWKClient(f"{base}/.well-known/jwks.json")
@@ -1135,11 +1139,12 @@ def signing_keys_rotate_end_to_end():
         refused = rotate()
         assert refused.returncode != 0 and "listed" in refused.stderr, refused.stderr
         # Once the new next key has been listed long enough, the old key must still stay while
-        # its tokens can live (5 s and 30 s of leeway after it stopped signing).
+        # its tokens can live: 1 s for a warm signer to read the keys again, then 5 s and 30 s
+        # of leeway.
         time.sleep(3)
         refused = rotate()
         assert refused.returncode != 0 and "previous key" in refused.stderr, refused.stderr
-        time.sleep(max(0.0, promoted_at + 36 - time.monotonic()))
+        time.sleep(max(0.0, promoted_at + 37 - time.monotonic()))
         assert me(old_token) == 401  # expired by now
         rotated = rotate()
         assert rotated.returncode == 0, rotated.stderr
@@ -1150,6 +1155,40 @@ def signing_keys_rotate_end_to_end():
             raise AssertionError("the retired key is still listed")
         except pyjwt.PyJWKClientError:
             pass
+
+        # A leaked key, the runbook of docs/deploy.md: the secret is replaced by a value that is
+        # no key document, and a rotation makes all new keys. The warm verifier that took a
+        # token of the old keys refuses it once its copy is stale (a second here), and the warm
+        # signer signs with the new keys.
+        _, _, live = register(api)
+        leaked = live.json["access_token"]
+        assert me(leaked) == 200
+        with open(os.path.join(ROOT, ".dev", str(ports.api), "rotation")) as f:
+            stack = dict(line.strip().split("=", 1) for line in f if "=" in line)
+        secrets = boto3.client("secretsmanager", endpoint_url=stack["AWS"], region_name="us-east-1",
+                               aws_access_key_id="local", aws_secret_access_key="local")
+        # Step 1, `put-secret-value`: a new version becomes AWSCURRENT. (moto's own PutSecretValue
+        # would leave AWSCURRENT on the version a rotation made current too, so the new version
+        # is staged and made current in the two calls a rotation makes, which moto keeps right.)
+        before = [v for v, stages in secrets.describe_secret(SecretId=stack["SECRET"])["VersionIdsToStages"].items()
+                  if "AWSCURRENT" in stages]
+        revoked = str(uuid.uuid4())
+        secrets.put_secret_value(SecretId=stack["SECRET"], ClientRequestToken=revoked,
+                                 SecretString="revoked: leaked key", VersionStages=["AWSPENDING"])
+        secrets.update_secret_version_stage(SecretId=stack["SECRET"], VersionStage="AWSCURRENT",
+                                            MoveToVersionId=revoked, RemoveFromVersionId=before[0])
+        secrets.update_secret_version_stage(SecretId=stack["SECRET"], VersionStage="AWSPENDING",
+                                            RemoveFromVersionId=revoked)
+        current = secrets.get_secret_value(SecretId=stack["SECRET"], VersionStage="AWSCURRENT")["SecretString"]
+        assert current == "revoked: leaked key", current[:20]
+        rotated = rotate()
+        assert rotated.returncode == 0, rotated.stderr
+        renewed = kids()
+        assert len(renewed) == 2 and not {first, second, third} & set(renewed), renewed
+        assert me(leaked) == 401, "the warm verifier still trusts the leaked keys"
+        _, _, after = register(api)
+        assert after.status == 201 and kid_of(after.json["access_token"]) == renewed[0], after.raw[:200]
+        assert me(after.json["access_token"]) == 200
     finally:
         if process.poll() is None:
             stop_with_ctrl_c(process)

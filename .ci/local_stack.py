@@ -114,6 +114,22 @@ def main():
         check_template.results.update(before)
         assert "login lacks SIGNING_KEYS_SECRET_ID" in out.getvalue(), out.getvalue()
 
+    def the_template_check_catches_a_role_that_may_write_the_published_keys():
+        functions = {k: v for k, v in template["Resources"].items()
+                     if isinstance(v, dict) and v.get("Type") == "AWS::Serverless::Function"}
+        broken = copy.deepcopy(functions)
+        for policy in broken["LoginFunction"]["Properties"]["Policies"]:
+            policy["Statement"] = [s for s in policy.get("Statement", []) if s.get("Effect") != "Deny"]
+        before = dict(check_template.results)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            check_template.check_published_keys_are_the_rotations(functions)
+            clean = out.getvalue()
+            check_template.check_published_keys_are_the_rotations(broken)
+        check_template.results.update(before)
+        assert "FAIL" not in clean, clean
+        assert "FAIL login may not write the published keys" in out.getvalue(), out.getvalue()
+
     def the_runner_gives_only_the_template_environment_and_the_plumbing():
         environ = {"PATH": os.environ["PATH"], "LEAK": "1", "JWT_SECRET": "never", "USERS_TABLE": "callers",
                    "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1", "AWS_ENDPOINT_URL": "http://127.0.0.1:2",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-/// The shortest `JWT_SECRET` accepted: 32 bytes (256 bits) for HS256.
+/// The shortest secret accepted (`HASH_KEY`, `JWT_SECRET`): 32 bytes (256 bits), HS256's key.
 pub const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,6 +55,9 @@ impl SameSite {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tables: Tables,
+    /// `HASH_KEY`: the key of the keyed hashes of mailed codes and client addresses (its own
+    /// secret, so that the functions that only hash never hold a key that signs).
+    pub hash_key: SecretString,
     pub tokens: TokenSettings,
     pub sessions: SessionSettings,
     pub codes: CodeSettings,
@@ -75,9 +78,11 @@ pub struct Tables {
 /// Token signing and lifetimes.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
-    pub secret: SecretString,
-    /// The secret before the last rotation: it verifies, never signs.
-    pub previous_secret: Option<SecretString>,
+    /// `JWT_SECRET`, the refresh-token key: only the functions that issue or spend refresh
+    /// tokens hold it (`Needs::refresh` in [`crate::functions`]).
+    pub refresh_secret: Option<SecretString>,
+    /// The refresh-token key before the last rotation: it verifies, never signs.
+    pub previous_refresh_secret: Option<SecretString>,
     /// `JWT_ISSUER`; when unset, the issuer named by the key document (written at deploy time,
     /// when the API's URL is known).
     pub issuer: Option<String>,
@@ -86,6 +91,9 @@ pub struct TokenSettings {
     pub scope: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long a function keeps its copy of the access-token keys before reading them again
+    /// (`PUBLIC_KEYS_MAX_AGE_SECONDS`, as the JWKS function; see [`crate::key_ring`]).
+    pub keys_max_age: Duration,
 }
 
 /// How long a session lives unused, and the grace for a spent refresh token.
@@ -166,6 +174,7 @@ impl Config {
         }
         Ok(Self {
             tables: Tables::from_env(&env)?,
+            hash_key: checked_secret("HASH_KEY", env.required("HASH_KEY")?)?,
             tokens: TokenSettings::from_env(&env)?,
             sessions: SessionSettings {
                 idle_timeout: env.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 86_400, 1)?,
@@ -200,9 +209,10 @@ impl Config {
         })
     }
 
-    /// A key for one purpose, derived from `JWT_SECRET` (see [`crate::crypto::derive_key`]).
+    /// A hashing key for one purpose, derived from `HASH_KEY` (see
+    /// [`crate::crypto::derive_key`]).
     pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
-        crate::crypto::derive_key(self.tokens.secret.expose_secret().as_bytes(), label)
+        crate::crypto::derive_key(self.hash_key.expose_secret().as_bytes(), label)
     }
 }
 
@@ -245,20 +255,39 @@ pub struct KeyRotationSettings {
     pub issuer: String,
     pub listed_before_signing: Duration,
     pub access_ttl: Duration,
+    /// How long verifiers, signers and the JWKS's clients keep a copy of the keys
+    /// (`PUBLIC_KEYS_MAX_AGE_SECONDS`).
+    pub keys_max_age: Duration,
 }
+
+/// The margin a new key is listed beyond the caches it must outlive: the rotation writes its
+/// publication seconds after it makes the key, and a retried step later still.
+pub const LISTING_MARGIN: Duration = Duration::from_secs(300);
 
 impl KeyRotationSettings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
+        let keys_max_age = env.seconds(
+            "PUBLIC_KEYS_MAX_AGE_SECONDS",
+            PUBLIC_KEYS_REFRESH.as_secs(),
+            0,
+        )?;
+        // Before a key signs, every copy of the key set must have been read again since it
+        // was listed. The longest chain: the JWKS function's copy (max-age), an HTTP cache in
+        // front of it (the answer's max-age), API Gateway's authorizer (2 hours); then a
+        // margin. (Warm verifiers and the JWKS's other clients keep theirs for max-age.)
+        let listed_default =
+            crate::signing::API_GATEWAY_KEY_CACHE + keys_max_age + keys_max_age + LISTING_MARGIN;
         Ok(Self {
             users_table: env.required("USERS_TABLE")?,
             issuer: env.required("JWT_ISSUER")?,
             listed_before_signing: env.seconds(
                 "KEY_LISTED_BEFORE_SIGNING_SECONDS",
-                crate::signing::API_GATEWAY_KEY_CACHE.as_secs(),
+                listed_default.as_secs(),
                 0,
             )?,
             access_ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
+            keys_max_age,
         })
     }
 }
@@ -282,8 +311,11 @@ impl Tables {
 impl TokenSettings {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            secret: checked_secret("JWT_SECRET", env.required("JWT_SECRET")?)?,
-            previous_secret: env
+            refresh_secret: env
+                .get("JWT_SECRET")
+                .map(|value| checked_secret("JWT_SECRET", value))
+                .transpose()?,
+            previous_refresh_secret: env
                 .get("JWT_SECRET_PREVIOUS")
                 .map(|value| checked_secret("JWT_SECRET_PREVIOUS", value))
                 .transpose()?,
@@ -292,6 +324,11 @@ impl TokenSettings {
             scope: parse_scope(env.get("ACCESS_TOKEN_SCOPE"))?,
             access_ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 600, 1)?,
             refresh_ttl: env.seconds("REFRESH_TOKEN_TTL_SECONDS", 604_800, 1)?,
+            keys_max_age: env.seconds(
+                "PUBLIC_KEYS_MAX_AGE_SECONDS",
+                PUBLIC_KEYS_REFRESH.as_secs(),
+                0,
+            )?,
         })
     }
 }
@@ -523,8 +560,10 @@ mod tests {
         let settings = KeyRotationSettings::from_lookup(lookup(defaults)).expect("settings");
         assert_eq!(
             settings.listed_before_signing,
-            crate::signing::API_GATEWAY_KEY_CACHE
+            crate::signing::API_GATEWAY_KEY_CACHE + Duration::from_secs(300 + 300) + LISTING_MARGIN,
+            "API Gateway's cache, behind the JWKS function's copy, the JWKS's max-age, a margin"
         );
+        assert_eq!(settings.keys_max_age, PUBLIC_KEYS_REFRESH);
     }
     use std::collections::HashMap;
 
@@ -535,6 +574,7 @@ mod tests {
             ("USERS_TABLE", "users"),
             ("TOKENS_TABLE", "tokens"),
             ("SESSIONS_TABLE", "sessions"),
+            ("HASH_KEY", SECRET),
             ("JWT_SECRET", SECRET),
         ]
         .into_iter()
@@ -578,7 +618,31 @@ mod tests {
             _ => None,
         })
         .expect_err("no secret");
-        assert_eq!(err, ConfigError::Missing("JWT_SECRET"));
+        assert_eq!(err, ConfigError::Missing("HASH_KEY"));
+    }
+
+    #[test]
+    fn the_refresh_token_key_is_optional_and_the_hash_key_is_not_derived_from_it() {
+        let without = Config::from_lookup(|name| match name {
+            "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
+            "HASH_KEY" => Some(SECRET.into()),
+            _ => None,
+        })
+        .expect("a function that holds no refresh-token key starts");
+        assert!(without.tokens.refresh_secret.is_none());
+        let with_other_refresh_key =
+            config(&[("JWT_SECRET", "another-refresh-key-of-32-bytes-or-more")]).expect("valid");
+        assert_eq!(
+            without.derived_key(b"throttle"),
+            with_other_refresh_key.derived_key(b"throttle"),
+            "hashes depend on the hash key alone"
+        );
+        let other_hash =
+            config(&[("HASH_KEY", "another-hash-key-of-32-bytes-or-more!")]).expect("valid");
+        assert_ne!(
+            without.derived_key(b"throttle"),
+            other_hash.derived_key(b"throttle")
+        );
     }
 
     #[test]
@@ -590,21 +654,17 @@ mod tests {
             &"changeme".repeat(4),
             &"0123456789".repeat(4),
         ] {
-            let err = config(&[("JWT_SECRET", weak)]).expect_err(weak);
-            assert!(
-                matches!(
-                    err,
-                    ConfigError::Invalid {
-                        var: "JWT_SECRET",
-                        ..
-                    }
-                ),
-                "{weak}: {err}"
-            );
-            assert!(
-                !err.to_string().contains(weak),
-                "the error must not echo the secret"
-            );
+            for var in ["HASH_KEY", "JWT_SECRET"] {
+                let err = config(&[(var, weak)]).expect_err(weak);
+                assert!(
+                    matches!(err, ConfigError::Invalid { var: named, .. } if named == var),
+                    "{var} {weak}: {err}"
+                );
+                assert!(
+                    !err.to_string().contains(weak),
+                    "the error must not echo the secret"
+                );
+            }
         }
     }
 

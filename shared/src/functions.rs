@@ -12,7 +12,11 @@
 //! - What Lambda itself sets (`AWS_LAMBDA_*`, the region, the credentials): not listed here.
 //!
 //! Secret values never travel in the environment: a function is given a secret's id and reads
-//! the value from Secrets Manager at start.
+//! the value from Secrets Manager at start. Each secret has one purpose, and only the functions
+//! that serve it read it: the hash key (mailed codes' and client addresses' keyed hashes) every
+//! endpoint, the refresh-token key (`JWT_SECRET`) only the six that issue or spend refresh
+//! tokens, the signing keys only the five that issue access tokens, the two-step key only the
+//! two-step endpoints.
 
 /// The access token keys a function needs (see [`crate::jwt::AccessKeys`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub struct Needs {
     pub mail: bool,
     /// It holds the two-step key (`MFA_KEY_SECRET_ID`).
     pub mfa: bool,
+    /// It issues or spends refresh tokens: the refresh-token key (`JWT_SECRET_ID`).
+    pub refresh: bool,
 }
 
 /// How a function starts, and so what it reads.
@@ -53,6 +59,7 @@ pub mod var {
     pub const SESSIONS_TABLE: &str = "SESSIONS_TABLE";
     pub const JWT_SECRET_ID: &str = "JWT_SECRET_ID";
     pub const JWT_SECRET_ACCEPT_PREVIOUS: &str = "JWT_SECRET_ACCEPT_PREVIOUS";
+    pub const HASH_KEY_SECRET_ID: &str = "HASH_KEY_SECRET_ID";
     pub const SIGNING_KEYS_SECRET_ID: &str = "SIGNING_KEYS_SECRET_ID";
     pub const MFA_KEY_SECRET_ID: &str = "MFA_KEY_SECRET_ID";
     pub const JWT_ISSUER: &str = "JWT_ISSUER";
@@ -67,8 +74,7 @@ const ENDPOINT: &[&str] = &[
     var::USERS_TABLE,
     var::TOKENS_TABLE,
     var::SESSIONS_TABLE,
-    var::JWT_SECRET_ID,
-    var::JWT_SECRET_ACCEPT_PREVIOUS,
+    var::HASH_KEY_SECRET_ID,
     var::JWT_ISSUER,
     "JWT_AUDIENCE",
     "ALLOWED_ORIGINS",
@@ -102,35 +108,60 @@ pub const TUNING: &[&str] = &[
 ];
 
 /// Secret values, as configuration names them once read: never taken from the environment.
-pub const SECRET_VALUES: &[&str] = &["JWT_SECRET", "JWT_SECRET_PREVIOUS", "MFA_KEY"];
+pub const SECRET_VALUES: &[&str] = &["HASH_KEY", "JWT_SECRET", "JWT_SECRET_PREVIOUS", "MFA_KEY"];
 
-const fn endpoint(keys: KeysNeeded, mail: bool, mfa: bool) -> Start {
-    Start::Endpoint(Needs { keys, mail, mfa })
+/// What an endpoint holds besides the hash key.
+#[derive(Debug, Clone, Copy)]
+enum Holds {
+    /// Nothing more.
+    Hash,
+    /// The two-step key.
+    Mfa,
+    /// The refresh-token key.
+    Refresh,
+    /// Both.
+    RefreshMfa,
+}
+
+const fn endpoint(keys: KeysNeeded, mail: bool, holds: Holds) -> Start {
+    let (refresh, mfa) = match holds {
+        Holds::Hash => (false, false),
+        Holds::Mfa => (false, true),
+        Holds::Refresh => (true, false),
+        Holds::RefreshMfa => (true, true),
+    };
+    Start::Endpoint(Needs {
+        keys,
+        mail,
+        mfa,
+        refresh,
+    })
 }
 
 /// Every function, by its package name (`functions/<name>`, the template's `Binary`).
 pub const FUNCTIONS: &[(&str, Start)] = {
+    use Holds::{Hash, Mfa, Refresh, RefreshMfa};
     use KeysNeeded::{None, Sign, Verify};
     &[
-        ("register", endpoint(Sign, true, false)),
-        ("login", endpoint(Sign, false, false)),
-        ("refresh", endpoint(Sign, false, false)),
-        ("logout", endpoint(Verify, false, false)),
-        ("me", endpoint(Verify, false, false)),
-        ("update-me", endpoint(Verify, true, false)),
-        ("delete-me", endpoint(Verify, false, false)),
-        ("change-password", endpoint(Sign, true, false)),
-        ("forgot-password", endpoint(None, true, false)),
-        ("reset-password", endpoint(None, true, false)),
-        ("verify-email", endpoint(None, false, false)),
-        ("resend-verification", endpoint(None, true, false)),
-        ("list-sessions", endpoint(Verify, false, false)),
-        ("revoke-session", endpoint(Verify, false, false)),
-        ("mfa-totp-setup", endpoint(Verify, false, true)),
-        ("mfa-totp-confirm", endpoint(Verify, true, true)),
-        ("mfa-verify", endpoint(Sign, false, true)),
-        ("mfa-totp-disable", endpoint(Verify, true, true)),
-        ("mfa-totp-undo", endpoint(None, true, false)),
+        ("register", endpoint(Sign, true, Refresh)),
+        ("login", endpoint(Sign, false, Refresh)),
+        ("refresh", endpoint(Sign, false, Refresh)),
+        ("logout", endpoint(Verify, false, Refresh)),
+        ("me", endpoint(Verify, false, Hash)),
+        ("update-me", endpoint(Verify, true, Hash)),
+        ("delete-me", endpoint(Verify, false, Hash)),
+        ("change-password", endpoint(Sign, true, Refresh)),
+        ("forgot-password", endpoint(None, true, Hash)),
+        ("reset-password", endpoint(None, true, Hash)),
+        ("verify-email", endpoint(None, false, Hash)),
+        ("resend-verification", endpoint(None, true, Hash)),
+        ("list-sessions", endpoint(Verify, false, Hash)),
+        ("revoke-session", endpoint(Verify, false, Hash)),
+        ("mfa-totp-setup", endpoint(Verify, false, Mfa)),
+        ("mfa-totp-confirm", endpoint(Verify, true, Mfa)),
+        ("mfa-verify", endpoint(Sign, false, RefreshMfa)),
+        ("mfa-totp-disable", endpoint(Verify, true, Mfa)),
+        ("mfa-totp-undo", endpoint(None, true, Hash)),
         ("discovery", Start::WellKnown),
         ("jwks", Start::WellKnown),
         ("rotate-keys", Start::KeyRotation),
@@ -151,8 +182,11 @@ impl Start {
         match self {
             Self::Endpoint(needs) => {
                 let mut variables = ENDPOINT.to_vec();
-                // (The JWT secret's id, the first, is among every endpoint's.)
+                // (The hash key's id, the first, is among every endpoint's.)
                 variables.extend(needs.secret_variables().into_iter().skip(1));
+                if needs.refresh {
+                    variables.push(var::JWT_SECRET_ACCEPT_PREVIOUS);
+                }
                 if needs.mail {
                     variables.extend([var::MAIL_FROM, "RESET_URL_TEMPLATE"]);
                 }
@@ -173,9 +207,13 @@ impl Start {
 }
 
 impl Needs {
-    /// The JWT secret always, then the signing keys and the MFA key when needed.
+    /// The hash key always, then the refresh-token key, the signing keys and the MFA key when
+    /// needed.
     fn secret_variables(self) -> Vec<&'static str> {
-        let mut variables = vec![var::JWT_SECRET_ID];
+        let mut variables = vec![var::HASH_KEY_SECRET_ID];
+        if self.refresh {
+            variables.push(var::JWT_SECRET_ID);
+        }
         if self.keys == KeysNeeded::Sign {
             variables.push(var::SIGNING_KEYS_SECRET_ID);
         }
@@ -217,7 +255,7 @@ mod tests {
         Config::from_lookup(|name| {
             asked.borrow_mut().insert(name.to_owned());
             match name {
-                "JWT_SECRET" => Some("0123456789abcdefghijklmnopqrstuvwxyzABCDEF".into()),
+                "HASH_KEY" => Some("0123456789abcdefghijklmnopqrstuvwxyzABCDEF".into()),
                 "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
                 _ => None,
             }
@@ -289,13 +327,14 @@ mod tests {
         assert!(login.contains(&var::SIGNING_KEYS_SECRET_ID));
         assert!(!login.contains(&var::MFA_KEY_SECRET_ID));
         let me = start_of("me").expect("me").secret_variables();
-        assert_eq!(me, [var::JWT_SECRET_ID]);
+        assert_eq!(me, [var::HASH_KEY_SECRET_ID], "no refresh-token key");
         let verify = start_of("mfa-verify")
             .expect("mfa-verify")
             .secret_variables();
         assert_eq!(
             verify,
             [
+                var::HASH_KEY_SECRET_ID,
                 var::JWT_SECRET_ID,
                 var::SIGNING_KEYS_SECRET_ID,
                 var::MFA_KEY_SECRET_ID
@@ -310,6 +349,32 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(start_of("nothing"), None);
+    }
+
+    #[test]
+    fn only_the_functions_that_issue_or_spend_refresh_tokens_hold_their_key() {
+        let holders: BTreeSet<&str> = FUNCTIONS
+            .iter()
+            .filter(|(_, start)| start.secret_variables().contains(&var::JWT_SECRET_ID))
+            .map(|(name, _)| *name)
+            .collect();
+        let expected = [
+            "register",
+            "login",
+            "refresh",
+            "logout",
+            "change-password",
+            "mfa-verify",
+        ];
+        assert_eq!(holders, expected.into_iter().collect());
+        for (name, start) in FUNCTIONS {
+            if let Start::Endpoint(_) = start {
+                assert!(
+                    start.secret_variables().contains(&var::HASH_KEY_SECRET_ID),
+                    "{name} hashes codes and client addresses"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Access tokens are RS256: any service can verify them with the public keys this service
 //! publishes (see [`crate::signing`]), and API Gateway's JWT authorizer can too. Refresh tokens
 //! stay internal: HS256 under a key derived from `JWT_SECRET` that no JWKS lists, with no
-//! `scope`, so no outside verifier ever takes one for an access token. Each use has its own
+//! `scope`, so no outside verifier ever takes one for an access token; only the functions that
+//! issue or spend refresh tokens hold that secret. Each use has its own
 //! algorithm, key, `typ` header and `token_use` claim (JWT-08). Keys and `Validation`s are built
 //! once per cold start.
 
@@ -180,10 +181,11 @@ impl RefreshKeys {
 ///
 /// Refresh tokens: the current `JWT_SECRET` signs; the previous one, while set
 /// (`JWT_SECRET_PREVIOUS`), still verifies the tokens it signed, so the secret can be rotated
-/// without signing anyone out (RL-04). Access tokens: see [`AccessKeys`]. The `kid` header names
+/// without signing anyone out (RL-04). A function without `JWT_SECRET` neither signs nor
+/// verifies refresh tokens. Access tokens: see [`AccessKeys`]. The `kid` header names
 /// the key either way.
 pub struct TokenKeys {
-    refresh: RefreshKeys,
+    refresh: Option<RefreshKeys>,
     previous_refresh: Option<RefreshKeys>,
     access: AccessKeys,
     access_validation: Validation,
@@ -208,8 +210,12 @@ impl TokenKeys {
         Self {
             access_validation: validation(TokenUse::Access, &issuer, audience),
             refresh_validation: validation(TokenUse::Refresh, &issuer, audience),
-            refresh: RefreshKeys::new(&config.tokens.secret),
-            previous_refresh: config.tokens.previous_secret.as_ref().map(RefreshKeys::new),
+            refresh: config.tokens.refresh_secret.as_ref().map(RefreshKeys::new),
+            previous_refresh: config
+                .tokens
+                .previous_refresh_secret
+                .as_ref()
+                .map(RefreshKeys::new),
             access,
             issuer,
             audience: config.tokens.audience.clone(),
@@ -231,7 +237,7 @@ impl TokenKeys {
     pub fn kid(&self, token_use: TokenUse) -> Option<&str> {
         match token_use {
             TokenUse::Access => self.access.signer.as_ref().map(Signer::kid),
-            TokenUse::Refresh => Some(&self.refresh.kid),
+            TokenUse::Refresh => self.refresh.as_ref().map(|keys| keys.kid.as_str()),
         }
     }
 
@@ -304,11 +310,14 @@ impl TokenKeys {
         let mut header = Header::new(token_use.algorithm());
         header.typ = Some(token_use.typ().to_owned());
         let signed = match token_use {
-            TokenUse::Refresh => {
-                header.kid = Some(self.refresh.kid.clone());
-                jsonwebtoken::encode(&header, &claims, &self.refresh.encoding)
-                    .map_err(|err| err.to_string())
-            }
+            TokenUse::Refresh => match &self.refresh {
+                Some(refresh) => {
+                    header.kid = Some(refresh.kid.clone());
+                    jsonwebtoken::encode(&header, &claims, &refresh.encoding)
+                        .map_err(|err| err.to_string())
+                }
+                None => Err("this function holds no refresh-token key".to_owned()),
+            },
             TokenUse::Access => match &self.access.signer {
                 Some(signer) => {
                     header.kid = Some(signer.kid().to_owned());
@@ -355,7 +364,7 @@ impl TokenKeys {
                 .iter()
                 .find(|(known, _)| known == kid)
                 .map(|(_, key)| key),
-            TokenUse::Refresh => [Some(&self.refresh), self.previous_refresh.as_ref()]
+            TokenUse::Refresh => [self.refresh.as_ref(), self.previous_refresh.as_ref()]
                 .into_iter()
                 .flatten()
                 .find(|keys| keys.kid == kid)
@@ -444,6 +453,7 @@ mod tests {
     use time::OffsetDateTime;
 
     const SECRET: &str = "k3Jd9-fQ2mXz7LpR4vT8wYbN6cHs1aGe";
+    const HASH_KEY: &str = "hash-key-for-the-tests-0123456789abcdef";
 
     /// An access token of `user()` for session `s1`, signed now.
     fn signed_access(keys: &TokenKeys) -> Signed {
@@ -466,6 +476,7 @@ mod tests {
     fn config_with_secret(secret: &str, previous: Option<&str>) -> Config {
         Config::from_lookup(|name| match name {
             "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
+            "HASH_KEY" => Some(HASH_KEY.into()),
             "JWT_SECRET" => Some(secret.into()),
             "JWT_SECRET_PREVIOUS" => previous.map(str::to_owned),
             "JWT_ISSUER" => Some("https://auth.test".into()),
@@ -603,6 +614,36 @@ mod tests {
     }
 
     #[test]
+    fn a_function_without_the_refresh_token_key_neither_signs_nor_takes_refresh_tokens() {
+        let holder = keys();
+        let refresh = holder
+            .sign(holder.refresh_claims(&user(), "s1", now(), now()))
+            .expect("signed")
+            .token;
+        let without = Config::from_lookup(|name| match name {
+            "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
+            "HASH_KEY" => Some(HASH_KEY.into()),
+            "JWT_ISSUER" => Some("https://auth.test".into()),
+            _ => None,
+        })
+        .expect("config");
+        let without = TokenKeys::new(&without, access_keys());
+        assert_eq!(without.kid(TokenUse::Refresh), None);
+        assert_invalid(&without, &refresh, TokenUse::Refresh);
+        assert_eq!(
+            without
+                .sign(without.refresh_claims(&user(), "s1", now(), now()))
+                .map(|s| s.token),
+            Err(TokenError::Invalid)
+        );
+        let access = without
+            .sign(without.access_claims(&user(), "s1", now()))
+            .expect("access tokens still signed")
+            .token;
+        assert!(holder.verify(&access, TokenUse::Access, now()).is_ok());
+    }
+
+    #[test]
     fn a_verifying_function_checks_what_a_signing_one_issued() {
         let signer = keys();
         let token = signer
@@ -629,6 +670,7 @@ mod tests {
     fn the_issuer_comes_from_the_key_document_unless_configured() {
         let unset = Config::from_lookup(|name| match name {
             "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
+            "HASH_KEY" => Some(HASH_KEY.into()),
             "JWT_SECRET" => Some(SECRET.into()),
             _ => None,
         })

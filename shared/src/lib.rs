@@ -12,6 +12,7 @@ pub mod functions;
 pub mod handlers;
 pub mod http;
 pub mod jwt;
+pub mod key_ring;
 pub mod logging;
 pub mod mail;
 pub mod mailed_codes;

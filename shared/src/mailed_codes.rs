@@ -112,7 +112,7 @@ mod tests {
             "bound to its user"
         );
         let other_key = crate::testing::config_with(&[(
-            "JWT_SECRET",
+            "HASH_KEY",
             "an-entirely-different-secret-of-32+bytes",
         )]);
         assert!(

@@ -217,12 +217,16 @@ fn check_round_trip(document: &KeyDocument) -> Result<(), RotationError> {
     }
 }
 
-/// The rotation's timing rules for an access token lifetime: a key is listed for `listed` before
-/// it signs, and for the lifetime plus the verifiers' leeway after it stops.
-pub fn rules(listed: Duration, access_ttl: Duration) -> RotationRules {
+/// The rotation's timing rules: a key is listed for `listed` before it signs, and after the
+/// promotion that demotes it, for as long as its tokens may live: a warm signer may go on
+/// signing with it until it reads the keys again (`keys_max_age`, see [`crate::key_ring`]),
+/// then the access token lifetime, then the verifiers' leeway.
+pub fn rules(listed: Duration, access_ttl: Duration, keys_max_age: Duration) -> RotationRules {
     RotationRules {
         listed_before_signing: listed,
-        signed_tokens_live: access_ttl + Duration::from_secs(crate::clock::LEEWAY_SECS),
+        signed_tokens_live: keys_max_age
+            + access_ttl
+            + Duration::from_secs(crate::clock::LEEWAY_SECS),
     }
 }
 
@@ -454,7 +458,11 @@ mod tests {
     fn settings() -> RotationSettings {
         RotationSettings {
             issuer: "https://auth.test".into(),
-            rules: rules(Duration::from_secs(7200), Duration::from_secs(600)),
+            rules: rules(
+                Duration::from_secs(7200),
+                Duration::from_secs(600),
+                Duration::from_secs(300),
+            ),
         }
     }
 

@@ -17,7 +17,11 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(client, settings.users_table.clone(), "");
     let settings = RotationSettings {
         issuer: settings.issuer,
-        rules: rotation::rules(settings.listed_before_signing, settings.access_ttl),
+        rules: rotation::rules(
+            settings.listed_before_signing,
+            settings.access_ttl,
+            settings.keys_max_age,
+        ),
     };
     run(service_fn(|event: LambdaEvent<RotationEvent>| {
         let (secrets, store, settings) = (&secrets, &store, &settings);

@@ -1,6 +1,7 @@
 //! Where a cold start's time goes: each step of `Deps::for_function` for a token-issuing function,
-//! in its order, timed (`make bench` prints it). It reads the secrets named by `JWT_SECRET_ID`
-//! and `SIGNING_KEYS_SECRET_ID` from the (local) Secrets Manager, as a deployed function does.
+//! in its order, timed (`make bench` prints it). It reads the secrets named by
+//! `HASH_KEY_SECRET_ID`, `JWT_SECRET_ID` and `SIGNING_KEYS_SECRET_ID` from the (local) Secrets
+//! Manager, as a deployed function does.
 
 use std::time::Instant;
 
@@ -9,20 +10,27 @@ use secrecy::ExposeSecret;
 #[tokio::main]
 async fn main() {
     let id = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
-    let (jwt_secret_id, keys_id) = (id("JWT_SECRET_ID"), id("SIGNING_KEYS_SECRET_ID"));
+    let (hash_key_id, jwt_secret_id, keys_id) = (
+        id("HASH_KEY_SECRET_ID"),
+        id("JWT_SECRET_ID"),
+        id("SIGNING_KEYS_SECRET_ID"),
+    );
     let start = Instant::now();
     let sdk = shared::aws::sdk_config().await;
     let sdk_done = start.elapsed();
-    let (jwt_secret, document) = tokio::join!(
+    let (hash_key, jwt_secret, document) = tokio::join!(
+        shared::aws::secret_string(&sdk, &hash_key_id, "AWSCURRENT"),
         shared::aws::secret_string(&sdk, &jwt_secret_id, "AWSCURRENT"),
         shared::aws::secret_string(&sdk, &keys_id, "AWSCURRENT"),
     );
-    let (jwt_secret, document) = (
+    let (hash_key, jwt_secret, document) = (
+        hash_key.unwrap_or_else(|err| panic!("{err}")),
         jwt_secret.unwrap_or_else(|err| panic!("{err}")),
         document.unwrap_or_else(|err| panic!("{err}")),
     );
     let secrets_done = start.elapsed();
     let config = shared::Config::from_lookup(|name| match name {
+        "HASH_KEY" => Some(hash_key.expose_secret().to_owned()),
         "JWT_SECRET" => Some(jwt_secret.expose_secret().to_owned()),
         _ => std::env::var(name).ok(),
     })

@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError, Tables};
 use crate::error::ApiError;
 use crate::functions::{self, KeysNeeded, Needs, Start, var};
 use crate::jwt::{AccessKeys, TokenKeys};
+use crate::key_ring::{self, DocumentFuture, DocumentSource, KeyRing, KeySource};
 use crate::mail::{Mail, MailError, Mailer, SendFuture, SesMailer};
 use crate::mailed_codes::MailedCodes;
 use crate::password::PasswordHasher;
@@ -24,7 +25,8 @@ pub struct Deps<S> {
     pub config: Config,
     pub store: S,
     pub passwords: PasswordHasher,
-    pub tokens: TokenKeys,
+    /// The token keys in use, kept in step with the signing keys' rotation.
+    pub(crate) keys: KeyRing,
     pub reset_codes: MailedCodes,
     pub email_codes: MailedCodes,
     pub mailer: Arc<dyn Mailer>,
@@ -38,7 +40,12 @@ pub struct Deps<S> {
 impl<S> Deps<S> {
     pub fn new(config: Config, store: S, access: AccessKeys) -> Self {
         Self {
-            tokens: TokenKeys::new(&config, access),
+            keys: KeyRing::new(
+                TokenKeys::new(&config, access),
+                KeySource::Fixed,
+                SystemClock.unix().unsigned_abs(),
+                config.tokens.keys_max_age,
+            ),
             reset_codes: MailedCodes::new(&config),
             email_codes: MailedCodes::for_email(&config),
             throttle_key: config.derived_key(b"throttle"),
@@ -59,6 +66,49 @@ impl<S> Deps<S> {
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = mailer;
         self
+    }
+
+    /// Re-reads the access-token keys from `source` once they are older than
+    /// `PUBLIC_KEYS_MAX_AGE_SECONDS`, counted from now on this clock.
+    pub fn with_key_source(mut self, source: KeySource) -> Self {
+        let now = self.now();
+        self.keys = self.keys.reading_from(source, now);
+        self
+    }
+
+    /// The token keys in use.
+    pub fn tokens(&self) -> Arc<TokenKeys> {
+        self.keys.current()
+    }
+
+    /// Reads the access-token keys again when the copy in use is stale (see
+    /// [`crate::key_ring`]); a failed read is logged and the keys in use stay.
+    pub async fn keep_keys_fresh(&self)
+    where
+        S: Published,
+    {
+        let now = self.now();
+        let access = match self.keys.due(now) {
+            None => return,
+            Some(KeySource::Fixed) => None,
+            Some(KeySource::Published) => Some(match self.store.published_keys().await {
+                Ok(published) => key_ring::verifying(published),
+                Err(err) => Err(err.to_string()),
+            }),
+            Some(KeySource::Document(source)) => Some(
+                source
+                    .read()
+                    .await
+                    .and_then(|json| key_ring::signing(&json)),
+            ),
+        };
+        let access = access.and_then(|read| {
+            read.inspect_err(|reason| {
+                tracing::error!(event = "keys_unreadable", reason = %reason, "keeping the keys in use");
+            })
+            .ok()
+        });
+        self.keys.replace(&self.config, access, now);
     }
 
     pub(super) fn now(&self) -> u64 {
@@ -186,8 +236,8 @@ impl Deps<DynamoStore> {
         let store = DynamoStore::new(client, tables.users, tables.tokens)
             .with_sessions_table(tables.sessions);
         // Deployed, the secrets come from Secrets Manager; they and the published keys are read
-        // side by side. While the JWT secret rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`), its
-        // previous value verifies too.
+        // side by side. While the refresh-token key rotates (`JWT_SECRET_ACCEPT_PREVIOUS=true`),
+        // its previous value verifies too.
         let accept_previous = env(var::JWT_SECRET_ACCEPT_PREVIOUS) == "true";
         let keys = needs.keys;
         let published = async {
@@ -196,14 +246,21 @@ impl Deps<DynamoStore> {
                 _ => None,
             }
         };
-        let (jwt_secret, previous_secret, mfa_key, key_document, published) = tokio::join!(
-            read_secret(&sdk, var::JWT_SECRET_ID, CURRENT, "the JWT secret", true),
+        let (hash_key, refresh, previous_refresh, mfa_key, key_document, published) = tokio::join!(
+            read_secret(&sdk, var::HASH_KEY_SECRET_ID, CURRENT, "the hash key", true),
+            read_secret(
+                &sdk,
+                var::JWT_SECRET_ID,
+                CURRENT,
+                "the refresh-token key",
+                needs.refresh
+            ),
             read_secret(
                 &sdk,
                 var::JWT_SECRET_ID,
                 PREVIOUS,
-                "the previous JWT secret",
-                accept_previous
+                "the previous refresh-token key",
+                needs.refresh && accept_previous
             ),
             read_secret(
                 &sdk,
@@ -221,32 +278,74 @@ impl Deps<DynamoStore> {
             ),
             published,
         );
-        let (jwt_secret, previous_secret, mfa_key) = (jwt_secret?, previous_secret?, mfa_key?);
-        let Some(jwt_secret) = jwt_secret else {
-            return Err(missing(var::JWT_SECRET_ID));
+        let secrets = Secrets {
+            hash_key: hash_key?.ok_or_else(|| missing(var::HASH_KEY_SECRET_ID))?,
+            refresh: refresh?,
+            previous_refresh: previous_refresh?,
+            mfa_key: mfa_key?,
         };
+        if needs.refresh && secrets.refresh.is_none() {
+            return Err(missing(var::JWT_SECRET_ID));
+        }
 
-        let config = config_with_secrets(&jwt_secret, previous_secret, mfa_key)?;
+        let config = config_with_secrets(secrets)?;
         let access = access_keys(keys, key_document, published)?;
         if needs.mfa && config.mfa.key.is_none() {
             return Err(missing(var::MFA_KEY_SECRET_ID));
         }
-        Ok((Self::new(config, store, access), sdk))
+        let source = key_source(keys, &sdk);
+        Ok((
+            Self::new(config, store, access).with_key_source(source),
+            sdk,
+        ))
     }
+}
+
+/// Where a function that needs `keys` reads them again while warm.
+fn key_source(keys: KeysNeeded, sdk: &aws_config::SdkConfig) -> KeySource {
+    match keys {
+        KeysNeeded::None => KeySource::Fixed,
+        KeysNeeded::Verify => KeySource::Published,
+        KeysNeeded::Sign => KeySource::Document(Arc::new(SigningKeysSecret {
+            sdk: sdk.clone(),
+            secret_id: std::env::var(var::SIGNING_KEYS_SECRET_ID).unwrap_or_default(),
+        })),
+    }
+}
+
+/// The signing keys' secret, where a signer reads the key document again.
+struct SigningKeysSecret {
+    sdk: aws_config::SdkConfig,
+    secret_id: String,
+}
+
+impl DocumentSource for SigningKeysSecret {
+    fn read(&self) -> DocumentFuture<'_> {
+        Box::pin(async {
+            crate::aws::secret_string(&self.sdk, &self.secret_id, CURRENT)
+                .await
+                .map(|document| document.expose_secret().to_owned())
+        })
+    }
+}
+
+/// The secret values a function read at start, each for one purpose.
+struct Secrets {
+    hash_key: SecretString,
+    refresh: Option<SecretString>,
+    previous_refresh: Option<SecretString>,
+    mfa_key: Option<SecretString>,
 }
 
 /// The configuration from the environment, with the secret values read from Secrets Manager:
 /// never from the environment.
-fn config_with_secrets(
-    jwt_secret: &SecretString,
-    previous_secret: Option<SecretString>,
-    mfa_key: Option<SecretString>,
-) -> Result<Config, ConfigError> {
+fn config_with_secrets(secrets: Secrets) -> Result<Config, ConfigError> {
     Config::from_lookup(|name| {
         let from_secret = match name {
-            "JWT_SECRET" => Some(jwt_secret),
-            "JWT_SECRET_PREVIOUS" => previous_secret.as_ref(),
-            "MFA_KEY" => mfa_key.as_ref(),
+            "HASH_KEY" => Some(&secrets.hash_key),
+            "JWT_SECRET" => secrets.refresh.as_ref(),
+            "JWT_SECRET_PREVIOUS" => secrets.previous_refresh.as_ref(),
+            "MFA_KEY" => secrets.mfa_key.as_ref(),
             _ if functions::SECRET_VALUES.contains(&name) => None,
             _ => return std::env::var(name).ok(),
         };
@@ -324,7 +423,88 @@ impl Mailer for NoMailer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
     use super::*;
+    use crate::handlers::me;
+    use crate::jwt::TokenUse;
+    use crate::testing::{self, ManualClock, authed, key_document};
+
+    /// A key document source whose answer the test sets.
+    struct Settable(Mutex<Result<String, String>>);
+
+    impl DocumentSource for Settable {
+        fn read(&self) -> DocumentFuture<'_> {
+            let answer = self.0.lock().expect("lock").clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn max_age() -> Duration {
+        testing::config().tokens.keys_max_age
+    }
+
+    #[tokio::test]
+    async fn a_warm_verifier_drops_a_delisted_key_once_its_copy_is_stale() {
+        let clock = Arc::new(ManualClock::new());
+        let deps = testing::deps()
+            .with_clock(clock.clone())
+            .with_key_source(KeySource::Published);
+        let tokens = testing::alice(&deps).await;
+        let me = |deps| me::handle(deps, authed("GET", "/auth/me", &tokens, None));
+        assert_eq!(me(&deps).await.expect("ok").status(), 200);
+        // The signing key is delisted (an operator's answer to a leak): only other keys remain.
+        let other = KeyDocument::genesis("http://127.0.0.1:9000", 0).expect("keys");
+        let published = other.public().expect("public");
+        deps.store
+            .publish_keys(&published)
+            .await
+            .expect("published");
+        clock.advance(time::Duration::seconds(max_age().as_secs() as i64 - 1));
+        assert_eq!(
+            me(&deps).await.expect("ok").status(),
+            200,
+            "its copy is fresh"
+        );
+        clock.advance(time::Duration::seconds(1));
+        assert_eq!(
+            me(&deps).await.expect("ok").status(),
+            401,
+            "read again: delisted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_warm_signer_follows_the_promoted_key_and_keeps_its_keys_while_unreadable() {
+        let clock = Arc::new(ManualClock::new());
+        let source = Arc::new(Settable(Mutex::new(Err("unavailable".into()))));
+        let deps = testing::deps()
+            .with_clock(clock.clone())
+            .with_key_source(KeySource::Document(source.clone()));
+        let kid = |deps: &Deps<_>| deps.tokens().kid(TokenUse::Access).map(str::to_owned);
+        let first = kid(&deps);
+        assert_eq!(first.as_deref(), Some(key_document().current.kid.as_str()));
+        let step = |secs: u64| clock.advance(time::Duration::seconds(secs as i64));
+
+        step(max_age().as_secs());
+        deps.keep_keys_fresh().await;
+        assert_eq!(kid(&deps), first, "a failed read keeps the keys in use");
+
+        let rules = crate::rotation::rules(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let promoted = key_document()
+            .rotated("http://127.0.0.1:9000", deps.now(), rules)
+            .expect("keys")
+            .expect("allowed");
+        *source.0.lock().expect("lock") = Ok(promoted.to_json());
+        step(max_age().as_secs() - 1);
+        deps.keep_keys_fresh().await;
+        assert_eq!(kid(&deps), first, "not read again before the copy is stale");
+        step(1);
+        deps.keep_keys_fresh().await;
+        assert_eq!(kid(&deps).as_deref(), Some(promoted.current.kid.as_str()));
+        assert_eq!(promoted.current.kid, key_document().next.kid);
+    }
 
     #[tokio::test]
     async fn only_an_endpoint_of_the_list_starts_as_one() {

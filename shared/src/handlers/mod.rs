@@ -9,7 +9,9 @@ use lambda_http::Request;
 use crate::error::ApiError;
 use crate::http::{self, Response};
 
-/// Declares an endpoint's `handle`: it refuses any other method than the route's (API Gateway
+/// Declares an endpoint's `handle`: it first reads the access-token keys again if the copy in
+/// use is stale ([`crate::key_ring`]; so every store also offers `Published`), refuses any other
+/// method than the route's (API Gateway
 /// routes by method, but a function invoked directly or through a catch-all route must not act
 /// on another verb), then runs `$inner` in a span of its name, and turns its outcome into the
 /// response. A handler never fails: client errors and outages alike become problem responses.
@@ -17,11 +19,12 @@ use crate::http::{self, Response};
 /// `endpoint!(login, [POST], Users + Limits);` is the whole entry point of `login`.
 macro_rules! endpoint {
     ($inner:ident, [$($method:ident),+], $($bound:tt)+) => {
-        pub async fn handle<S: $($bound)+>(
+        pub async fn handle<S: $($bound)+ + $crate::store::Published>(
             deps: &$crate::handlers::Deps<S>,
             req: ::lambda_http::Request,
         ) -> Result<$crate::http::Response, ::std::convert::Infallible> {
             use ::tracing::Instrument as _;
+            deps.keep_keys_fresh().await;
             let methods = [$(::lambda_http::http::Method::$method),+];
             $crate::handlers::answer(match $crate::handlers::require_method(&req, &methods) {
                 Ok(()) => {

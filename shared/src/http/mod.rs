@@ -35,13 +35,21 @@ pub enum TokenDelivery {
 }
 
 impl TokenDelivery {
-    pub fn of(req: &Request) -> Self {
-        let cookie = req
-            .headers()
-            .get("x-token-delivery")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("cookie"));
-        if cookie { Self::Cookie } else { Self::Body }
+    /// The mode `X-Token-Delivery` asks for: body mode without the header. Any other value
+    /// than `cookie` or `body` is refused (422) rather than read as body mode: a browser app
+    /// that misspells it must not get its tokens in a readable body.
+    pub fn of(req: &Request) -> Result<Self, ApiError> {
+        let Some(value) = req.headers().get("x-token-delivery") else {
+            return Ok(Self::Body);
+        };
+        match value.to_str().map(str::trim) {
+            Ok(v) if v.eq_ignore_ascii_case("cookie") => Ok(Self::Cookie),
+            Ok(v) if v.eq_ignore_ascii_case("body") => Ok(Self::Body),
+            _ => Err(ApiError::invalid_field(
+                "X-Token-Delivery",
+                "must be cookie or body",
+            )),
+        }
     }
 }
 
@@ -332,7 +340,26 @@ mod tests {
         assert_eq!(cookie(&req, ACCESS_COOKIE).ok(), Some(Some("tok")));
         assert_eq!(cookie(&req, "x").ok(), Some(None));
         assert_eq!(bearer_token(&req), Some("abc"));
-        assert_eq!(TokenDelivery::of(&req), TokenDelivery::Cookie);
+        assert_eq!(TokenDelivery::of(&req).ok(), Some(TokenDelivery::Cookie));
+    }
+
+    #[test]
+    fn a_delivery_mode_other_than_cookie_or_body_is_refused() {
+        let with = |value: Option<&[u8]>| {
+            let mut req = http::Request::builder();
+            if let Some(value) = value {
+                req = req.header("x-token-delivery", value);
+            }
+            TokenDelivery::of(&req.body(Body::Empty).expect("request"))
+        };
+        assert_eq!(with(None).ok(), Some(TokenDelivery::Body));
+        assert_eq!(with(Some(b" body ")).ok(), Some(TokenDelivery::Body));
+        assert_eq!(with(Some(b"COOKIE")).ok(), Some(TokenDelivery::Cookie));
+        for refused in [&b"cookies"[..], b"", b"Cookie, body", b"\xff"] {
+            let err = with(Some(refused)).expect_err("refused");
+            assert_eq!(err.status(), 422, "{refused:?}");
+            assert_eq!(err.code(), "validation_failed");
+        }
     }
 
     #[test]

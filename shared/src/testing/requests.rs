@@ -32,6 +32,7 @@ pub fn config_with(vars: &[(&str, &str)]) -> Config {
             "TOKENS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "tokens".into())),
             "SESSIONS_TABLE" => Some(std::env::var(name).unwrap_or_else(|_| "sessions".into())),
             "JWT_SECRET" => Some(TEST_SECRET.into()),
+            "HASH_KEY" => Some("hash-test-key-0123456789-abcdefghijklmnop".into()),
             "MFA_KEY" => Some("mfa-test-key-0123456789-abcdefghijklmnop".into()),
             "JWT_ISSUER" => Some("http://127.0.0.1:9000".into()),
             "ALLOWED_ORIGINS" => Some("http://localhost:3000".into()),

@@ -29,6 +29,8 @@ async fn change_password<S: Users + Limits + Sessions>(deps: &Deps<S>, req: &Req
         }
         Some((current?, new?))
     })?;
+    // Read before anything is written: a refused header must leave the password as it was.
+    let delivery = authenticated_delivery(req)?;
     reauthenticate(deps, &caller, &current).await?;
 
     let password_hash = deps.passwords.hash(new.expose()).await?;
@@ -53,7 +55,7 @@ async fn change_password<S: Users + Limits + Sessions>(deps: &Deps<S>, req: &Req
         &user,
         &session,
         caller.sign_in,
-        authenticated_delivery(req),
+        delivery,
         StatusCode::OK,
     )
 }

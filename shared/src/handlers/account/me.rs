@@ -106,9 +106,9 @@ mod tests {
             .ok()
             .flatten()
             .expect("alice");
-        let mut claims = deps.tokens.access_claims(&record, "sid", deps.now());
+        let mut claims = deps.tokens().access_claims(&record, "sid", deps.now());
         claims.ver = record.token_version + 1;
-        let ahead = deps.tokens.sign(claims).expect("signed").token;
+        let ahead = deps.tokens().sign(claims).expect("signed").token;
         let bearer = format!("Bearer {ahead}");
         assert_eq!(status_with(&deps, "authorization", &bearer).await, 401);
     }

@@ -44,7 +44,7 @@ impl RequestBody for Registration {
 }
 
 async fn register<S: Users + Limits>(deps: &Deps<S>, req: &Request) -> Reply {
-    let delivery = TokenDelivery::of(req);
+    let delivery = TokenDelivery::of(req)?;
     check_cookie_mode_origin(deps, req, delivery)?;
     let Registration {
         username,

@@ -290,7 +290,7 @@ mod tests {
             .map(str::to_owned);
         let claims = f
             .deps
-            .tokens
+            .tokens()
             .verify(&access.expect("a token"), TokenUse::Access, f.deps.now())
             .expect("valid");
         assert_eq!(claims.email_verified, Some(true));

@@ -258,7 +258,7 @@ mod tests {
             .rotated(
                 "http://127.0.0.1:9000",
                 10_000,
-                crate::rotation::rules(Duration::ZERO, Duration::from_secs(600)),
+                crate::rotation::rules(Duration::ZERO, Duration::from_secs(600), REFRESH),
             )
             .expect("keys")
             .expect("allowed");

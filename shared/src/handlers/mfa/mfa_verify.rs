@@ -27,7 +27,7 @@ endpoint!(mfa_verify, [POST], TwoStepStore);
 const MAX_TOKEN_CHARS: usize = 128;
 
 async fn mfa_verify<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Reply {
-    let delivery = TokenDelivery::of(req);
+    let delivery = TokenDelivery::of(req)?;
     check_cookie_mode_origin(deps, req, delivery)?;
     let (token, code) = http::read_with(req, |body| {
         let token = body.required_text("mfa_token");

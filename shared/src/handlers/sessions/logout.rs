@@ -60,7 +60,7 @@ async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Reply {
     } = http::read_or_empty(req)?;
     let presented = presented_refresh_token(deps, req, refresh_token.as_deref())?;
     let clear = presented.as_ref().is_some_and(|p| p.from_cookie)
-        || TokenDelivery::of(req) == TokenDelivery::Cookie;
+        || TokenDelivery::of(req)? == TokenDelivery::Cookie;
     let logged_out = || {
         let mut response = http::no_content();
         if clear {
@@ -99,7 +99,10 @@ async fn logout<S: Sessions + Users>(deps: &Deps<S>, req: &Request) -> Reply {
     };
 
     let now = deps.now();
-    let claims = match deps.tokens.verify(&presented.token, TokenUse::Refresh, now) {
+    let claims = match deps
+        .tokens()
+        .verify(&presented.token, TokenUse::Refresh, now)
+    {
         Ok(claims) => claims,
         // An expired session has nothing left to revoke.
         Err(TokenError::Expired) => return Ok(logged_out()),
@@ -145,7 +148,7 @@ async fn live_session<S: Sessions + Users>(
         });
     };
     let claims = deps
-        .tokens
+        .tokens()
         .verify(&presented.token, TokenUse::Refresh, deps.now())
         .map_err(|_| ApiError::InvalidToken)?;
     let user_id = UserId::parse(&claims.sub).ok_or(ApiError::InvalidToken)?;

@@ -43,7 +43,7 @@ async fn refresh<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
     let delivery = if presented.from_cookie {
         TokenDelivery::Cookie
     } else {
-        TokenDelivery::of(req)
+        TokenDelivery::of(req)?
     };
     check_cookie_mode_origin(deps, req, delivery)?;
     match spend(deps, req, &presented.token, delivery).await {
@@ -62,7 +62,7 @@ async fn spend<S: Users + Sessions>(
 ) -> Result<Response, ApiError> {
     let now = deps.now();
     let now_ms = deps.now_ms();
-    let claims = match deps.tokens.verify(token, TokenUse::Refresh, now) {
+    let claims = match deps.tokens().verify(token, TokenUse::Refresh, now) {
         Ok(claims) => claims,
         // Only a genuine token can be expired: its session has reached its absolute lifetime.
         Err(TokenError::Expired) => return Err(ApiError::SessionExpired),
@@ -112,9 +112,9 @@ async fn spend<S: Users + Sessions>(
         }
     };
     let refresh =
-        deps.tokens
+        deps.tokens()
             .successor_claims(&claims, &successor.successor_jti, successor.successor_iat);
-    let access = SignIn::of(&claims).mark(deps.tokens.access_claims(&user, &claims.sid, now));
+    let access = SignIn::of(&claims).mark(deps.tokens().access_claims(&user, &claims.sid, now));
     token_response(deps, &user, access, refresh, delivery, StatusCode::OK)
 }
 

@@ -19,6 +19,7 @@ const PATH_PREFIX: &str = "/auth/sessions/";
 async fn revoke_session<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> Reply {
     let caller = authenticate_live(deps, req).await?;
     let sid = session_id(req).ok_or(ApiError::NotFound)?;
+    let delivery = authenticated_delivery(req)?;
     let now = deps.now();
     let session = deps
         .store
@@ -31,7 +32,7 @@ async fn revoke_session<S: Users + Sessions>(deps: &Deps<S>, req: &Request) -> R
         .await?;
     tracing::info!(event = "session_revoked", user_id = %caller.user.id, sid = %session.sid, by_sid = %caller.sid, source_ip = %client_ip(req));
     let mut response = http::no_content();
-    if session.sid == caller.sid && authenticated_delivery(req) == TokenDelivery::Cookie {
+    if session.sid == caller.sid && delivery == TokenDelivery::Cookie {
         http::clear_token_cookies(&mut response, deps.config.cookies.same_site);
     }
     Ok(response)

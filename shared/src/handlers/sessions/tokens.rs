@@ -38,7 +38,7 @@ const MAX_USER_AGENT_BYTES: usize = 256;
 pub(crate) fn begin_session<S>(deps: &Deps<S>, req: &Request, user: &UserRecord) -> SessionRecord {
     let now = deps.now();
     let sid = Uuid::new_v4().to_string();
-    let expires_at = deps.tokens.refresh_claims(user, &sid, now, now).exp;
+    let expires_at = deps.tokens().refresh_claims(user, &sid, now, now).exp;
     SessionRecord {
         user_id: user.id,
         sid,
@@ -100,9 +100,9 @@ pub(crate) fn session_tokens<S>(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let now = deps.now();
-    let access = deps.tokens.access_claims(user, &session.sid, now);
+    let access = deps.tokens().access_claims(user, &session.sid, now);
     let refresh = deps
-        .tokens
+        .tokens()
         .refresh_claims(user, &session.sid, session.created_at, now);
     let (access, refresh) = (sign_in.mark(access), sign_in.mark(refresh));
     token_response(deps, user, access, refresh, delivery, status)
@@ -119,8 +119,11 @@ pub(crate) fn token_response<S>(
     let now = deps.now();
     let expires_in = access.exp.saturating_sub(now);
     let refresh_expires_in = refresh.exp.saturating_sub(now);
-    let access = deps.tokens.sign(access).map_err(|_| ApiError::Internal)?;
-    let refresh = deps.tokens.sign(refresh).map_err(|_| ApiError::Internal)?;
+    let access = deps.tokens().sign(access).map_err(|_| ApiError::Internal)?;
+    let refresh = deps
+        .tokens()
+        .sign(refresh)
+        .map_err(|_| ApiError::Internal)?;
     let in_body = delivery == TokenDelivery::Body;
     let body = TokenBody {
         access_token: in_body.then_some(access.token.as_str()),

@@ -33,7 +33,7 @@ fn access_claims<S>(deps: &Deps<S>, req: &Request) -> Result<Claims, ApiError> {
             token
         }
     };
-    (deps.tokens)
+    deps.tokens()
         .verify(token, TokenUse::Access, deps.now())
         .map_err(|_| ApiError::InvalidToken)
 }
@@ -89,10 +89,10 @@ impl Caller {
 
 /// How to deliver tokens to an authenticated request: as cookies when it authenticated with
 /// the access cookie (a browser), else as it asks.
-pub(crate) fn authenticated_delivery(req: &Request) -> TokenDelivery {
+pub(crate) fn authenticated_delivery(req: &Request) -> Result<TokenDelivery, ApiError> {
     if http::bearer_token(req).is_none() && matches!(http::cookie(req, ACCESS_COOKIE), Ok(Some(_)))
     {
-        TokenDelivery::Cookie
+        Ok(TokenDelivery::Cookie)
     } else {
         TokenDelivery::of(req)
     }

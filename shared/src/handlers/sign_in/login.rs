@@ -48,7 +48,7 @@ impl RequestBody for Credentials {
 }
 
 async fn login<S: Users + Sessions + Limits + Mfa>(deps: &Deps<S>, req: &Request) -> Reply {
-    let delivery = TokenDelivery::of(req);
+    let delivery = TokenDelivery::of(req)?;
     check_cookie_mode_origin(deps, req, delivery)?;
     let Credentials {
         identifier,
