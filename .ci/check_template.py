@@ -258,6 +258,26 @@ def main():
         reserved = function["Properties"].get("ReservedConcurrentExecutions")
         check(f"{binary} (Argon2) has a reserved concurrency", json.dumps(reserved) ==
               '{"Fn::If": ["HasArgon2Concurrency", {"Ref": "Argon2Concurrency"}, {"Ref": "AWS::NoValue"}]}', reserved)
+    # Mail (SES-03): through a configuration set that suppresses bouncing and complaining
+    # addresses, with bounces and complaints alarmed; every sender may use it and names it.
+    mail_set = resources["MailConfigurationSet"]["Properties"]
+    check("mail suppresses addresses that bounced or complained",
+          sorted(mail_set["SuppressionOptions"]["SuppressedReasons"]) == ["BOUNCE", "COMPLAINT"])
+    events = [r["Properties"]["EventDestination"] for r in resources.values()
+              if r["Type"] == "AWS::SES::ConfigurationSetEventDestination"
+              and r["Properties"]["ConfigurationSetName"] == {"Ref": "MailConfigurationSet"}]
+    check("bounces and complaints are counted", any({"bounce", "complaint"} <= set(e["MatchingEventTypes"]) for e in events))
+    alarmed = {r["Properties"]["MetricName"] for r in resources.values()
+               if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SES"}
+    check("bounces and complaints raise alarms", {"Bounce", "Complaint"} <= alarmed, alarmed)
+    check("the mailers are given the configuration set",
+          globals_["Environment"]["Variables"].get("MAIL_CONFIGURATION_SET") == {"Ref": "MailConfigurationSet"})
+    for function in functions.values():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                if statement.get("Action") == "ses:SendEmail":
+                    check(f"{function['Metadata']['BuildProperties']['Binary']} may send through the configuration set",
+                          "configuration-set/${MailConfigurationSet}" in json.dumps(statement["Resource"]))
     cors = api["CorsConfiguration"]["Fn::If"][1]
     check("CORS exposes Retry-After", [h.lower() for h in cors.get("ExposeHeaders", [])] == ["retry-after"])
     for secret in ("JwtSecret", "HashKey"):

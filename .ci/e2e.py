@@ -608,6 +608,10 @@ def forgot_and_reset_through_the_local_mail_endpoint(stack):
     assert answer.status == 202 and answer.raw == unknown.raw, (answer.raw, unknown.raw)
     mails = [m for m in mails_to(endpoint, email, at_least=2) if m["subject"] == "Your password reset code"]
     assert len(mails) == 1, mails
+    # Every mail goes out through the stack's configuration set (bounce and complaint
+    # suppression): the registration's verification code and the reset code alike.
+    sets = {m["configuration_set"] for m in mails_to(endpoint, email)}
+    assert sets == {"e2e-MailConfigurationSet"}, sets
     code = mails[0]["body"].split("<strong>")[1][:8]
     assert code.isdigit(), code
     assert_problem(

@@ -137,6 +137,7 @@ def captured(request_body):
     return {
         "to": (params.get("Destination") or {}).get("ToAddresses", []),
         "from": params.get("FromEmailAddress"),
+        "configuration_set": params.get("ConfigurationSetName"),
         "subject": (simple.get("Subject") or {}).get("Data", ""),
         "body": html_part if html_part is not None else (text or ""),
         "text": text,
@@ -348,8 +349,8 @@ def create_table(dynamodb, name, props):
 
 
 def setup(dynamodb_endpoint, ses_endpoint, prefix, resources_file=None):
-    """Makes the template's tables and secrets, named `<prefix>-<LogicalId>`, and verifies the
-    sender. Writes {logical id: name or ARN} to `resources_file` (for scripts/template_env.py)
+    """Makes the template's tables, secrets and SES configuration sets, named
+    `<prefix>-<LogicalId>`, and verifies the sender. Writes {logical id: name or ARN} to `resources_file` (for scripts/template_env.py)
     and prints NAME=value for each variable the template names one of them by (for the
     integration tests, which run no function)."""
     import boto3
@@ -368,6 +369,14 @@ def setup(dynamodb_endpoint, ses_endpoint, prefix, resources_file=None):
         ses.create_email_identity(EmailIdentity=sender)
     except ses.exceptions.AlreadyExistsException:
         pass
+    # The configuration sets mail goes through (moto keeps their names; the captured mail
+    # records the one each send names).
+    for logical_id in of_type(template, "AWS::SES::ConfigurationSet"):
+        resources[logical_id] = f"{prefix}-{logical_id}"
+        try:
+            ses.create_configuration_set(ConfigurationSetName=resources[logical_id])
+        except ses.exceptions.AlreadyExistsException:
+            pass
     # The secrets, as the template makes them: random values where it generates one, and the
     # signing keys without keys until the first rotation makes them. (The template creates that
     # secret empty; moto cannot finish a rotation of an empty secret, so here it starts with a

@@ -158,6 +158,9 @@ pub struct MfaSettings {
 pub struct MailSettings {
     pub from: Option<String>,
     pub reset_url_template: Option<String>,
+    /// `MAIL_CONFIGURATION_SET`: the SES configuration set every mail goes through (bounce and
+    /// complaint suppression, their metrics).
+    pub configuration_set: Option<String>,
 }
 
 impl Config {
@@ -371,6 +374,7 @@ impl MailSettings {
         Ok(Self {
             from: env.get("MAIL_FROM"),
             reset_url_template,
+            configuration_set: env.get("MAIL_CONFIGURATION_SET"),
         })
     }
 }

@@ -42,11 +42,19 @@ impl fmt::Display for UserId {
 pub struct Email(String);
 
 impl Email {
+    /// Parses an address into its one stored form, so that two spellings of one mailbox are one
+    /// account: lower case; the local part in Unicode NFC (a precomposed and a decomposed `é`
+    /// are the same letter); the domain as IDNA (UTS 46) A-labels, as mail is delivered
+    /// (`bücher.example` is `xn--bcher-kva.example`).
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let email = raw.trim().to_lowercase();
-        let Some((local, domain)) = email.rsplit_once('@') else {
+        let lowered = raw.trim().to_lowercase();
+        let Some((local, domain)) = lowered.rsplit_once('@') else {
             return Err("is not an email address");
         };
+        let local = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(local);
+        let domain = idna::domain_to_ascii(domain).map_err(|_| "is not an email address")?;
+        let email = format!("{local}@{domain}");
+        let (local, domain) = (local.as_ref(), domain.as_str());
         let valid_local = !local.is_empty()
             && local.len() <= 64
             && !local.contains('@')
@@ -252,6 +260,9 @@ pub struct TotpState {
     /// The code the notice that turned it on mailed to the account's address: whoever has it
     /// turns TOTP off (MF-07). Only while enabled.
     pub undo: Option<StoredCode>,
+    /// Until when a secret not confirmed yet may be (seconds since the epoch); after it, the
+    /// setup is void and must start again. None once enabled.
+    pub pending_until: Option<u64>,
 }
 
 impl fmt::Debug for TotpState {
@@ -390,6 +401,24 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn one_mailbox_has_one_form_whatever_its_spelling() {
+        let composed = Email::parse("Ren\u{e9}@B\u{fc}cher.Example").expect("valid");
+        let decomposed = Email::parse("rene\u{301}@bu\u{308}cher.example").expect("valid");
+        let ascii = Email::parse("ren\u{e9}@xn--bcher-kva.example").expect("valid");
+        assert_eq!(composed, decomposed, "NFC: one é, precomposed or not");
+        assert_eq!(composed, ascii, "IDNA: the domain as A-labels");
+        assert_eq!(composed.as_str(), "ren\u{e9}@xn--bcher-kva.example");
+        assert_eq!(
+            Email::parse(composed.as_str()).as_ref(),
+            Ok(&composed),
+            "canonical"
+        );
+        for bad in ["a@-b.example", "a@xn--.example", "a@b\u{200b}c..example"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

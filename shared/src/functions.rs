@@ -188,7 +188,11 @@ impl Start {
                     variables.push(var::JWT_SECRET_ACCEPT_PREVIOUS);
                 }
                 if needs.mail {
-                    variables.extend([var::MAIL_FROM, "RESET_URL_TEMPLATE"]);
+                    variables.extend([
+                        var::MAIL_FROM,
+                        "RESET_URL_TEMPLATE",
+                        "MAIL_CONFIGURATION_SET",
+                    ]);
                 }
                 variables
             }

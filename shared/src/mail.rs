@@ -193,17 +193,20 @@ pub trait Mailer: Send + Sync {
     fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a>;
 }
 
-/// Sends through SES v2 from the configured, verified sender.
+/// Sends through SES v2 from the configured, verified sender, through the deployment's
+/// configuration set (which suppresses addresses that bounced or complained).
 pub struct SesMailer {
     client: Client,
     from: String,
+    configuration_set: Option<String>,
 }
 
 impl SesMailer {
-    pub fn new(client: Client, from: impl Into<String>) -> Self {
+    pub fn new(client: Client, from: impl Into<String>, configuration_set: Option<String>) -> Self {
         Self {
             client,
             from: from.into(),
+            configuration_set,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Mailer for SesMailer {
             self.client
                 .send_email()
                 .from_email_address(&self.from)
+                .set_configuration_set_name(self.configuration_set.clone())
                 .destination(Destination::builder().to_addresses(&mail.to).build())
                 .content(EmailContent::builder().simple(message).build())
                 .send()

@@ -74,6 +74,23 @@ pub fn key_part(key: &[u8; 32], value: &str) -> String {
     crate::crypto::hex(&crate::crypto::hmac_sha256(key, &[value.as_bytes()])[..16])
 }
 
+/// The client a source address counts as: an IPv4 address itself, an IPv6 address its /64
+/// (one subscriber's network: a client given a /64 has 2^64 addresses to rotate through), an
+/// IPv4-mapped IPv6 address its IPv4 address. Anything unparsable counts as itself.
+pub fn client_network(source_ip: &str) -> String {
+    match source_ip.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(network))
+            }
+        },
+        Err(_) => source_ip.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +110,25 @@ mod tests {
         assert_eq!(Window::at(0, 300), Window { index: 0, end: 300 });
         assert_eq!(Window::at(299, 300), Window { index: 0, end: 300 });
         assert_eq!(Window::at(300, 300), Window { index: 1, end: 600 });
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_an_ipv4_client_its_address() {
+        assert_eq!(client_network("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_network("::ffff:203.0.113.7"), "203.0.113.7");
+        let a = client_network("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(
+            a,
+            client_network("2001:db8:1:2::1"),
+            "same /64, same client"
+        );
+        assert_ne!(
+            a,
+            client_network("2001:db8:1:3::1"),
+            "another /64, another client"
+        );
+        assert_eq!(client_network("unknown"), "unknown");
     }
 
     #[test]

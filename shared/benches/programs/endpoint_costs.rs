@@ -105,7 +105,7 @@ async fn main() {
     let sdk = shared::aws::sdk_config().await;
     let counter = CallCounter::default();
     let store = counter.store(&sdk, &config);
-    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from);
+    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), from, None);
     let deps = Arc::new(
         Deps::new(config.clone(), store, shared::testing::access_keys())
             .with_mailer(Arc::new(mailer)),

@@ -138,9 +138,15 @@ impl<S> Deps<S> {
         session.is_live(self.now(), idle_timeout, token_version)
     }
 
-    /// A counter name for `value` (an address, an identifier) that does not reveal it.
+    /// A counter name for `value` (an email address, an identifier) that does not reveal it.
     pub(super) fn key_part(&self, value: &str) -> String {
         throttle::key_part(&self.throttle_key, value)
+    }
+
+    /// A counter name for the client at `source_ip` (an IPv6 client is its /64, see
+    /// [`throttle::client_network`]) that does not reveal it.
+    pub(super) fn client_part(&self, source_ip: &str) -> String {
+        self.key_part(&throttle::client_network(source_ip))
     }
 
     /// Takes one unit of the client address's budget for answers of `kind` that reveal
@@ -157,7 +163,7 @@ impl<S> Deps<S> {
         let now = self.now();
         let window = throttle::Window::at(now, self.config.limits.client_window.as_secs());
         let quota = Quota::Counter {
-            key: keys::rate(kind, &self.key_part(source_ip), window.index),
+            key: keys::rate(kind, &self.client_part(source_ip), window.index),
             limit: self.config.limits.probe_client_limit,
             resets_at: window.end,
         };
@@ -220,7 +226,8 @@ impl Deps<DynamoStore> {
             tracing::error!("refusing to start: MAIL_FROM is not set");
             return Err(ConfigError::Missing(var::MAIL_FROM));
         };
-        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(sdk), from);
+        let configuration_set = self.config.mail.configuration_set.clone();
+        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(sdk), from, configuration_set);
         Ok(self.with_mailer(Arc::new(mailer)))
     }
 

@@ -430,12 +430,13 @@ impl std::fmt::Debug for SecondFactor {
 /// hash is still there), so of any number of racing requests with one code, one wins (MF-01,
 /// MF-02).
 pub trait Mfa: Send + Sync {
-    /// Keeps `sealed_secret` as the user's pending TOTP secret (replacing one not confirmed
-    /// yet). `Conflict` when TOTP is enabled.
+    /// Keeps `sealed_secret` as the user's pending TOTP secret until `pending_until` (replacing
+    /// one not confirmed yet). `Conflict` when TOTP is enabled.
     fn begin_totp(
         &self,
         user_id: UserId,
         sealed_secret: &str,
+        pending_until: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Enables the pending secret `sealed_secret` at accepted step `step`, with the recovery

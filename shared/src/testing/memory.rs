@@ -471,7 +471,12 @@ impl Codes for MemoryStore {
 }
 
 impl Mfa for MemoryStore {
-    async fn begin_totp(&self, user_id: UserId, sealed_secret: &str) -> Result<(), StoreError> {
+    async fn begin_totp(
+        &self,
+        user_id: UserId,
+        sealed_secret: &str,
+        pending_until: u64,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let user = inner.user(user_id)?;
         if user.mfa_enabled() {
@@ -483,6 +488,7 @@ impl Mfa for MemoryStore {
             last_step: None,
             recovery_codes: Vec::new(),
             undo: None,
+            pending_until: Some(pending_until),
         });
         Ok(())
     }
@@ -506,6 +512,7 @@ impl Mfa for MemoryStore {
         totp.last_step = Some(step);
         totp.recovery_codes = recovery_codes.to_vec();
         totp.undo = Some(undo.clone());
+        totp.pending_until = None;
         Ok(())
     }
 

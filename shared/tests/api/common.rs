@@ -102,7 +102,8 @@ fn with_mailer(deps: Deps<DynamoStore>, sdk: &aws_config::SdkConfig) -> Deps<Dyn
     match deps.config.mail.from.clone() {
         Some(from) => {
             let ses = aws_sdk_sesv2::Client::new(sdk);
-            deps.with_mailer(Arc::new(SesMailer::new(ses, from)))
+            let set = deps.config.mail.configuration_set.clone();
+            deps.with_mailer(Arc::new(SesMailer::new(ses, from, set)))
         }
         None => deps,
     }

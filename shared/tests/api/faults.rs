@@ -125,7 +125,7 @@ impl Endpoint {
     fn may_change(self) -> &'static [&'static str] {
         match self {
             // A sign-in's check is counted before the password is compared, and so is a code.
-            Self::Login | Self::LoginFirstStep | Self::TotpDisable => {
+            Self::Login | Self::LoginFirstStep | Self::TotpConfirm | Self::TotpDisable => {
                 &["failed_logins", "locked_until_ms"]
             }
             // ... and a challenge counts its tries.
@@ -155,8 +155,9 @@ impl Endpoint {
             // After the code is spent: the account's failures cleared, the address trusted, the
             // wrong-code unit given back.
             Self::MfaVerify => calls[..index].iter().any(|c| c == "TransactWriteItems"),
-            // (The notice mail after it is best effort as every mail is.)
-            Self::TotpDisable => {
+            // The same after a confirmation's secret is enabled. (The notice mail after it is
+            // best effort as every mail is.)
+            Self::TotpConfirm | Self::TotpDisable => {
                 calls[index + 1..]
                     .iter()
                     .filter(|c| *c != "SendEmail")
@@ -164,9 +165,7 @@ impl Endpoint {
                     < 3
             }
             // The probe budget's unit given back, after everything is written.
-            Self::TotpConfirm | Self::UpdateMe | Self::TotpUndo => {
-                calls[index + 1..].iter().all(|c| c == "SendEmail")
-            }
+            Self::UpdateMe | Self::TotpUndo => calls[index + 1..].iter().all(|c| c == "SendEmail"),
             Self::VerifyEmail => index + 1 == calls.len(),
             _ => false,
         }
@@ -755,8 +754,9 @@ async fn every_table_write_is_a_single_call_or_a_transaction() {
             Endpoint::LoginFirstStep => 5,
             // The session's re-authentication reserved and cleared, then the pending secret.
             Endpoint::TotpSetup => 3,
-            // The wrong-code budget, the secret enabled, the budget's unit given back.
-            Endpoint::TotpConfirm => 3,
+            // The code's counts (the wrong-code budget, the account's second-step lock), the
+            // secret enabled, then `code_accepted`'s bookkeeping.
+            Endpoint::TotpConfirm => 6,
             // The challenge's try and the code's counts (the wrong-code budget, the lock), each
             // before the check; the transaction that ends the challenge, spends the code and
             // records the session; then the bookkeeping of `code_accepted` (the lock cleared,

@@ -272,7 +272,7 @@ fn code_tries<S>(deps: &Deps<S>, named: &str, source_ip: &str, resets_at: u64) -
     let named = deps.key_part(named);
     [
         Quota::Counter {
-            key: keys::code_tries(&named, &deps.key_part(source_ip)),
+            key: keys::code_tries(&named, &deps.client_part(source_ip)),
             limit: deps.config.codes.reset_max_attempts,
             resets_at,
         },
@@ -429,7 +429,7 @@ pub(crate) fn request_quotas<S>(
     let address = deps.key_part(email.as_str());
     let mut quotas = vec![
         Quota::Counter {
-            key: keys::rate(client_name, &deps.key_part(source_ip), client.index),
+            key: keys::rate(client_name, &deps.client_part(source_ip), client.index),
             limit: limits.forgot_client_limit,
             resets_at: client.end,
         },

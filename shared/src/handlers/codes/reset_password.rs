@@ -69,7 +69,7 @@ async fn reset_password<S: Users + Codes + Limits>(deps: &Deps<S>, req: &Request
     // answer to a lock of their own, so no third party's failures keep the owner out (the reset
     // also clears the account's lock). Before the reset itself: whoever holds the right code
     // controls the mailbox, whether or not the reset then commits.
-    let trust_key = keys::trusted_client(user_id, &deps.key_part(&source_ip));
+    let trust_key = keys::trusted_client(user_id, &deps.client_part(&source_ip));
     deps.store
         .trust_client(&trust_key, now + throttle::TRUSTED_CLIENT_SECS)
         .await?;

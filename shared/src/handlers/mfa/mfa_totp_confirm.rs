@@ -2,8 +2,10 @@
 //! secret on, and the answer carries the 10 recovery codes, shown this once and stored only
 //! as keyed hashes (MF-02). From then on, sign-in asks for a second factor.
 //!
-//! The confirming code's step is the first accepted one (MF-01). Wrong codes spend the
-//! client's budget of wrong codes (AB-03).
+//! The confirming code's step is the first accepted one (MF-01). Each code is counted before
+//! it is checked, in the client's budget of wrong codes (AB-03) and in the account's second-step
+//! lock (MF-06), as sign-in's second step counts them. A pending secret is void
+//! [`super::TOTP_SETUP_SECS`] after its setup.
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
@@ -13,7 +15,7 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::handlers::codes::{CodeKind, TWO_STEP_UNDO_DAYS};
 use crate::handlers::mfa::TwoStepStore;
-use crate::handlers::mfa::second_factor::{parse_code, unopenable};
+use crate::handlers::mfa::second_factor::{code_accepted, count_code, parse_code, unopenable};
 use crate::handlers::{Deps, Reply, authenticate_live, client_ip};
 use crate::http;
 use crate::mail::Mail;
@@ -35,8 +37,11 @@ async fn mfa_totp_confirm<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Rep
         return Err(ApiError::MfaAlreadyEnabled);
     }
     let source_ip = client_ip(req);
-    let probe = deps.take_probe("wrong-code", &source_ip).await?;
-    let Some(pending) = user.totp.as_ref() else {
+    let counted = count_code(deps, user, &source_ip).await?;
+    let now = deps.now();
+    let pending = (user.totp.as_ref())
+        .filter(|pending| pending.pending_until.is_some_and(|until| now < until));
+    let Some(pending) = pending else {
         return Err(ApiError::InvalidCode);
     };
     let secret = keys
@@ -70,7 +75,7 @@ async fn mfa_totp_confirm<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Rep
         Err(StoreError::Conflict) => return Err(ApiError::InvalidCode),
         other => other?,
     }
-    deps.refund_probe(&probe).await;
+    code_accepted(deps, user, counted).await;
     deps.send_quietly(
         &Mail::two_step_on(
             user.email.as_str(),

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::domain::PasswordAttempt;
 use crate::error::ApiError;
-use crate::handlers::mfa::TwoStepStore;
+use crate::handlers::mfa::{TOTP_SETUP_SECS, TwoStepStore};
 use crate::handlers::{Deps, Reply, authenticate_live, client_ip, reauthenticate};
 use crate::http;
 use crate::store::StoreError;
@@ -38,7 +38,11 @@ async fn mfa_totp_setup<S: TwoStepStore>(deps: &Deps<S>, req: &Request) -> Reply
     let secret = totp::new_secret();
     match deps
         .store
-        .begin_totp(user.id, &keys.seal(user.id, &secret))
+        .begin_totp(
+            user.id,
+            &keys.seal(user.id, &secret),
+            deps.now() + TOTP_SETUP_SECS,
+        )
         .await
     {
         Err(StoreError::Conflict) => return Err(ApiError::MfaAlreadyEnabled),
@@ -71,6 +75,57 @@ mod tests {
         assert_eq!((status, body["code"].as_str()), refused);
         verify_address(&deps, &tokens).await;
         assert_eq!(setup(&deps, &tokens, &password).await.0, 200);
+    }
+
+    /// Alice, her address verified, on a clock the test moves, with access tokens that outlive
+    /// a setup's wait.
+    async fn verified_alice_on_a_clock() -> (Arc<ManualClock>, TestDeps, Value) {
+        let clock = Arc::new(ManualClock::new());
+        let config = crate::testing::config_with(&[("ACCESS_TOKEN_TTL_SECONDS", "7200")]);
+        let deps = Deps::new(config, MemoryStore::new(), crate::testing::access_keys())
+            .with_clock(clock.clone());
+        let tokens = alice(&deps).await;
+        verify_address(&deps, &tokens).await;
+        (clock, deps, tokens)
+    }
+
+    #[tokio::test]
+    async fn a_setup_not_confirmed_in_fifteen_minutes_is_void() {
+        let (clock, deps, tokens) = verified_alice_on_a_clock().await;
+        let password = json!({"current_password": PASSWORD});
+        assert_eq!(setup(&deps, &tokens, &password).await.0, 200);
+        clock.advance(Duration::minutes(15));
+        let late = json!({"code": code(&deps, &tokens, 0).await});
+        let (status, body) = confirm(&deps, &tokens, &late).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_code")));
+        assert_eq!(setup(&deps, &tokens, &password).await.0, 200);
+        clock.advance(Duration::minutes(14));
+        let in_time = json!({"code": code(&deps, &tokens, 0).await});
+        assert_eq!(confirm(&deps, &tokens, &in_time).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn wrong_confirmation_codes_count_for_the_account_from_any_address() {
+        // MF-06: a budget per client address alone would let many addresses guess on.
+        let (_, deps, tokens) = verified_alice_on_a_clock().await;
+        let password = json!({"current_password": PASSWORD});
+        assert_eq!(setup(&deps, &tokens, &password).await.0, 200);
+        let wrong = json!({"code": wrong_code(&deps, &tokens).await});
+        let confirm_from = |ip: String, body: Value| {
+            let req = authed("POST", "/auth/mfa/totp/confirm", &tokens, Some(&body));
+            call(mfa_totp_confirm::handle, &deps, from_ip(req, &ip))
+        };
+        let threshold = deps.config.limits.lockout_threshold;
+        for i in 0..threshold {
+            let (status, _) = confirm_from(format!("10.0.0.{i}"), wrong.clone()).await;
+            assert_eq!(status, 400, "try {i}");
+        }
+        let right = json!({"code": code(&deps, &tokens, 0).await});
+        let (status, body) = confirm_from("10.0.1.1".into(), right).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (429, Some("too_many_attempts"))
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,10 @@ use crate::store::{Limits, Mfa, Sessions, Users};
 
 /// What the two-step endpoints use of the store: the user, its sessions (a live one to manage
 /// TOTP, a new one to finish a sign-in), the counts of wrong codes, and the factor itself.
+/// How long a TOTP setup waits for its first code: after it, the pending secret is void and
+/// setup starts again.
+pub(crate) const TOTP_SETUP_SECS: u64 = 15 * 60;
+
 pub trait TwoStepStore: Users + Sessions + Limits + Mfa {}
 
 impl<S: Users + Sessions + Limits + Mfa> TwoStepStore for S {}

@@ -118,7 +118,7 @@ pub(crate) async fn count_code<S: Limits>(
     source_ip: &str,
 ) -> Result<Guard, ApiError> {
     let probe = deps.take_probe("wrong-code", source_ip).await?;
-    let trust_key = keys::trusted_client(user.id, &deps.key_part(source_ip));
+    let trust_key = keys::trusted_client(user.id, &deps.client_part(source_ip));
     let key = keys::second_factor_lock(user.id);
     let read = std::slice::from_ref(&key);
     let (_, counters) = deps.store.find_user_id_with_counters(None, read).await?;

@@ -96,7 +96,7 @@ async fn spend<S: Users + Sessions>(
         expires_at: claims.exp,
         token_version: claims.ver,
         user_agent: user_agent(req),
-        client: http::source_ip(req).map(|ip| deps.key_part(&ip)),
+        client: http::source_ip(req).map(|ip| deps.client_part(&ip)),
     };
     let successor = match deps.store.spend_refresh_token(&spend, &session).await? {
         SpendOutcome::Spent => spend,

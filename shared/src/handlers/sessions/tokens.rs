@@ -47,7 +47,7 @@ pub(crate) fn begin_session<S>(deps: &Deps<S>, req: &Request, user: &UserRecord)
         expires_at,
         token_version: user.token_version,
         user_agent: user_agent(req),
-        client: http::source_ip(req).map(|ip| deps.key_part(&ip)),
+        client: http::source_ip(req).map(|ip| deps.client_part(&ip)),
     }
 }
 

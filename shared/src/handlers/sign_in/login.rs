@@ -118,7 +118,7 @@ async fn reserve_check<S: Users + Limits>(
     source_ip: &str,
 ) -> Result<(Option<UserRecord>, Guard), ApiError> {
     let now = deps.now();
-    let client = deps.key_part(source_ip);
+    let client = deps.client_part(source_ip);
     let window = Window::at(now, deps.config.limits.client_window.as_secs());
     let client_quota = Quota::Counter {
         key: keys::rate("login", &client, window.index),
@@ -432,15 +432,18 @@ mod tests {
         assert_eq!(retry_after(&locked), 1);
     }
 
+    /// Alice, on a stack that allows each client three failed sign-ins per window.
+    async fn alice_with_three_failures_a_client() -> Deps<MemoryStore> {
+        let config = config_with(&[("LOGIN_CLIENT_LIMIT", "3")]);
+        let deps = Deps::new(config, MemoryStore::new(), access_keys());
+        alice(&deps).await;
+        deps
+    }
+
     #[tokio::test]
     async fn one_client_address_is_limited_across_accounts() {
         // LG-05: keyed on the address API Gateway saw; X-Forwarded-For changes nothing.
-        let deps = Deps::new(
-            config_with(&[("LOGIN_CLIENT_LIMIT", "3")]),
-            MemoryStore::new(),
-            access_keys(),
-        );
-        alice(&deps).await;
+        let deps = alice_with_three_failures_a_client().await;
         for i in 0..3 {
             let mut req = post(
                 "/auth/login",
@@ -455,5 +458,23 @@ mod tests {
         let limited = attempt(&deps, "alice", PASSWORD).await;
         assert_eq!(limited.status(), 429);
         assert!((1..=300).contains(&retry_after(&limited)));
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_client_is_limited_across_its_64() {
+        // A client given a /64 has 2^64 addresses: each new one must not be a new budget.
+        let deps = alice_with_three_failures_a_client().await;
+        let from = |ip: &str, identifier: &str| {
+            let body = json!({"identifier": identifier, "password": "wrong password"});
+            crate::testing::from_ip(post("/auth/login", &body), ip)
+        };
+        for i in 1..=3 {
+            let req = from(&format!("2001:db8:7:7::{i}"), &format!("user{i}"));
+            assert_eq!(handle(&deps, req).await.expect("ok").status(), 401);
+        }
+        let same_network = from("2001:db8:7:7:ffff::9", "user9");
+        assert_eq!(handle(&deps, same_network).await.expect("ok").status(), 429);
+        let next_network = from("2001:db8:7:8::1", "user9");
+        assert_eq!(handle(&deps, next_network).await.expect("ok").status(), 401);
     }
 }

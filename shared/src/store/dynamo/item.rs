@@ -61,6 +61,7 @@ pub(super) mod attr {
     pub const RECOVERY_CODES: &str = "recovery_codes";
     pub const TOTP_UNDO_HASH: &str = "totp_undo_hash";
     pub const TOTP_UNDO_EXPIRES_AT: &str = "totp_undo_expires_at";
+    pub const TOTP_PENDING_UNTIL: &str = "totp_pending_until";
     pub const TRIES: &str = "tries";
 }
 
@@ -168,6 +169,9 @@ impl From<&UserRecord> for Item {
                 item.insert(attr::TOTP_UNDO_HASH.into(), s(&undo.hash));
                 item.insert(attr::TOTP_UNDO_EXPIRES_AT.into(), n(undo.expires_at));
             }
+            if let Some(until) = totp.pending_until {
+                item.insert(attr::TOTP_PENDING_UNTIL.into(), n(until));
+            }
         }
         item
     }
@@ -193,6 +197,7 @@ fn totp_attrs(item: &Item) -> Option<TotpState> {
                 hash: hash.to_owned(),
                 expires_at,
             }),
+        pending_until: num_attr(item, attr::TOTP_PENDING_UNTIL),
     })
 }
 
@@ -349,6 +354,7 @@ mod tests {
             last_step: None,
             recovery_codes: Vec::new(),
             undo: None,
+            pending_until: Some(1_800_000_900),
         });
         assert_eq!(
             UserRecord::try_from(&Item::from(&user)).expect("pending"),
@@ -363,6 +369,7 @@ mod tests {
                 hash: "cc".into(),
                 expires_at: 1_800_000_000,
             }),
+            pending_until: None,
         });
         let item = Item::from(&user);
         assert!(matches!(

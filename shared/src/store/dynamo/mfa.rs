@@ -52,12 +52,18 @@ fn values(
 }
 
 impl Mfa for DynamoStore {
-    async fn begin_totp(&self, user_id: UserId, sealed_secret: &str) -> Result<(), StoreError> {
+    async fn begin_totp(
+        &self,
+        user_id: UserId,
+        sealed_secret: &str,
+        pending_until: u64,
+    ) -> Result<(), StoreError> {
         self.update_user(
             user_id,
-            "SET totp_secret = :secret REMOVE totp_last_step, recovery_codes",
+            "SET totp_secret = :secret, totp_pending_until = :until \
+             REMOVE totp_last_step, recovery_codes",
             "attribute_exists(pk) AND attribute_not_exists(totp_enabled)",
-            &[(":secret", s(sealed_secret))],
+            &[(":secret", s(sealed_secret)), (":until", n(pending_until))],
         )
         .await
         .map(drop)
@@ -74,7 +80,8 @@ impl Mfa for DynamoStore {
         self.update_user(
             user_id,
             "SET totp_enabled = :on, totp_last_step = :step, recovery_codes = :codes, \
-             totp_undo_hash = :undo, totp_undo_expires_at = :undo_until",
+             totp_undo_hash = :undo, totp_undo_expires_at = :undo_until \
+             REMOVE totp_pending_until",
             "totp_secret = :secret AND attribute_not_exists(totp_enabled)",
             &[
                 (":on", AttributeValue::Bool(true)),
