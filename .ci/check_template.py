@@ -112,7 +112,7 @@ def main():
                 check(f"{logical_id} sends only from the sender", "ses:FromAddress" in json.dumps(statement.get("Condition")))
                 mailers.add(binary)
 
-    # The functions that build a mailer at start (their needs in shared/src/functions.rs).
+    # The functions that build a mailer at start (their needs in their feature's FUNCTIONS).
     mailing = {name for name, needs in what_functions_read()["functions"].items() if "MAIL_FROM" in needs["variables"]}
     check("exactly the functions that mail may send mail", mailers == mailing, sorted(mailers ^ mailing))
     check("every function package is deployed", binaries == set(packages), (binaries, packages))
@@ -306,7 +306,8 @@ def main():
 
 @functools.cache
 def what_functions_read():
-    """shared/src/functions.rs, the code's own list of what each function reads, as JSON."""
+    """The code's own list of what each function reads (shared/src/handlers/registry.rs), as
+    JSON."""
     result = subprocess.run(["cargo", "run", "--quiet", "-p", "shared", "--example", "function-env"],
                             cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(result.stdout)

@@ -16,7 +16,7 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{var} is invalid: {reason}")]
     Invalid { var: &'static str, reason: String },
-    /// A binary that [`crate::functions::FUNCTIONS`] does not list as an endpoint.
+    /// A binary that [`crate::handlers::registry`] does not list as an endpoint.
     #[error("{0} is not an endpoint function")]
     UnknownFunction(String),
     /// A secret or key document named by the configuration could not be read.

@@ -1,6 +1,7 @@
-//! Every function of the service and what it reads from its environment: the one list that the
-//! functions start from ([`crate::handlers::Deps::for_function`]) and that the template is
-//! checked against (`.ci/check_template.py` reads it through `cargo run --example function-env`).
+//! What a function reads from its environment, by how it starts ([`Start`]). Each feature
+//! folder of `handlers/` says how its functions start (its `FUNCTIONS`), and
+//! [`crate::handlers::registry`] gathers them: the list the functions start from and the template
+//! is checked against.
 //!
 //! A function's environment has three kinds of variables:
 //! - [`Start::variables`]: what the deployment decides for this function (its tables, the ids of
@@ -112,7 +113,7 @@ pub const SECRET_VALUES: &[&str] = &["HASH_KEY", "JWT_SECRET", "JWT_SECRET_PREVI
 
 /// What an endpoint holds besides the hash key.
 #[derive(Debug, Clone, Copy)]
-enum Holds {
+pub enum Holds {
     /// Nothing more.
     Hash,
     /// The two-step key.
@@ -123,7 +124,9 @@ enum Holds {
     RefreshMfa,
 }
 
-const fn endpoint(keys: KeysNeeded, mail: bool, holds: Holds) -> Start {
+/// How an endpoint that needs `keys`, mails (`mail`) and holds `holds` starts: what a feature's
+/// list of functions says of each.
+pub const fn endpoint(keys: KeysNeeded, mail: bool, holds: Holds) -> Start {
     let (refresh, mfa) = match holds {
         Holds::Hash => (false, false),
         Holds::Mfa => (false, true),
@@ -136,44 +139,6 @@ const fn endpoint(keys: KeysNeeded, mail: bool, holds: Holds) -> Start {
         mfa,
         refresh,
     })
-}
-
-/// Every function, by its package name (`functions/<name>`, the template's `Binary`).
-pub const FUNCTIONS: &[(&str, Start)] = {
-    use Holds::{Hash, Mfa, Refresh, RefreshMfa};
-    use KeysNeeded::{None, Sign, Verify};
-    &[
-        ("register", endpoint(Sign, true, Refresh)),
-        ("login", endpoint(Sign, false, Refresh)),
-        ("refresh", endpoint(Sign, false, Refresh)),
-        ("logout", endpoint(Verify, false, Refresh)),
-        ("me", endpoint(Verify, false, Hash)),
-        ("update-me", endpoint(Verify, true, Hash)),
-        ("delete-me", endpoint(Verify, false, Hash)),
-        ("change-password", endpoint(Sign, true, Refresh)),
-        ("forgot-password", endpoint(None, true, Hash)),
-        ("reset-password", endpoint(None, true, Hash)),
-        ("verify-email", endpoint(None, false, Hash)),
-        ("resend-verification", endpoint(None, true, Hash)),
-        ("list-sessions", endpoint(Verify, false, Hash)),
-        ("revoke-session", endpoint(Verify, false, Hash)),
-        ("mfa-totp-setup", endpoint(Verify, false, Mfa)),
-        ("mfa-totp-confirm", endpoint(Verify, true, Mfa)),
-        ("mfa-verify", endpoint(Sign, false, RefreshMfa)),
-        ("mfa-totp-disable", endpoint(Verify, true, Mfa)),
-        ("mfa-totp-undo", endpoint(None, true, Hash)),
-        ("discovery", Start::WellKnown),
-        ("jwks", Start::WellKnown),
-        ("rotate-keys", Start::KeyRotation),
-    ]
-};
-
-/// How the function `name` starts, when it is one of [`FUNCTIONS`].
-pub fn start_of(name: &str) -> Option<Start> {
-    FUNCTIONS
-        .iter()
-        .find(|(function, _)| *function == name)
-        .map(|(_, start)| *start)
 }
 
 impl Start {
@@ -225,168 +190,5 @@ impl Needs {
             variables.push(var::MFA_KEY_SECRET_ID);
         }
         variables
-    }
-}
-
-/// The whole list as JSON, for the template check: `{"functions": {name: {"variables": [..],
-/// "secrets": [..]}}, "tuning": [..]}`.
-pub fn as_json() -> serde_json::Value {
-    let functions: serde_json::Map<String, serde_json::Value> = FUNCTIONS
-        .iter()
-        .map(|(name, start)| {
-            let entry = serde_json::json!({
-                "variables": start.variables(),
-                "secrets": start.secret_variables(),
-            });
-            ((*name).to_owned(), entry)
-        })
-        .collect();
-    serde_json::json!({ "functions": functions, "tuning": TUNING })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-    use std::collections::BTreeSet;
-
-    use super::*;
-    use crate::config::{Config, KeyRotationSettings, PublicKeySettings};
-
-    /// Every name configuration reads, found by running it: a lookup that records each name and
-    /// answers a valid value for the ones it cannot start without.
-    fn names_config_reads() -> BTreeSet<String> {
-        let asked = RefCell::new(BTreeSet::new());
-        Config::from_lookup(|name| {
-            asked.borrow_mut().insert(name.to_owned());
-            match name {
-                "HASH_KEY" => Some("0123456789abcdefghijklmnopqrstuvwxyzABCDEF".into()),
-                "USERS_TABLE" | "TOKENS_TABLE" | "SESSIONS_TABLE" => Some("t".into()),
-                _ => None,
-            }
-        })
-        .expect("configuration with only its required names");
-        asked.into_inner()
-    }
-
-    /// Every name the settings of discovery, JWKS and the key rotation read.
-    fn names_key_settings_read() -> BTreeSet<String> {
-        let asked = RefCell::new(BTreeSet::new());
-        let lookup = |name: &str| {
-            asked.borrow_mut().insert(name.to_owned());
-            matches!(name, "USERS_TABLE" | "JWT_ISSUER").then(|| "x".to_owned())
-        };
-        PublicKeySettings::from_lookup(lookup).expect("public key settings");
-        KeyRotationSettings::from_lookup(lookup).expect("rotation settings");
-        asked.into_inner()
-    }
-
-    #[test]
-    fn every_name_the_key_functions_read_is_listed_for_them_or_a_tuning() {
-        let mut known: BTreeSet<&str> = TUNING.iter().copied().collect();
-        known.extend(Start::WellKnown.variables());
-        known.extend(Start::KeyRotation.variables());
-        let unknown: Vec<String> = names_key_settings_read()
-            .into_iter()
-            .filter(|name| !known.contains(name.as_str()))
-            .collect();
-        assert!(unknown.is_empty(), "unlisted: {unknown:?}");
-    }
-
-    #[test]
-    fn every_name_configuration_reads_is_a_deployment_variable_a_tuning_or_a_secret() {
-        let mut known: BTreeSet<&str> = TUNING.iter().chain(SECRET_VALUES).copied().collect();
-        for (_, start) in FUNCTIONS {
-            known.extend(start.variables());
-        }
-        let unknown: Vec<String> = names_config_reads()
-            .into_iter()
-            .filter(|name| !known.contains(name.as_str()))
-            .collect();
-        assert!(
-            unknown.is_empty(),
-            "configuration reads {unknown:?}: list each in functions.rs, as a deployment variable or a tuning"
-        );
-    }
-
-    #[test]
-    fn the_list_names_exactly_the_function_packages() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
-        let packages: BTreeSet<String> = std::fs::read_dir(dir)
-            .expect("the functions folder")
-            .map(|entry| {
-                entry
-                    .expect("an entry")
-                    .file_name()
-                    .into_string()
-                    .expect("utf-8")
-            })
-            .collect();
-        let listed: BTreeSet<String> = FUNCTIONS.iter().map(|(n, _)| (*n).to_owned()).collect();
-        assert_eq!(listed, packages);
-    }
-
-    #[test]
-    fn issuers_read_the_signing_keys_and_two_step_functions_the_mfa_key() {
-        let login = start_of("login").expect("login").variables();
-        assert!(login.contains(&var::SIGNING_KEYS_SECRET_ID));
-        assert!(!login.contains(&var::MFA_KEY_SECRET_ID));
-        let me = start_of("me").expect("me").secret_variables();
-        assert_eq!(me, [var::HASH_KEY_SECRET_ID], "no refresh-token key");
-        let verify = start_of("mfa-verify")
-            .expect("mfa-verify")
-            .secret_variables();
-        assert_eq!(
-            verify,
-            [
-                var::HASH_KEY_SECRET_ID,
-                var::JWT_SECRET_ID,
-                var::SIGNING_KEYS_SECRET_ID,
-                var::MFA_KEY_SECRET_ID
-            ]
-        );
-        let forgot = start_of("forgot-password").expect("forgot").variables();
-        assert!(forgot.contains(&var::MAIL_FROM));
-        assert!(
-            start_of("jwks")
-                .expect("jwks")
-                .secret_variables()
-                .is_empty()
-        );
-        assert_eq!(start_of("nothing"), None);
-    }
-
-    #[test]
-    fn only_the_functions_that_issue_or_spend_refresh_tokens_hold_their_key() {
-        let holders: BTreeSet<&str> = FUNCTIONS
-            .iter()
-            .filter(|(_, start)| start.secret_variables().contains(&var::JWT_SECRET_ID))
-            .map(|(name, _)| *name)
-            .collect();
-        let expected = [
-            "register",
-            "login",
-            "refresh",
-            "logout",
-            "change-password",
-            "mfa-verify",
-        ];
-        assert_eq!(holders, expected.into_iter().collect());
-        for (name, start) in FUNCTIONS {
-            if let Start::Endpoint(_) = start {
-                assert!(
-                    start.secret_variables().contains(&var::HASH_KEY_SECRET_ID),
-                    "{name} hashes codes and client addresses"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn no_name_is_both_a_deployment_variable_and_a_tuning() {
-        for (name, start) in FUNCTIONS {
-            for variable in start.variables() {
-                assert!(!TUNING.contains(&variable), "{name}: {variable}");
-            }
-        }
     }
 }

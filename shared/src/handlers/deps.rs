@@ -199,15 +199,15 @@ impl<S> Deps<S> {
 
 impl Deps<DynamoStore> {
     /// Reads the configuration, its secrets and the access token keys of the function `name`
-    /// (its package name), as [`crate::functions::FUNCTIONS`] lists what it needs, and builds the
+    /// (its package name), as [`super::registry`] lists what it needs, and builds the
     /// AWS clients (endpoint, region and credentials come from the usual AWS environment,
     /// `AWS_ENDPOINT_URL` included). A function that sends mail gets a mailer: `MAIL_FROM` is
     /// then required; a two-step function the MFA key.
     pub async fn for_function(name: &str) -> Result<Self, ConfigError> {
-        let Some(Start::Endpoint(needs)) = functions::start_of(name) else {
+        let Some(Start::Endpoint(needs)) = super::registry::start_of(name) else {
             tracing::error!(
                 function = name,
-                "refusing to start: not an endpoint of functions.rs"
+                "refusing to start: not an endpoint of the registry"
             );
             return Err(ConfigError::UnknownFunction(name.to_owned()));
         };

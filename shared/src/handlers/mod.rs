@@ -44,6 +44,7 @@ pub mod codes;
 mod deps;
 pub mod keys;
 pub mod mfa;
+pub mod registry;
 pub mod sessions;
 pub mod sign_in;
 

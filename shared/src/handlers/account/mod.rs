@@ -5,3 +5,16 @@ pub mod delete_me;
 pub mod me;
 pub mod register;
 pub mod update_me;
+
+use crate::functions::Holds::{Hash, Refresh};
+use crate::functions::KeysNeeded::{Sign, Verify};
+use crate::functions::{Start, endpoint};
+
+/// The functions of this feature and how each starts (see [`crate::functions`]).
+pub const FUNCTIONS: &[(&str, Start)] = &[
+    ("register", endpoint(Sign, true, Refresh)),
+    ("me", endpoint(Verify, false, Hash)),
+    ("update-me", endpoint(Verify, true, Hash)),
+    ("delete-me", endpoint(Verify, false, Hash)),
+    ("change-password", endpoint(Sign, true, Refresh)),
+];

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::domain::{Email, Identifier, StoredCode, UserId, UserRecord};
 use crate::error::ApiError;
+use crate::functions::{Holds, KeysNeeded, Start, endpoint};
 use crate::handlers::{Deps, client_ip};
 use crate::http::{self, Fields, RequestBody, Response};
 use crate::mail::Mail;
@@ -31,6 +32,26 @@ pub mod forgot_password;
 pub mod resend_verification;
 pub mod reset_password;
 pub mod verify_email;
+
+/// The functions of this feature and how each starts (see [`crate::functions`]).
+pub const FUNCTIONS: &[(&str, Start)] = &[
+    (
+        "forgot-password",
+        endpoint(KeysNeeded::None, true, Holds::Hash),
+    ),
+    (
+        "reset-password",
+        endpoint(KeysNeeded::None, true, Holds::Hash),
+    ),
+    (
+        "verify-email",
+        endpoint(KeysNeeded::None, false, Holds::Hash),
+    ),
+    (
+        "resend-verification",
+        endpoint(KeysNeeded::None, true, Holds::Hash),
+    ),
+];
 
 /// The kinds of mailed code: where each is kept and how it is hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
