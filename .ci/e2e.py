@@ -292,6 +292,40 @@ def one_clients_flood_does_not_deny_sign_in_to_others(stack):
     assert set(statuses) == {400}, sorted(set(statuses))
 
 
+def clients_cannot_break_the_local_functions(stack):
+    # The functions' server (`cargo lambda watch`) passes the headers of a request on its own
+    # HTTP path to the function's runtime API: a `lambda-runtime-client-context` header over its
+    # limit made the function's runtime panic ("missing lambda-runtime-aws-request-id header")
+    # and the request hang. The local gateway hands a client's headers over inside the event
+    # only, and a client that gives up never reaches the functions' server.
+    api = stack.api
+    address = urllib.parse.urlsplit(api.base)
+    hostile = {"lambda-runtime-client-context": "x" * 4000, "lambda-runtime-aws-request-id": "chosen",
+               "lambda-runtime-cognito-identity": "{}"}
+    body = {"identifier": unique("nobody"), "password": "wrong password here"}
+    for _ in range(3):
+        answer = api.call("POST", "/auth/login", body, headers=hostile)
+        assert_problem(answer, 401, "invalid_credentials")
+
+    def give_up():
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=0.01)
+        try:
+            connection.request("POST", "/auth/register", json.dumps({"username": unique("quit"),
+                               "email": f"{unique('quit')}@example.com", "password": PASSWORD}).encode(),
+                               {"content-type": "application/json"})
+            connection.getresponse().read()
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+    for _ in range(8):
+        give_up()
+    _, _, created = register(api)
+    assert created.status == 201, created.raw[:200]
+    assert_problem(api.call("POST", "/auth/login", body), 401, "invalid_credentials")
+
+
 def me_refuses_missing_forged_and_refresh_tokens(stack):
     api = stack.api
     _, _, created = register(api)
@@ -990,6 +1024,7 @@ CHECKS = (
     login_failures_look_alike,
     bad_bodies_are_4xx_everywhere,
     one_clients_flood_does_not_deny_sign_in_to_others,
+    clients_cannot_break_the_local_functions,
     me_refuses_missing_forged_and_refresh_tokens,
     an_outside_verifier_takes_access_tokens_the_way_api_gateway_does,
     forged_access_tokens_are_refused,
