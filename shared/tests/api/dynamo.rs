@@ -201,6 +201,26 @@ async fn unknown_identifiers_spend_one_argon2_verification_and_get_the_same_answ
 }
 
 #[tokio::test]
+async fn unknown_and_known_identifiers_make_the_same_calls() {
+    // LG-01: the same reads and writes (and round trips) whether or not an identifier names an
+    // account, so the time of the answer does not tell.
+    let (deps, counter) = counted_deps().await;
+    let name = unique("same");
+    let body = register_body(&name, &format!("{name}@example.com"));
+    let created = register::handle(&deps, post("/auth/register", &body)).await;
+    assert_eq!(created.expect("infallible").status(), 201);
+    let mut calls = Vec::new();
+    for identifier in [name, unique("nobody")] {
+        counter.reset();
+        let body = json!({"identifier": identifier, "password": "not the password"});
+        let answer = login::handle(&deps, post("/auth/login", &body)).await;
+        assert_eq!(answer.expect("infallible").status(), 401);
+        calls.push(counter.calls());
+    }
+    assert_eq!(calls[0], calls[1], "a known account, then an unknown one");
+}
+
+#[tokio::test]
 async fn bad_bodies_answer_4xx_on_every_endpoint_and_write_nothing() {
     let (deps, counter) = counted_deps().await;
     let big = format!("{{\"username\":\"{}\"}}", "x".repeat(20 * 1024));

@@ -5,7 +5,7 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 
-use crate::domain::{Identifier, Lockout, PasswordAttempt, UserRecord};
+use crate::domain::{Identifier, Lockout, PasswordAttempt, UserId, UserRecord};
 use crate::error::ApiError;
 use crate::handlers::mfa::second_factor::second_step_required;
 use crate::handlers::sign_in::guard::Guard;
@@ -145,16 +145,18 @@ async fn reserve_check<S: Users + Limits>(
         tracing::warn!(event = "login_throttled", source_ip = %source_ip);
         return Err(ApiError::TooManyAttempts { retry_after_secs });
     }
+    // The account and this address's trust in it, read alike whether or not the identifier
+    // names an account (an unknown one reads a user no one has): the same reads, one round
+    // trip each way, so the time of the answer does not tell which accounts exist.
+    let id = owner.unwrap_or_else(UserId::new);
+    let trust_key = keys::trusted_client(id, &client);
+    let (user, (_, trust)) = tokio::try_join!(
+        deps.store.get_user(id),
+        deps.store
+            .find_user_id_with_counters(None, std::slice::from_ref(&trust_key)),
+    )?;
     let (user, trusted) = match owner {
-        Some(id) => {
-            let trust_key = keys::trusted_client(id, &client);
-            let (user, (_, trust)) = tokio::try_join!(
-                deps.store.get_user(id),
-                deps.store
-                    .find_user_id_with_counters(None, std::slice::from_ref(&trust_key)),
-            )?;
-            (user, trust.into_iter().next())
-        }
+        Some(_) => (user, trust.into_iter().next()),
         None => (None, None),
     };
 

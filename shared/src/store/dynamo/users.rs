@@ -29,7 +29,10 @@ impl Users for DynamoStore {
         if let Some(session) = session {
             items.push(self.put_session(session)?);
         }
-        // Idempotency (RL-03): a retry of this very request cannot collide with itself.
+        // Idempotency (RL-03): the SDK's retries of this write (a lost answer, a timeout) carry
+        // the same token, so a retry cannot collide with the write it repeats. A client's new
+        // request is another registration (another id, salt and time): finding its account
+        // taken, it answers 409, and the client signs in.
         let Err(reasons) = self.transact(items, Some(user.id.to_string())).await? else {
             return Ok(());
         };
